@@ -1,0 +1,4 @@
+export * from './agent-key.ts';
+export * from './audit-events.ts';
+export * from './policy.ts';
+export * from './topics.ts';

@@ -1,0 +1,35 @@
+/**
+ * Every Kafka topic, with the partitions and configs it is created with. Services create the topics
+ * they produce to at start-up (auto-creation is off in our brokers), so these values are the truth.
+ */
+export interface TopicDefinition {
+  /** Name without the deployment prefix. */
+  readonly name: string;
+  readonly partitions: number;
+  readonly configs: Readonly<Record<string, string>>;
+  readonly description: string;
+}
+
+export const Topics = {
+  audit: {
+    name: 'portcullis.audit.v1',
+    partitions: 6,
+    configs: {
+      'cleanup.policy': 'delete',
+      'retention.ms': String(7 * 24 * 3600 * 1000),
+      'min.insync.replicas': '1',
+    },
+    description: 'Audit events of every tool call, keyed by callId. The ledger is built from it.',
+  },
+  auditDeadLetter: {
+    name: 'portcullis.audit.dead-letter.v1',
+    partitions: 1,
+    configs: { 'cleanup.policy': 'delete', 'retention.ms': String(30 * 24 * 3600 * 1000) },
+    description: 'Audit messages the audit service could not parse or place, with the reason in headers.',
+  },
+} as const satisfies Record<string, TopicDefinition>;
+
+/** The deployed name of a topic: a prefix lets tests and side-by-side stacks share one cluster. */
+export function topicName(prefix: string, topic: TopicDefinition): string {
+  return prefix ? `${prefix}.${topic.name}` : topic.name;
+}

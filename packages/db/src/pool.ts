@@ -1,0 +1,45 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+
+export interface PoolOptions {
+  connectionString: string;
+  applicationName: string;
+  logger: Logger;
+  max?: number;
+}
+
+/** A pg pool with the defaults every service wants; errors on idle clients are logged, not fatal. */
+export function createPool({ connectionString, applicationName, logger, max = 10 }: PoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    application_name: applicationName,
+    max,
+    // Fail fast when Postgres is unreachable instead of queueing requests forever.
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30000,
+    // A runaway query must not hold a connection (and a caller) indefinitely.
+    statement_timeout: 30000,
+  });
+  // Without this listener, an idle client's network error would crash the process.
+  pool.on('error', (error) => logger.error({ err: error }, 'idle postgres client failed'));
+  return pool;
+}
+
+/** Runs `fn` in a transaction on one client; commits if it resolves, rolls back if it throws. */
+export async function withTransaction<T>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}

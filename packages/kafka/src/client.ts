@@ -1,0 +1,60 @@
+import { Kafka, type KafkaConfig, logLevel, Partitioners, type Producer } from 'kafkajs';
+import type { Logger } from 'pino';
+
+export interface KafkaClientOptions {
+  clientId: string;
+  brokers: string[];
+  logger: Logger;
+}
+
+const levels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error',
+  [logLevel.WARN]: 'warn',
+  [logLevel.INFO]: 'info',
+  [logLevel.DEBUG]: 'debug',
+};
+
+/** A kafkajs client whose logs go through the service's redacting pino logger. */
+export function createKafka({ clientId, brokers, logger }: KafkaClientOptions): Kafka {
+  const kafkaLogger = logger.child({ component: 'kafkajs' });
+  const config: KafkaConfig = {
+    clientId,
+    brokers,
+    // Fail a connection attempt quickly; the retry policy below decides how long we keep trying.
+    connectionTimeout: 3000,
+    requestTimeout: 30000,
+    // Bounded exponential backoff: ~30 s of retries covers a broker restart without hanging forever.
+    retry: { initialRetryTime: 200, maxRetryTime: 5000, retries: 8 },
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, namespace, log }) => {
+        const { message, ...extra } = log;
+        kafkaLogger[levels[level] ?? 'info']({ namespace, ...extra }, message);
+      },
+  };
+  return new Kafka(config);
+}
+
+/**
+ * An idempotent producer with acks=all (set per send by `sendDurably`). One request in flight per
+ * broker keeps per-partition order even across retries, which the ledger's chains rely on.
+ */
+export function createProducer(kafka: Kafka): Producer {
+  return kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    // The default partitioner (murmur2, as in the Java client) keeps a key on one partition.
+    createPartitioner: Partitioners.DefaultPartitioner,
+    allowAutoTopicCreation: false,
+  });
+}
+
+/** Sends with acks=all and resolves only when every in-sync replica has the messages. */
+export async function sendDurably(
+  producer: Producer,
+  topic: string,
+  messages: { key: string; value: string; headers?: Record<string, string> }[],
+): Promise<void> {
+  await producer.send({ topic, acks: -1, messages });
+}

@@ -1,0 +1,3 @@
+export * from './admin.ts';
+export * from './batch-consumer.ts';
+export * from './client.ts';

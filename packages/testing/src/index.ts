@@ -1,0 +1,3 @@
+export * from './infrastructure.ts';
+export * from './processes.ts';
+export * from './wait.ts';

@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import pg from 'pg';
+
+/** Where the shared test infrastructure is; the test command exports these from stack.env. */
+export interface StackEnv {
+  databaseUrl: string;
+  redisUrl: string;
+  kafkaBrokers: string;
+}
+
+/** Reads the stack started by infra/local/up.sh, with a clear error when it is not there. */
+export function stackEnv(): StackEnv {
+  const databaseUrl = process.env.PORTCULLIS_DATABASE_URL;
+  const redisUrl = process.env.PORTCULLIS_REDIS_URL;
+  const kafkaBrokers = process.env.PORTCULLIS_KAFKA_BROKERS;
+  if (!databaseUrl || !redisUrl || !kafkaBrokers) {
+    throw new Error(
+      'PORTCULLIS_DATABASE_URL, PORTCULLIS_REDIS_URL and PORTCULLIS_KAFKA_BROKERS are not set: ' +
+        'run the tests with scripts/test.sh, or `bash infra/local/up.sh && source .portcullis/stack.env`.',
+    );
+  }
+  return { databaseUrl, redisUrl, kafkaBrokers };
+}
+
+/** A short random name part, so tests sharing one Postgres, Kafka and Redis never collide. */
+export function uniqueName(prefix = 't'): string {
+  return `${prefix}${randomBytes(5).toString('hex')}`;
+}
+
+/** A database of its own for one test suite, dropped (with its connections) by `drop`. */
+export async function createTestDatabase(): Promise<{
+  url: string;
+  name: string;
+  drop: () => Promise<void>;
+}> {
+  const admin = stackEnv().databaseUrl;
+  const name = uniqueName('portcullis_test_');
+  await withClient(admin, (client) => client.query(`CREATE DATABASE ${name}`));
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    drop: () =>
+      withClient(admin, (client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(
+        () => {},
+      ),
+  };
+}
+
+async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}

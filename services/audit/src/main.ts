@@ -1,0 +1,92 @@
+import { Topics, topicName } from '@portcullis/contracts';
+import { createPool, migrate } from '@portcullis/db';
+import {
+  createKafka,
+  createProducer,
+  ensureTopics,
+  kafkaReadinessCheck,
+  sendDurably,
+  startBatchConsumer,
+} from '@portcullis/kafka';
+import { runService } from '@portcullis/runtime';
+import { Counter } from 'prom-client';
+import { readEnv } from './env.ts';
+import { LedgerWriter } from './ledger-writer.ts';
+import { AUDIT_SCHEMA, MIGRATIONS_DIR } from './schema.ts';
+
+// Composition root of the audit service: audit topic → ledger rows in Postgres.
+const env = readEnv();
+
+await runService(
+  {
+    service: 'audit',
+    logLevel: env.LOG_LEVEL,
+    instanceId: env.INSTANCE_ID,
+    httpHost: env.HTTP_HOST,
+    httpPort: env.HTTP_PORT,
+    drainDelayMs: env.SHUTDOWN_DRAIN_MS,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+  },
+  async ({ logger, health, shutdown, metrics }) => {
+    await migrate({ databaseUrl: env.DATABASE_URL, schema: AUDIT_SCHEMA, dir: MIGRATIONS_DIR, logger });
+    const pool = createPool({
+      connectionString: env.DATABASE_URL,
+      applicationName: 'portcullis-audit',
+      logger,
+    });
+    shutdown.add('close', 'postgres pool', () => pool.end());
+    health.addCheck('postgres', async () => void (await pool.query('SELECT 1')));
+
+    const kafka = createKafka({ clientId: `audit-${env.INSTANCE_ID}`, brokers: env.KAFKA_BROKERS, logger });
+    await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [Topics.audit, Topics.auditDeadLetter]);
+    const kafkaHealth = kafkaReadinessCheck(kafka);
+    health.addCheck('kafka', kafkaHealth.check);
+    shutdown.add('close', 'kafka admin', kafkaHealth.close);
+
+    const deadLetterProducer = createProducer(kafka);
+    await deadLetterProducer.connect();
+    const deadLetterTopic = topicName(env.KAFKA_TOPIC_PREFIX, Topics.auditDeadLetter);
+    const written = new Counter({
+      name: 'portcullis_audit_ledger_rows_total',
+      help: 'Ledger rows written (replayed events are not counted twice)',
+      registers: [metrics],
+    });
+    const deadLettered = new Counter({
+      name: 'portcullis_audit_dead_letters_total',
+      help: 'Audit messages sent to the dead-letter topic',
+      registers: [metrics],
+    });
+
+    const writer = new LedgerWriter(pool, async (letters, context) => {
+      await sendDurably(
+        deadLetterProducer,
+        deadLetterTopic,
+        letters.map(({ message, reason }) => ({
+          key: message.key?.toString('utf8') ?? '',
+          value: message.value?.toString('utf8') ?? '',
+          headers: {
+            'x-dead-letter-reason': reason.slice(0, 2000),
+            'x-source-topic': context.topic,
+            'x-source-partition': String(context.partition),
+            'x-source-offset': message.offset,
+          },
+        })),
+      );
+      deadLettered.inc(letters.length);
+      logger.warn({ count: letters.length, ...context }, 'audit messages dead-lettered');
+    });
+
+    const consumer = await startBatchConsumer({
+      kafka,
+      groupId: `${env.KAFKA_TOPIC_PREFIX}portcullis.audit.ledger`,
+      topics: [topicName(env.KAFKA_TOPIC_PREFIX, Topics.audit)],
+      logger,
+      handleBatch: async (messages, context) => {
+        written.inc(await writer.writeBatch(messages, context));
+      },
+    });
+    // Stop intake first: the consumer finishes its current batch and commits before disconnecting.
+    shutdown.add('stop-intake', 'kafka consumer', () => consumer.disconnect());
+    shutdown.add('flush', 'dead-letter producer', () => deadLetterProducer.disconnect());
+  },
+);

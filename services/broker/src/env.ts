@@ -1,0 +1,31 @@
+import { commonServiceEnv, env, loadEnv } from '@portcullis/config';
+import { z } from 'zod';
+
+// The only module of the broker that reads process.env.
+export const BrokerEnv = z.object({
+  ...commonServiceEnv,
+  HTTP_PORT: env.port('port of the MCP endpoint (/mcp) and of health, readiness and metrics').default(8080),
+  REDIS_URL: env.url('Redis for shared runtime state (MCP session bindings)', ['redis', 'rediss']),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[\w.:-]*$/, 'letters, digits, dot, colon, dash and underscore only')
+    .default('')
+    .describe('prefix for every Redis key this broker writes'),
+  POLICY_BUNDLE_PATH: z.string().min(1).describe('path of the policy bundle.tar.gz built by rego/build.sh'),
+  UPSTREAM_URL: env.url('Streamable HTTP URL of the upstream MCP server', ['http', 'https']),
+  UPSTREAM_APP_ID: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,62}$/, 'an app id from the directory')
+    .describe('directory id of the app the upstream serves; entitlements name it'),
+  UPSTREAM_TIMEOUT_MS: env.positiveInt('longest wait for one upstream request').default(30000),
+  MAX_REQUEST_BYTES: env.positiveInt('largest accepted MCP request body').default(1024 * 1024),
+  DIRECTORY_REFRESH_MS: env
+    .positiveInt('how often the directory revision is polled for changes')
+    .default(1000),
+  SESSION_TTL_SECONDS: env.positiveInt('how long an idle MCP session binding is kept').default(24 * 3600),
+});
+export type BrokerEnv = z.infer<typeof BrokerEnv>;
+
+export function readEnv(source: Record<string, string | undefined> = process.env): BrokerEnv {
+  return loadEnv('broker', BrokerEnv, source);
+}

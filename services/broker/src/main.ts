@@ -1,0 +1,102 @@
+import { readFile } from 'node:fs/promises';
+import { Topics } from '@portcullis/contracts';
+import { createPool } from '@portcullis/db';
+import { createKafka, createProducer, ensureTopics, kafkaReadinessCheck } from '@portcullis/kafka';
+import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
+import { runService } from '@portcullis/runtime';
+import { Redis } from 'ioredis';
+import { AuditPublisher } from './audit-publisher.ts';
+import { authenticateAgent } from './auth.ts';
+import { DirectoryCache } from './directory.ts';
+import { readEnv } from './env.ts';
+import { createGatewayServer } from './gateway-server.ts';
+import { createMcpEndpoint } from './mcp-endpoint.ts';
+import { SessionRegistry } from './sessions.ts';
+import { ToolCallHandler } from './tool-call.ts';
+import { UpstreamApp } from './upstream.ts';
+
+// Composition root of the broker, the policy enforcement point: builds the clients and wires them.
+const env = readEnv();
+
+await runService(
+  {
+    service: 'broker',
+    logLevel: env.LOG_LEVEL,
+    instanceId: env.INSTANCE_ID,
+    httpHost: env.HTTP_HOST,
+    httpPort: env.HTTP_PORT,
+    drainDelayMs: env.SHUTDOWN_DRAIN_MS,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+  },
+  async ({ logger, health, shutdown, app }) => {
+    const engine = new PolicyEngine();
+    await engine.loadBundle(await readBundle(await readFile(env.POLICY_BUNDLE_PATH)));
+    logger.info({ revision: engine.revision }, 'policy bundle loaded');
+
+    const pool = createPool({
+      connectionString: env.DATABASE_URL,
+      applicationName: 'portcullis-broker',
+      logger,
+      max: 4,
+    });
+    shutdown.add('close', 'postgres pool', () => pool.end());
+    const directory = new DirectoryCache(pool, engine, logger);
+    await directory.start(env.DIRECTORY_REFRESH_MS);
+    shutdown.add('close', 'directory refresh', () => directory.stop());
+    health.addCheck('directory', async () => directory.check());
+
+    const redis = new Redis(env.REDIS_URL, {
+      // Commands fail fast while Redis is away instead of queueing without bound.
+      maxRetriesPerRequest: 2,
+      enableOfflineQueue: false,
+      connectTimeout: 3000,
+      lazyConnect: true,
+    });
+    // Without an error listener ioredis would crash the process on a dropped connection.
+    redis.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
+    await redis.connect();
+    shutdown.add('close', 'redis', async () => void (await redis.quit()));
+    health.addCheck('redis', async () => void (await redis.ping()));
+
+    const kafka = createKafka({ clientId: `broker-${env.INSTANCE_ID}`, brokers: env.KAFKA_BROKERS, logger });
+    await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [Topics.audit]);
+    const producer = createProducer(kafka);
+    await producer.connect();
+    // Flushed after intake stopped and in-flight calls finished, so their outcome events get out.
+    shutdown.add('flush', 'kafka producer', () => producer.disconnect());
+    const kafkaHealth = kafkaReadinessCheck(kafka);
+    health.addCheck('kafka', kafkaHealth.check);
+    shutdown.add('close', 'kafka admin', kafkaHealth.close);
+
+    const upstream = new UpstreamApp({
+      appId: env.UPSTREAM_APP_ID,
+      url: env.UPSTREAM_URL,
+      timeoutMs: env.UPSTREAM_TIMEOUT_MS,
+      logger,
+    });
+    await upstream.connect();
+    shutdown.add('close', 'upstream client', () => upstream.close());
+    health.addCheck('upstream', () => upstream.ping());
+
+    const toolCalls = new ToolCallHandler({
+      engine,
+      upstream,
+      audit: new AuditPublisher(producer, env.KAFKA_TOPIC_PREFIX),
+      logger,
+      instanceId: env.INSTANCE_ID,
+    });
+    const mcp = createMcpEndpoint({
+      sessions: new SessionRegistry(redis, env.REDIS_KEY_PREFIX, env.SESSION_TTL_SECONDS),
+      createServer: () => createGatewayServer(upstream, toolCalls),
+      maxRequestBytes: env.MAX_REQUEST_BYTES,
+      logger,
+    });
+    app.use('/mcp', authenticateAgent(directory), mcp.router);
+    // The HTTP server's close (stop-intake) waits for in-flight calls; then the sessions go.
+    shutdown.add('drain', 'mcp sessions', async () => {
+      if (toolCalls.inFlight > 0)
+        logger.warn({ inFlight: toolCalls.inFlight }, 'closing sessions with calls in flight');
+      await mcp.closeAll();
+    });
+  },
+);

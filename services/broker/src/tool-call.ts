@@ -1,0 +1,188 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { type CallToolResult, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type {
+  Decision,
+  ToolCallCompletedV1,
+  ToolCallOutcome,
+  ToolCallRequestedV1,
+} from '@portcullis/contracts';
+import type { PolicyEngine } from '@portcullis/policy-engine';
+import type { Logger } from '@portcullis/runtime';
+import canonicalize from 'canonicalize';
+import { actionClassOf } from './action-class.ts';
+import type { AuditPublisher } from './audit-publisher.ts';
+import type { Agent } from './directory.ts';
+import type { UpstreamApp } from './upstream.ts';
+
+/** Where a denied agent learns how to ask for access; part of every denial. */
+const ACCESS_REQUEST_HINT = 'Ask the agent owner to request an entitlement for this app and action class.';
+
+export interface ToolCallDeps {
+  engine: PolicyEngine;
+  upstream: UpstreamApp;
+  audit: AuditPublisher;
+  logger: Logger;
+  instanceId: string;
+}
+
+/**
+ * The enforcement pipeline for one tools/call: resolve the tool, decide in-process, record the
+ * request and decision durably, and only then call the upstream; record the outcome after.
+ */
+export class ToolCallHandler {
+  readonly #deps: ToolCallDeps;
+  #inFlight = 0;
+
+  constructor(deps: ToolCallDeps) {
+    this.#deps = deps;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  async handle(
+    agent: Agent,
+    name: string,
+    args: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<CallToolResult> {
+    this.#inFlight++;
+    try {
+      return await this.#handle(agent, name, args, signal);
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  async #handle(
+    agent: Agent,
+    name: string,
+    args: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<CallToolResult> {
+    const { engine, upstream, audit, logger } = this.#deps;
+    const tool = await upstream.findTool(name);
+    if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
+
+    const callId = randomUUID();
+    const started = performance.now();
+    const actionClass = actionClassOf(tool.annotations);
+    const decision = engine.decide({
+      agent: { id: agent.id },
+      app: { id: upstream.appId },
+      tool: { name },
+      action_class: actionClass,
+      arguments: args,
+    });
+    const requested: ToolCallRequestedV1 = {
+      ...this.#envelope(callId),
+      type: 'tool_call.requested',
+      agent: { id: agent.id, name: agent.name, owner: agent.owner },
+      app: { id: upstream.appId },
+      tool: { name },
+      actionClass,
+      argumentsDigest: digestOf(args),
+      decision,
+    };
+    try {
+      await audit.publish(requested);
+    } catch (error) {
+      // Fail closed: a call whose request cannot be recorded is not executed.
+      logger.error({ err: error, callId }, 'audit path unavailable; call refused');
+      throw new McpError(
+        ErrorCode.InternalError,
+        'Audit path unavailable: the call was not executed. Retry later.',
+        {
+          retryable: true,
+        },
+      );
+    }
+
+    if (decision.outcome === 'deny') {
+      await this.#complete(callId, started, 'not_executed');
+      return denial(callId, decision);
+    }
+
+    let result: CallToolResult;
+    try {
+      result = await upstream.callTool(name, args, signal);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      await this.#complete(callId, started, 'failed', { code: upstreamErrorCode(error), message });
+      if (error instanceof McpError) throw error;
+      throw new McpError(ErrorCode.InternalError, `Upstream ${upstream.appId} failed: ${message}`);
+    }
+    await this.#complete(
+      callId,
+      started,
+      result.isError ? 'failed' : 'succeeded',
+      result.isError ? { code: 'tool_error', message: 'the tool reported an error' } : undefined,
+    );
+    return result;
+  }
+
+  async #complete(
+    callId: string,
+    started: number,
+    outcome: ToolCallOutcome,
+    error?: { code: string; message: string },
+  ): Promise<void> {
+    const completed: ToolCallCompletedV1 = {
+      ...this.#envelope(callId),
+      type: 'tool_call.completed',
+      outcome,
+      ...(error ? { error: { code: error.code, message: error.message.slice(0, 1000) } } : {}),
+      durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+    };
+    try {
+      await this.#deps.audit.publish(completed);
+    } catch (publishError) {
+      // The call already happened; its request is on record. The spool that makes this loss-free
+      // comes with the gateway issue; until then the gap is logged loudly.
+      this.#deps.logger.error({ err: publishError, callId, outcome }, 'outcome event could not be recorded');
+    }
+  }
+
+  #envelope(callId: string) {
+    return {
+      version: 1 as const,
+      eventId: randomUUID(),
+      occurredAt: new Date().toISOString(),
+      callId,
+      source: { service: 'broker', instanceId: this.#deps.instanceId },
+    };
+  }
+}
+
+/** A denial is a tool result, not a protocol error, so agents can read the reason and react. */
+function denial(callId: string, decision: Decision): CallToolResult {
+  const detail = {
+    decision: 'deny',
+    reasons: decision.reasons,
+    policyRevision: decision.policyRevision,
+    callId,
+    decisionId: decision.decisionId,
+    howToRequestAccess: ACCESS_REQUEST_HINT,
+  };
+  return {
+    isError: true,
+    content: [
+      { type: 'text', text: `Denied by policy (${decision.reasons.join(', ')}). ${JSON.stringify(detail)}` },
+    ],
+    _meta: { 'portcullis/decision': detail },
+  };
+}
+
+/** SHA-256 of the arguments' RFC 8785 canonical JSON: equal arguments always give equal digests. */
+export function digestOf(args: Record<string, unknown>): string {
+  return createHash('sha256')
+    .update(canonicalize(args) ?? 'null', 'utf8')
+    .digest('hex');
+}
+
+function upstreamErrorCode(error: unknown): string {
+  if (error instanceof McpError)
+    return error.code === ErrorCode.RequestTimeout ? 'upstream_timeout' : `upstream_${error.code}`;
+  return 'upstream_unreachable';
+}

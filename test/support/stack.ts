@@ -1,0 +1,149 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import {
+  createTestDatabase,
+  freePort,
+  type ServiceProcess,
+  stackEnv,
+  startProcess,
+  uniqueName,
+  waitFor,
+} from '@portcullis/testing';
+
+const run = promisify(execFile);
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const script = (path: string) => join(repoRoot, path);
+export const bundlePath = script('rego/build/bundle.tar.gz');
+
+/** A directory seed, as `portcullis directory seed` takes it. */
+export interface Seed {
+  apps: { id: string; name: string }[];
+  agents: {
+    name: string;
+    owner: string;
+    state?: 'active' | 'suspended';
+    entitlements: Record<string, string[]>;
+  }[];
+}
+
+/**
+ * One isolated Portcullis stack for a suite: its own database, topic prefix, Redis key prefix and
+ * ports, on the shared Postgres, Kafka and Redis of the test run.
+ */
+export class TestStack {
+  readonly databaseUrl: string;
+  readonly prefix: string;
+  readonly processes: ServiceProcess[] = [];
+  readonly #dropDatabase: () => Promise<void>;
+  upstreamUrl = '';
+
+  private constructor(databaseUrl: string, prefix: string, drop: () => Promise<void>) {
+    this.databaseUrl = databaseUrl;
+    this.prefix = prefix;
+    this.#dropDatabase = drop;
+  }
+
+  static async create(): Promise<TestStack> {
+    const database = await createTestDatabase();
+    return new TestStack(database.url, uniqueName('t'), database.drop);
+  }
+
+  /** The environment every service of this stack shares. */
+  commonEnv(): Record<string, string> {
+    const infra = stackEnv();
+    return {
+      DATABASE_URL: this.databaseUrl,
+      KAFKA_BROKERS: infra.kafkaBrokers,
+      KAFKA_TOPIC_PREFIX: this.prefix,
+      LOG_LEVEL: 'info',
+      SHUTDOWN_DRAIN_MS: '0',
+    };
+  }
+
+  /** Starts the demo upstream MCP server (it has no readiness route; a GET answers 405 once up). */
+  async startUpstream(): Promise<string> {
+    const port = await freePort();
+    const upstream = await startProcess({
+      name: 'demo-upstream',
+      script: script('examples/demo-upstream/src/main.ts'),
+      args: ['--port', String(port)],
+      env: {},
+    });
+    this.processes.push(upstream);
+    this.upstreamUrl = `http://127.0.0.1:${port}/mcp`;
+    await waitFor('the demo upstream', async () => (await fetch(this.upstreamUrl)).status === 405);
+    return this.upstreamUrl;
+  }
+
+  /** Starts decision, credential and audit (the decision service migrates the directory). */
+  async startCoreServices(): Promise<void> {
+    await Promise.all([
+      this.#start('decision', 'services/decision/src/main.ts'),
+      this.#start('credential', 'services/credential/src/main.ts'),
+      this.#start('audit', 'services/audit/src/main.ts'),
+    ]);
+  }
+
+  /** Starts a broker replica in front of the demo upstream; returns its base URL. */
+  async startBroker(
+    extraEnv: Record<string, string> = {},
+  ): Promise<{ url: string; process: ServiceProcess }> {
+    const infra = stackEnv();
+    const { port, process } = await this.#start('broker', 'services/broker/src/main.ts', {
+      REDIS_URL: infra.redisUrl,
+      REDIS_KEY_PREFIX: `${this.prefix}:`,
+      POLICY_BUNDLE_PATH: bundlePath,
+      UPSTREAM_URL: this.upstreamUrl,
+      UPSTREAM_APP_ID: 'demo',
+      DIRECTORY_REFRESH_MS: '200',
+      INSTANCE_ID: uniqueName('broker-'),
+      ...extraEnv,
+    });
+    return { url: `http://127.0.0.1:${port}`, process };
+  }
+
+  /** Applies a seed through the directory CLI. */
+  async seed(seed: Seed): Promise<void> {
+    const dir = await mkdtemp(join(tmpdir(), 'portcullis-seed-'));
+    const file = join(dir, 'seed.json');
+    await writeFile(file, JSON.stringify(seed));
+    await this.directoryCli(['seed', file]);
+  }
+
+  /** Issues an agent key through the directory CLI and returns it. */
+  async issueKey(agentName: string): Promise<string> {
+    const { stdout } = await this.directoryCli(['issue-key', agentName, '--json']);
+    return (JSON.parse(stdout) as { key: string }).key;
+  }
+
+  directoryCli(args: string[]): Promise<{ stdout: string; stderr: string }> {
+    return run(process.execPath, [script('services/decision/src/cli.ts'), ...args], {
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: this.databaseUrl },
+    });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.processes.map((p) => p.stop('SIGTERM')));
+    await this.#dropDatabase();
+  }
+
+  async #start(
+    name: string,
+    entry: string,
+    extraEnv: Record<string, string> = {},
+  ): Promise<{ port: number; process: ServiceProcess }> {
+    const port = await freePort();
+    const process = await startProcess({
+      name,
+      script: script(entry),
+      env: { ...this.commonEnv(), HTTP_PORT: String(port), ...extraEnv },
+      readyUrl: `http://127.0.0.1:${port}/readyz`,
+    });
+    this.processes.push(process);
+    return { port, process };
+  }
+}
