@@ -88,6 +88,11 @@ export class TestStack {
     ]);
   }
 
+  /** Starts the audit service alone (it migrates the ledger schema). */
+  async startAudit(): Promise<ServiceProcess> {
+    return (await this.#start('audit', 'services/audit/src/main.ts')).process;
+  }
+
   /** Starts a broker replica in front of the demo upstream; returns its base URL. */
   async startBroker(
     extraEnv: Record<string, string> = {},

@@ -33,3 +33,8 @@ export const Topics = {
 export function topicName(prefix: string, topic: TopicDefinition): string {
   return prefix ? `${prefix}.${topic.name}` : topic.name;
 }
+
+/** The deployed name of a consumer group, prefixed like topics. */
+export function consumerGroupName(prefix: string, group: string): string {
+  return prefix ? `${prefix}.${group}` : group;
+}

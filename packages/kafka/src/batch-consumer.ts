@@ -38,12 +38,15 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
-    eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
+    eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
       if (!isRunning() || isStale() || batch.messages.length === 0) return;
       await handleBatch(batch.messages, { topic: batch.topic, partition: batch.partition });
       const last = batch.messages[batch.messages.length - 1]!;
       resolveOffset(last.offset);
-      await commitOffsetsIfNecessary();
+      // With autoCommit off, commitOffsetsIfNecessary does nothing: commit explicitly. The committed
+      // offset is the next one to read.
+      const next = (BigInt(last.offset) + 1n).toString();
+      await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
       await heartbeat();
       logger.debug(
         { topic: batch.topic, partition: batch.partition, count: batch.messages.length },

@@ -56,16 +56,21 @@ function untar(tarGz: Uint8Array): Promise<Map<string, Uint8Array>> {
         entry.on('end', () => files.set(normalize(entry.path), Buffer.concat(chunks)));
       },
     });
-    parser.on('error', (error: Error) =>
+    const fail = (error: Error) =>
       reject(
         error instanceof BundleError
           ? error
           : new BundleError(`bundle is not a valid tar.gz: ${error.message}`),
-      ),
-    );
-    parser.on('abort', (error: Error) => reject(error));
+      );
+    parser.on('error', fail);
+    parser.on('abort', fail);
     parser.on('end', () => resolve(files));
-    parser.end(Buffer.from(tarGz));
+    try {
+      // A truncated gzip stream throws from end() rather than emitting 'error'.
+      parser.end(Buffer.from(tarGz));
+    } catch (error) {
+      fail(error as Error);
+    }
   });
 }
 

@@ -1,4 +1,4 @@
-import { Topics, topicName } from '@portcullis/contracts';
+import { consumerGroupName, Topics, topicName } from '@portcullis/contracts';
 import { createPool, migrate } from '@portcullis/db';
 import {
   createKafka,
@@ -12,7 +12,7 @@ import { runService } from '@portcullis/runtime';
 import { Counter } from 'prom-client';
 import { readEnv } from './env.ts';
 import { LedgerWriter } from './ledger-writer.ts';
-import { AUDIT_SCHEMA, MIGRATIONS_DIR } from './schema.ts';
+import { AUDIT_SCHEMA, LEDGER_CONSUMER_GROUP, MIGRATIONS_DIR } from './schema.ts';
 
 // Composition root of the audit service: audit topic → ledger rows in Postgres.
 const env = readEnv();
@@ -78,7 +78,7 @@ await runService(
 
     const consumer = await startBatchConsumer({
       kafka,
-      groupId: `${env.KAFKA_TOPIC_PREFIX}portcullis.audit.ledger`,
+      groupId: consumerGroupName(env.KAFKA_TOPIC_PREFIX, LEDGER_CONSUMER_GROUP),
       topics: [topicName(env.KAFKA_TOPIC_PREFIX, Topics.audit)],
       logger,
       handleBatch: async (messages, context) => {

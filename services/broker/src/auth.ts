@@ -4,7 +4,6 @@ import type { RequestHandler, Response } from 'express';
 import type { Agent, DirectoryCache } from './directory.ts';
 
 declare global {
-  // biome-ignore lint/suspicious/noRedeclare: augmenting Express's global Request type is how express is extended.
   namespace Express {
     interface Request {
       /** Set by authenticateAgent; the SDK hands it to request handlers as extra.authInfo. */

@@ -73,7 +73,18 @@ export function createMcpEndpoint(options: McpEndpointOptions): {
     handle(req, res).catch(next);
   };
   router.post('/', express.json({ limit: maxRequestBytes, type: () => true }), wrap);
-  router.get('/', wrap);
+  // No server-initiated messages yet (sampling, elicitation and notifications come with the gateway
+  // issue), so there is no standalone SSE stream to offer; the spec allows 405 here. It also means
+  // no open-ended stream can hold a draining replica open.
+  router.get('/', (_req, res) => {
+    res.status(405).set('Allow', 'POST, DELETE');
+    jsonRpcError(
+      res,
+      405,
+      ErrorCode.ConnectionClosed,
+      'Method not allowed: this gateway does not open SSE streams yet',
+    );
+  });
   router.delete('/', wrap);
   router.use(jsonRpcErrorHandler(logger));
 

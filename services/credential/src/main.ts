@@ -3,22 +3,12 @@ import { createPool, migrate } from '@portcullis/db';
 import { createKafka, createProducer, kafkaReadinessCheck } from '@portcullis/kafka';
 import { runService } from '@portcullis/runtime';
 import { readEnv } from './env.ts';
+import { CREDENTIAL_REDACT_PATHS } from './redaction.ts';
 
 // Composition root of the credential service. It owns the vault schema; issuing leases to brokers
 // comes with the credential issue.
 const env = readEnv();
 const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));
-
-// Whatever this service logs, these never appear in clear (on top of the shared list).
-export const CREDENTIAL_REDACT_PATHS = [
-  '*.ciphertext',
-  '*.plaintext',
-  '*.dataKey',
-  '*.wrappedDataKey',
-  '*.accessToken',
-  '*.refreshToken',
-  '*.clientSecret',
-];
 
 await runService(
   {

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The quick start: brings up the whole stack on this machine (PostgreSQL, Redis, Kafka, the four
+# services and a demo upstream MCP server), seeds a demo agent, runs one example agent session
+# through the gateway, shows the ledger, and prints the MCP URL and an agent key for your own
+# client. Services keep running; `scripts/quickstart.sh stop` stops them.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+state="${PORTCULLIS_STATE_DIR:-$root/.portcullis}"
+run_dir="$state/quickstart"
+logs="$state/logs"
+broker_port="${PORTCULLIS_BROKER_PORT:-8080}"
+upstream_port="${PORTCULLIS_DEMO_UPSTREAM_PORT:-8090}"
+decision_port="${PORTCULLIS_DECISION_PORT:-8181}"
+credential_port="${PORTCULLIS_CREDENTIAL_PORT:-8183}"
+audit_port="${PORTCULLIS_AUDIT_PORT:-8184}"
+step() { printf '\n==> %s\n' "$*"; }
+
+stop_services() {
+  for pidfile in "$run_dir"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    pid="$(cat "$pidfile")"
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "stopping $(basename "$pidfile" .pid) (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -f "$pidfile"
+  done
+}
+
+if [ "${1:-}" = "stop" ]; then
+  stop_services
+  echo "services stopped; the infrastructure keeps running (stop it with: bash infra/local/down.sh)"
+  exit 0
+fi
+
+step "toolchain and dependencies"
+# shellcheck source=toolchain.sh
+source scripts/toolchain.sh
+pnpm install --frozen-lockfile --reporter=append-only 2>&1 | tail -n 1
+
+step "infrastructure: PostgreSQL, Redis, Kafka (infra/local/up.sh; the first run installs them, a few minutes)"
+bash infra/local/up.sh
+set -a
+# shellcheck source=/dev/null
+source "$state/stack.env"
+set +a
+
+step "policy bundle (rego/build.sh)"
+bash rego/build.sh
+
+database_url="$(node -e 'const u = new URL(process.argv[1]); u.pathname = "/portcullis"; console.log(u.toString())' "$PORTCULLIS_DATABASE_URL")"
+if ! psql "$PORTCULLIS_DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = 'portcullis'" | grep -q 1; then
+  psql "$PORTCULLIS_DATABASE_URL" -qc 'CREATE DATABASE portcullis'
+fi
+
+stop_services
+mkdir -p "$run_dir" "$logs"
+common_env=(
+  "DATABASE_URL=$database_url"
+  "KAFKA_BROKERS=$PORTCULLIS_KAFKA_BROKERS"
+  "SHUTDOWN_DRAIN_MS=0"
+)
+
+# start <name> <port or ""> <script> [env…]: runs a service in the background, logging to a file.
+start() {
+  local name="$1" port="$2" script="$3"
+  shift 3
+  env "${common_env[@]}" ${port:+"HTTP_PORT=$port"} "$@" nohup node "$script" >"$logs/$name.log" 2>&1 &
+  echo $! >"$run_dir/$name.pid"
+  echo "started $name (pid $!, log $logs/$name.log)"
+}
+
+wait_ready() { # <name> <url>
+  for _ in $(seq 1 150); do
+    if curl -fsS -o /dev/null "$2" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "quickstart: $1 did not become ready at $2; its log:" >&2
+  tail -n 30 "$logs/$1.log" >&2
+  exit 1
+}
+
+step "services"
+start demo-upstream "" examples/demo-upstream/src/main.ts -- --port "$upstream_port"
+start decision "$decision_port" services/decision/src/main.ts
+wait_ready decision "http://127.0.0.1:$decision_port/readyz"
+DATABASE_URL="$database_url" node services/decision/src/cli.ts seed examples/seed.json
+start credential "$credential_port" services/credential/src/main.ts
+start audit "$audit_port" services/audit/src/main.ts
+start broker "$broker_port" services/broker/src/main.ts \
+  "REDIS_URL=$PORTCULLIS_REDIS_URL" \
+  "POLICY_BUNDLE_PATH=$root/rego/build/bundle.tar.gz" \
+  "UPSTREAM_URL=http://127.0.0.1:$upstream_port/mcp" \
+  "UPSTREAM_APP_ID=demo"
+for service in credential:$credential_port audit:$audit_port broker:$broker_port; do
+  wait_ready "${service%%:*}" "http://127.0.0.1:${service##*:}/readyz"
+done
+
+step "an agent key for quickstart-agent (entitled to read and write the demo app, not delete)"
+key="$(DATABASE_URL="$database_url" node services/decision/src/cli.ts issue-key quickstart-agent --json |
+  node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).key))')"
+
+step "the example agent (examples/agent) calls through the gateway"
+PORTCULLIS_MCP_URL="http://127.0.0.1:$broker_port/mcp" PORTCULLIS_AGENT_KEY="$key" node examples/agent/src/main.ts
+
+step "the ledger (audit.tool_calls)"
+for _ in $(seq 1 50); do
+  pending="$(psql "$database_url" -tAc "SELECT count(*) FROM audit.tool_calls WHERE outcome = 'pending'")"
+  [ "$pending" = "0" ] && break
+  sleep 0.2
+done
+psql "$database_url" -c "SELECT requested_at::time(0) AS at, agent_name, tool, action_class, decision, reason_codes, outcome
+  FROM audit.tool_calls ORDER BY requested_at DESC LIMIT 10"
+
+cat <<INFO
+
+Portcullis is running.
+  MCP endpoint (Streamable HTTP): http://127.0.0.1:$broker_port/mcp
+  Agent key (shown once):          $key
+  Send it as:                      Authorization: Bearer <key>
+
+  Try another client, e.g. the example agent:
+    PORTCULLIS_AGENT_KEY='$key' node examples/agent/src/main.ts
+  See every call in the ledger:
+    psql '$database_url' -c 'SELECT * FROM audit.tool_calls'
+  Logs: $logs    Stop the services: scripts/quickstart.sh stop    Stop the infrastructure: bash infra/local/down.sh
+INFO
