@@ -31,10 +31,13 @@ step "policy: fmt, check --strict, test --coverage, regal lint (rego/check.sh)"
 bash rego/check.sh
 step "policy: build the WASM bundle (rego/build.sh)"
 bash rego/build.sh
-if command -v shellcheck >/dev/null 2>&1; then
-  step "shell scripts (shellcheck)"
-  shellcheck scripts/*.sh infra/local/*.sh rego/*.sh .ci/run
+step "shell scripts (shellcheck)"
+if ! command -v shellcheck >/dev/null 2>&1; then
+  echo "installing shellcheck (apt)…"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
 fi
+shellcheck -x -P SCRIPTDIR scripts/*.sh infra/local/*.sh rego/*.sh .ci/run
 
 step "tests: unit, integration and end-to-end (node --test)"
 node --test --test-concurrency=2 --test-timeout=300000 \

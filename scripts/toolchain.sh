@@ -40,4 +40,5 @@ portcullis_toolchain() {
   export npm_config_store_dir="$PORTCULLIS_TOOLS_DIR/pnpm-store"
 }
 
+# shellcheck disable=SC2317 # `exit` is reached when this file is run instead of sourced.
 portcullis_toolchain || { echo "toolchain: could not prepare Node $PORTCULLIS_NODE_VERSION and pnpm" >&2; return 1 2>/dev/null || exit 1; }

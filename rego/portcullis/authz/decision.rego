@@ -12,6 +12,8 @@ package portcullis.authz
 
 # METADATA
 # description: The decision the broker enforces; the only entrypoint of the bundle.
+# scope: document
+# entrypoint: true
 decision := {"allow": true, "reasons": ["allowed"]} if {
 	count(deny_reasons) == 0
 } else := {"allow": false, "reasons": sort(deny_reasons)}
@@ -22,6 +24,7 @@ agent := data.directory.agents[input.agent.id]
 
 # METADATA
 # description: Every reason the call must be denied; empty means allowed.
+# scope: document
 deny_reasons contains "unknown_agent" if not agent
 
 deny_reasons contains "agent_suspended" if agent.state != "active"
