@@ -83,10 +83,16 @@ wait_ready() { # <name> <url>
 }
 
 step "services"
-start demo-upstream "" examples/demo-upstream/src/main.ts -- --port "$upstream_port"
+nohup node examples/demo-upstream/src/main.ts --port "$upstream_port" >"$logs/demo-upstream.log" 2>&1 &
+echo $! >"$run_dir/demo-upstream.pid"
+echo "started demo-upstream (pid $!, log $logs/demo-upstream.log)"
 start decision "$decision_port" services/decision/src/main.ts
 wait_ready decision "http://127.0.0.1:$decision_port/readyz"
 DATABASE_URL="$database_url" node services/decision/src/cli.ts seed examples/seed.json
+echo "issuing an agent key for quickstart-agent (entitled to read and write the demo app, not delete)…"
+key="$(DATABASE_URL="$database_url" node services/decision/src/cli.ts issue-key quickstart-agent --json |
+  node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).key))')"
+
 start credential "$credential_port" services/credential/src/main.ts
 start audit "$audit_port" services/audit/src/main.ts
 start broker "$broker_port" services/broker/src/main.ts \
@@ -97,10 +103,6 @@ start broker "$broker_port" services/broker/src/main.ts \
 for service in credential:$credential_port audit:$audit_port broker:$broker_port; do
   wait_ready "${service%%:*}" "http://127.0.0.1:${service##*:}/readyz"
 done
-
-step "an agent key for quickstart-agent (entitled to read and write the demo app, not delete)"
-key="$(DATABASE_URL="$database_url" node services/decision/src/cli.ts issue-key quickstart-agent --json |
-  node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).key))')"
 
 step "the example agent (examples/agent) calls through the gateway"
 PORTCULLIS_MCP_URL="http://127.0.0.1:$broker_port/mcp" PORTCULLIS_AGENT_KEY="$key" node examples/agent/src/main.ts
@@ -121,7 +123,7 @@ Portcullis is running.
   Agent key (shown once):          $key
   Send it as:                      Authorization: Bearer <key>
 
-  Try another client, e.g. the example agent:
+  Try another client, e.g. the example agent (on Node 24: source scripts/toolchain.sh first):
     PORTCULLIS_AGENT_KEY='$key' node examples/agent/src/main.ts
   See every call in the ledger:
     psql '$database_url' -c 'SELECT * FROM audit.tool_calls'

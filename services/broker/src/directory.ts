@@ -93,16 +93,15 @@ export class DirectoryCache {
         this.#lastError = undefined;
         return;
       }
-      const [agents, keys, entitlements] = await Promise.all([
-        client.query<Agent>('SELECT id, name, owner, state FROM directory.agents'),
-        client.query<{ key_id: string; agent_id: string; secret_sha256: Buffer }>(
-          'SELECT key_id, agent_id, secret_sha256 FROM directory.agent_keys WHERE revoked_at IS NULL',
-        ),
-        client.query<{ agent_id: string; app_id: string; classes: string[] }>(
-          `SELECT agent_id, app_id, array_agg(action_class ORDER BY action_class) AS classes
-           FROM directory.entitlements GROUP BY agent_id, app_id`,
-        ),
-      ]);
+      // One client runs one query at a time; these run in sequence inside the snapshot.
+      const agents = await client.query<Agent>('SELECT id, name, owner, state FROM directory.agents');
+      const keys = await client.query<{ key_id: string; agent_id: string; secret_sha256: Buffer }>(
+        'SELECT key_id, agent_id, secret_sha256 FROM directory.agent_keys WHERE revoked_at IS NULL',
+      );
+      const entitlements = await client.query<{ agent_id: string; app_id: string; classes: string[] }>(
+        `SELECT agent_id, app_id, array_agg(action_class ORDER BY action_class) AS classes
+         FROM directory.entitlements GROUP BY agent_id, app_id`,
+      );
       await client.query('COMMIT');
       this.#install(revision, agents.rows, keys.rows, entitlements.rows);
       this.#lastError = undefined;
