@@ -255,3 +255,17 @@ show_log_tail() { # <file> [lines]
 
 # Single-quote a value for a sourceable file (POSIX sh and bash alike).
 shell_quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+# Scripts that take no arguments: --help prints the usage, anything else is an error.
+accept_no_arguments() { # <script name> "$@"
+  local script="$1"
+  shift
+  case "${1:-}" in
+    "") ;;
+    -h | --help)
+      print_usage
+      exit 0
+      ;;
+    *) die "unknown argument '$1' (usage: $script)" ;;
+  esac
+}

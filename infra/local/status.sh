@@ -10,14 +10,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-case "${1:-}" in
-  "") ;;
-  -h | --help)
-    print_usage
-    exit 0
-    ;;
-  *) die "unknown argument '$1' (usage: status.sh)" ;;
-esac
+accept_no_arguments status.sh "$@"
 
 all_up=1
 report() { # <name> <port text> <pid-fn> <ready-fn> <log>

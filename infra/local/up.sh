@@ -12,14 +12,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-case "${1:-}" in
-  "") ;;
-  -h | --help)
-    print_usage
-    exit 0
-    ;;
-  *) die "unknown argument '$1' (usage: up.sh)" ;;
-esac
+accept_no_arguments up.sh "$@"
 
 # Root is needed for apt-get and for runuser (PostgreSQL itself then runs as 'postgres').
 [ "$(id -u)" -eq 0 ] || die "run as root: it installs packages with apt-get and starts PostgreSQL as the postgres user via runuser"

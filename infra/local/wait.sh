@@ -12,14 +12,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
 
-case "${1:-}" in
-  "") ;;
-  -h | --help)
-    print_usage
-    exit 0
-    ;;
-  *) die "unknown argument '$1' (usage: wait.sh)" ;;
-esac
+accept_no_arguments wait.sh "$@"
 
 PG_TIMEOUT="${PORTCULLIS_PG_WAIT_TIMEOUT:-30}"
 REDIS_TIMEOUT="${PORTCULLIS_REDIS_WAIT_TIMEOUT:-30}"

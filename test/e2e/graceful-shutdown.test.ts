@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { waitFor } from '@portcullis/testing';
 import pg from 'pg';
+import { connectAgent } from '../support/agent.ts';
 import { TestStack } from '../support/stack.ts';
 
 // SIGTERM drains a broker: readiness turns 503 first, the call in flight completes, and its
@@ -32,12 +31,7 @@ after(async () => {
 test('SIGTERM: readiness goes 503 first and the in-flight call keeps its audit events', async () => {
   const key = await stack.issueKey('drainer');
   const broker = await stack.startBroker({ SHUTDOWN_DRAIN_MS: '1500' });
-  const client = new Client({ name: 'drain-agent', version: '1.0.0' });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(`${broker.url}/mcp`), {
-      requestInit: { headers: { Authorization: `Bearer ${key}` } },
-    }),
-  );
+  const client = await connectAgent(broker.url, key, 'drain-agent');
 
   const inFlight = client.callTool({ name: 'slow_read', arguments: { ms: 3000 } }) as Promise<CallToolResult>;
   await waitFor('the slow call to be recorded as requested', async () => {

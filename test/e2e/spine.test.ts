@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { waitFor } from '@portcullis/testing';
 import pg from 'pg';
+import { connectAgent as connectBrokerAgent } from '../support/agent.ts';
 import { TestStack } from '../support/stack.ts';
 
 // The walking skeleton, end to end: an agent using the official MCP SDK client reaches the demo
@@ -28,15 +28,7 @@ let readerKey: string;
 let otherKey: string;
 let ledger: pg.Pool;
 
-async function connectAgent(key: string): Promise<Client> {
-  const client = new Client({ name: 'e2e-agent', version: '1.0.0' });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(`${brokerUrl}/mcp`), {
-      requestInit: { headers: { Authorization: `Bearer ${key}` } },
-    }),
-  );
-  return client;
-}
+const connectAgent = (key: string) => connectBrokerAgent(brokerUrl, key);
 
 async function ledgerRows(): Promise<ToolCallRow[]> {
   const { rows } = await ledger.query<ToolCallRow>('SELECT * FROM audit.tool_calls ORDER BY requested_at');
