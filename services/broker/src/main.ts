@@ -89,7 +89,6 @@ await runService(
       sessions: new SessionRegistry(redis, env.REDIS_KEY_PREFIX, env.SESSION_TTL_SECONDS),
       createServer: () => createGatewayServer(upstream, toolCalls),
       maxRequestBytes: env.MAX_REQUEST_BYTES,
-      logger,
     });
     app.use('/mcp', authenticateAgent(directory), mcp.router);
     // The HTTP server's close (stop-intake) waits for in-flight calls; then the sessions go.

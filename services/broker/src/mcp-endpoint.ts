@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { ErrorCode, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import type { Logger } from '@portcullis/runtime';
 import express, { type ErrorRequestHandler, type Request, type Response, Router } from 'express';
 import type { SessionRegistry } from './sessions.ts';
 
@@ -11,7 +10,6 @@ export interface McpEndpointOptions {
   /** Creates the MCP server for a new session. */
   createServer: () => Server;
   maxRequestBytes: number;
-  logger: Logger;
 }
 
 interface LocalSession {
@@ -31,7 +29,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): {
   router: Router;
   closeAll: () => Promise<void>;
 } {
-  const { sessions, createServer, maxRequestBytes, logger } = options;
+  const { sessions, createServer, maxRequestBytes } = options;
   const local = new Map<string, LocalSession>();
   const router = Router();
 
@@ -86,7 +84,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): {
     );
   });
   router.delete('/', wrap);
-  router.use(jsonRpcErrorHandler(logger));
+  router.use(jsonRpcErrorHandler());
 
   const closeAll = async () => {
     await Promise.allSettled([...local.values()].map((session) => session.transport.close()));
@@ -96,7 +94,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): {
 }
 
 /** Body-parser and handler failures on /mcp become JSON-RPC errors, as MCP clients expect. */
-function jsonRpcErrorHandler(logger: Logger): ErrorRequestHandler {
+function jsonRpcErrorHandler(): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const failure = error as { type?: string; status?: number };
     if (res.headersSent) return void res.end();
@@ -111,7 +109,6 @@ function jsonRpcErrorHandler(logger: Logger): ErrorRequestHandler {
       return jsonRpcError(res, 400, ErrorCode.ParseError, 'Parse error: the body is not valid JSON');
     }
     req.log.error({ err: error }, 'mcp request failed');
-    logger.debug({ requestId: req.id }, 'mcp error answered with InternalError');
     return jsonRpcError(res, 500, ErrorCode.InternalError, 'Internal error');
   };
 }
