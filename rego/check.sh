@@ -3,12 +3,19 @@
 # tests with a coverage threshold, and Regal's linter.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=../infra/local/lib.sh
-source "$here/../infra/local/lib.sh"
-opa="${PORTCULLIS_OPA_BIN:-$OPA_BIN}"
+# lib.sh knows where infra/local/up.sh installs the pinned OPA and Regal; the env wins when set.
+if [ -f "$here/../infra/local/lib.sh" ]; then
+  # shellcheck source=../infra/local/lib.sh
+  source "$here/../infra/local/lib.sh"
+fi
+opa="${PORTCULLIS_OPA_BIN:-${OPA_BIN:-opa}}"
 [ -x "$opa" ] || { echo "policy: $opa is missing; run infra/local/up.sh (it installs OPA and Regal)" >&2; exit 1; }
-regal="${PORTCULLIS_REGAL_BIN:-$REGAL_BIN}"
-[ -x "$regal" ] || { echo "policy: $regal is missing; run infra/local/up.sh" >&2; exit 1; }
+regal="${PORTCULLIS_REGAL_BIN:-${REGAL_BIN:-regal}}"
+# PORTCULLIS_SKIP_REGAL=1 exists only for machines where Regal cannot be installed; CI never sets it.
+if [ "${PORTCULLIS_SKIP_REGAL:-0}" != 1 ] && [ ! -x "$regal" ]; then
+  echo "policy: $regal is missing; run infra/local/up.sh" >&2
+  exit 1
+fi
 threshold="${PORTCULLIS_POLICY_COVERAGE_THRESHOLD:-90}"
 cd "$here"
 
@@ -20,5 +27,9 @@ echo "policy: opa test --coverage (threshold ${threshold}%)"
 "$opa" test --ignore build --coverage --threshold "$threshold" . >/dev/null ||
   { "$opa" test --ignore build -v .; echo "policy: tests failed or coverage under ${threshold}%" >&2; exit 1; }
 "$opa" test --ignore build .
-echo "policy: regal lint"
-"$regal" lint .
+if [ "${PORTCULLIS_SKIP_REGAL:-0}" = 1 ]; then
+  echo "policy: WARNING: regal lint skipped (PORTCULLIS_SKIP_REGAL=1)" >&2
+else
+  echo "policy: regal lint"
+  "$regal" lint .
+fi

@@ -1,2 +1,3 @@
 export * from './bundle.ts';
+export * from './data-patcher.ts';
 export * from './engine.ts';

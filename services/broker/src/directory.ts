@@ -7,6 +7,8 @@ export interface Agent {
   name: string;
   owner: string;
   state: 'active' | 'suspended';
+  /** The kind of MCP client the agent is (the policy may restrict grants to some); not yet stored. */
+  clientType?: string;
 }
 
 interface KeyRecord {
@@ -93,7 +95,7 @@ export class DirectoryCache {
         this.#lastError = undefined;
         return;
       }
-      const [agents, keys, entitlements] = await Promise.all([
+      const [agents, keys, entitlements, apps] = await Promise.all([
         client.query<Agent>('SELECT id, name, owner, state FROM directory.agents'),
         client.query<{ key_id: string; agent_id: string; secret_sha256: Buffer }>(
           'SELECT key_id, agent_id, secret_sha256 FROM directory.agent_keys WHERE revoked_at IS NULL',
@@ -102,9 +104,10 @@ export class DirectoryCache {
           `SELECT agent_id, app_id, array_agg(action_class ORDER BY action_class) AS classes
            FROM directory.entitlements GROUP BY agent_id, app_id`,
         ),
+        client.query<{ id: string }>('SELECT id FROM directory.apps'),
       ]);
       await client.query('COMMIT');
-      this.#install(revision, agents.rows, keys.rows, entitlements.rows);
+      this.#install(revision, agents.rows, keys.rows, entitlements.rows, apps.rows);
       this.#lastError = undefined;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
@@ -119,19 +122,23 @@ export class DirectoryCache {
     agentRows: Agent[],
     keyRows: { key_id: string; agent_id: string; secret_sha256: Buffer }[],
     entitlementRows: { agent_id: string; app_id: string; classes: string[] }[],
+    appRows: { id: string }[],
   ): void {
     const agents = new Map(agentRows.map((agent) => [agent.id, agent]));
     const keys = new Map(
       keyRows.map((k) => [k.key_id, { agentId: k.agent_id, secretSha256: k.secret_sha256 }]),
     );
-    const entitlements: Record<string, Record<string, string[]>> = {};
+    // The policy's data.directory document (docs/policy-authoring.md): one unconditional grant per
+    // agent and app, holding the action classes the schema stores.
+    const entitlements: Record<string, Record<string, { actions: string[] }[]>> = {};
     for (const row of entitlementRows) {
       entitlements[row.agent_id] ??= {};
-      entitlements[row.agent_id]![row.app_id] = row.classes;
+      entitlements[row.agent_id]![row.app_id] = [{ actions: row.classes }];
     }
     const policyAgents = Object.fromEntries(agentRows.map((a) => [a.id, { state: a.state, owner: a.owner }]));
+    const apps = Object.fromEntries(appRows.map((app) => [app.id, {}]));
     // Engine first: a key that authenticates must never meet a policy that has not seen its agent.
-    this.#engine.setDirectory({ agents: policyAgents, entitlements });
+    this.#engine.setDirectory({ agents: policyAgents, apps, entitlements });
     this.#snapshot = { revision, agents, keys };
     this.#logger.info({ revision, agents: agents.size, keys: keys.size }, 'directory snapshot loaded');
   }
