@@ -45,7 +45,6 @@ export function policyTime(nowMs: number): PolicyTime {
 }
 
 interface Loaded {
-  policy: LoadedPolicy;
   entrypoint: number;
   bundle: PolicyBundle;
   patcher: DataPatcher;
@@ -82,10 +81,10 @@ export class PolicyEngine {
     }
     const entrypoint = (policy.entrypoints as Record<string, number>)[DECISION_ENTRYPOINT];
     if (entrypoint === undefined) throw new BundleError(`bundle lacks the entrypoint ${DECISION_ENTRYPOINT}`);
-    const patcher = new DataPatcher(policy, bundle.data);
+    const patcher = new DataPatcher(policy, bundle.wasm, bundle.data);
     // The directory is read again after the await above, so a change applied meanwhile is kept.
     if (this.#directory) patcher.replace(this.#directory);
-    this.#loaded = { policy, entrypoint, bundle, patcher };
+    this.#loaded = { entrypoint, bundle, patcher };
   }
 
   /** Replaces the directory snapshot (agents, apps, entitlements, …) the policy sees as data.directory. */
@@ -130,7 +129,7 @@ export class PolicyEngine {
     if (!this.#directory) return denied('no_directory', policyRevision);
     try {
       const withTime = input.time === undefined ? { ...input, time: policyTime(nowMs) } : input;
-      const results = loaded.policy.evaluate(withTime, loaded.entrypoint) as { result?: unknown }[];
+      const results = loaded.patcher.policy.evaluate(withTime, loaded.entrypoint) as { result?: unknown }[];
       const parsed = PolicyResult.safeParse(results[0]?.result);
       if (!parsed.success) return denied('policy_error', policyRevision);
       return toDecision(decisionId, policyRevision, parsed.data);
@@ -144,7 +143,7 @@ export class PolicyEngine {
     const loaded = this.#loaded;
     if (!loaded || !this.#directory) return undefined;
     const withTime = input.time === undefined ? { ...input, time: policyTime(nowMs) } : input;
-    return (loaded.policy.evaluate(withTime, loaded.entrypoint) as { result?: unknown }[])[0]?.result;
+    return (loaded.patcher.policy.evaluate(withTime, loaded.entrypoint) as { result?: unknown }[])[0]?.result;
   }
 }
 
