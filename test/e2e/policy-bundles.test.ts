@@ -5,6 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { DecisionLogV1, Topics, topicName } from '@portcullis/contracts';
+import { stackEnv, waitFor } from '@portcullis/testing';
+import { Kafka } from 'kafkajs';
 import { bundlePath, repoRoot, TestStack } from '../support/stack.ts';
 
 // The decision service's bundle lifecycle and API surface, against a real Postgres, Kafka and OPA:
@@ -215,6 +218,40 @@ describe('Data API', () => {
       result: { reasons: string[] };
     };
     assert.deepEqual(denied.result.reasons, ['no_entitlement']);
+  });
+
+  test('every Data API decision is logged in OPA shape on Kafka, with the arguments masked', async () => {
+    const secret = 'ghp_do_not_log_me';
+    const response = await dataApi({ ...readCall, arguments: { token: secret } });
+    const { decision_id: decisionId } = (await response.json()) as { decision_id: string };
+    const kafka = new Kafka({
+      clientId: 'decision-log-test',
+      brokers: stackEnv().kafkaBrokers.split(','),
+      logLevel: 0,
+    });
+    const consumer = kafka.consumer({ groupId: `${stack.prefix}.decision-log-test` });
+    await consumer.connect();
+    try {
+      await consumer.subscribe({
+        topics: [topicName(stack.prefix, Topics.decisionLog)],
+        fromBeginning: true,
+      });
+      const entries: string[] = [];
+      await consumer.run({
+        eachMessage: async ({ message }) => void entries.push(message.value?.toString() ?? ''),
+      });
+      const line = await waitFor('the decision-log entry', () =>
+        entries.find((entry) => entry.includes(decisionId)),
+      );
+      assert.equal(line.includes(secret), false);
+      const entry = DecisionLogV1.parse(JSON.parse(line));
+      assert.deepEqual(entry.masked, ['/input/arguments']);
+      assert.equal(entry.path, 'portcullis/authz/decision');
+      assert.equal(entry.bundles.portcullis?.revision, goodRevision);
+      assert.equal((entry.result as { outcome: string }).outcome, 'allow');
+    } finally {
+      await consumer.disconnect();
+    }
   });
 
   test('an unknown path is a 404 problem', async () => {

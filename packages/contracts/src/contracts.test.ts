@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { z } from 'zod';
 import {
+  DecisionLogV1,
   DirectoryRecordV1,
   PolicyActivatedV1,
   parseAuditEvent,
@@ -20,6 +21,7 @@ test('event schemas match their pinned JSON shape', () => {
     ToolCallCompletedV1: z.toJSONSchema(ToolCallCompletedV1),
     DirectoryRecordV1: z.toJSONSchema(DirectoryRecordV1),
     PolicyActivatedV1: z.toJSONSchema(PolicyActivatedV1),
+    DecisionLogV1: z.toJSONSchema(DecisionLogV1),
   };
   if (process.env.UPDATE_SNAPSHOTS === '1') {
     mkdirSync(new URL('./__snapshots__/', import.meta.url), { recursive: true });

@@ -118,3 +118,25 @@ export const PolicyActivatedV1 = z.object({
   bundleBase64: z.string().min(1),
 });
 export type PolicyActivatedV1 = z.infer<typeof PolicyActivatedV1>;
+
+/**
+ * One decision in OPA's decision-log shape (https://www.openpolicyagent.org/docs/management-decision-logs),
+ * on `portcullis.decision-log.v1` for the audit path. Inputs are masked before they leave the
+ * decision point: `/input/arguments` is replaced by the SHA-256 of its canonical JSON, and the
+ * paths that were changed are listed in `masked`, as OPA does.
+ */
+export const DecisionLogV1 = z.object({
+  type: z.literal('decision.logged'),
+  version: z.literal(1),
+  decision_id: z.uuid(),
+  labels: z.object({ id: z.string().min(1), service: z.string().min(1) }),
+  bundles: z.record(z.string(), z.object({ revision: z.string() })),
+  path: z.string().min(1),
+  input: z.record(z.string(), z.unknown()),
+  result: z.unknown().optional(),
+  masked: z.array(z.string()),
+  erased: z.array(z.string()),
+  timestamp: z.iso.datetime({ offset: true }),
+  metrics: z.object({ timer_server_handler_ns: z.number().int().nonnegative() }).optional(),
+});
+export type DecisionLogV1 = z.infer<typeof DecisionLogV1>;

@@ -40,6 +40,13 @@ export const Topics = {
     configs: { 'cleanup.policy': 'compact', 'max.message.bytes': String(8 * 1024 * 1024) },
     description: 'The active policy bundle (key "active"), with its revision and digest.',
   },
+  decisionLog: {
+    name: 'portcullis.decision-log.v1',
+    partitions: 3,
+    configs: { 'cleanup.policy': 'delete', 'retention.ms': String(7 * 24 * 3600 * 1000) },
+    description:
+      "Decisions of the Data API in OPA's decision-log shape, inputs masked; keyed by decision_id.",
+  },
 } as const satisfies Record<string, TopicDefinition>;
 
 /** The deployed name of a topic: a prefix lets tests and side-by-side stacks share one cluster. */

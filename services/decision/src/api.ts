@@ -1,6 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import { AppPolicyData } from '@portcullis/contracts';
-import { DECISION_ENTRYPOINT, type PolicyEngine } from '@portcullis/policy-engine';
+import { AppPolicyData, type DecisionLogV1 } from '@portcullis/contracts';
+import { DECISION_ENTRYPOINT, decisionLogEntry, type PolicyEngine } from '@portcullis/policy-engine';
 import { AppError } from '@portcullis/runtime';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
@@ -39,6 +39,9 @@ export interface ApiDeps {
   engine: PolicyEngine;
   /** Called after an activation so the Data API engine follows it. */
   onActivated: () => Promise<void>;
+  /** Writes one decision-log entry durably (Kafka, acks=all). */
+  logDecision: (entry: DecisionLogV1) => Promise<void>;
+  instanceId: string;
 }
 
 const rank = (role: Role) => Role.options.indexOf(role);
@@ -254,20 +257,44 @@ export function createApi(deps: ApiDeps): Router {
   );
 
   // --- OPA-compatible Data API --------------------------------------------------------------------
-  router.post('/v1/data/*path', viewer, json, (req, res, next) => {
-    try {
+  router.post(
+    '/v1/data/*path',
+    viewer,
+    json,
+    wrap(async (req, res) => {
+      const started = process.hrtime.bigint();
       const path = ([] as string[]).concat((req.params as { path?: string | string[] }).path ?? []).join('/');
       if (path !== DECISION_ENTRYPOINT)
         throw new AppError('unknown_path', `only /v1/data/${DECISION_ENTRYPOINT} is served`, { status: 404 });
       const body = parse(z.object({ input: z.record(z.string(), z.unknown()) }), req.body);
       const result = deps.engine.evaluateRaw(body.input);
+      const decisionId = randomUUID();
+      try {
+        // On the audit path before the answer: a decision that cannot be logged is not given.
+        await deps.logDecision(
+          decisionLogEntry({
+            decisionId,
+            path,
+            input: body.input,
+            result,
+            revision: deps.engine.revision ?? 'none',
+            instanceId: deps.instanceId,
+            service: 'decision',
+            durationNs: Number(process.hrtime.bigint() - started),
+          }),
+        );
+      } catch (error) {
+        throw new AppError('audit_unavailable', 'The decision could not be logged; retry later', {
+          status: 503,
+          retry: true,
+          cause: error,
+        });
+      }
       // OPA's response shape: no `result` when undefined (here: no bundle or directory loaded, which
       // callers must treat as deny), and the decision id OPA adds when decision logging is on.
-      res.json({ ...(result === undefined ? {} : { result }), decision_id: randomUUID() });
-    } catch (error) {
-      next(error);
-    }
-  });
+      res.json({ ...(result === undefined ? {} : { result }), decision_id: decisionId });
+    }),
+  );
 
   return router;
 }

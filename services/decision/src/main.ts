@@ -1,4 +1,4 @@
-import { Topics } from '@portcullis/contracts';
+import { Topics, topicName } from '@portcullis/contracts';
 import { createPool, migrate } from '@portcullis/db';
 import { createKafka, createProducer, ensureTopics, kafkaReadinessCheck } from '@portcullis/kafka';
 import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
@@ -41,7 +41,8 @@ await runService(
       brokers: env.KAFKA_BROKERS,
       logger,
     });
-    await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [Topics.directory, Topics.policy]);
+    await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [Topics.directory, Topics.policy, Topics.decisionLog]);
+    const decisionLogTopic = topicName(env.KAFKA_TOPIC_PREFIX, Topics.decisionLog);
     const producer = createProducer(kafka);
     await producer.connect();
     shutdown.add('flush', 'kafka producer', () => producer.disconnect());
@@ -74,6 +75,14 @@ await runService(
         publisher,
         engine,
         onActivated: loadActive,
+        instanceId: env.INSTANCE_ID,
+        logDecision: async (entry) => {
+          await producer.send({
+            topic: decisionLogTopic,
+            acks: -1,
+            messages: [{ key: entry.decision_id, value: JSON.stringify(entry) }],
+          });
+        },
       }),
     );
   },
