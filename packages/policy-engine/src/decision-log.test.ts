@@ -42,3 +42,21 @@ function entryOptions() {
     durationNs: 1,
   };
 }
+
+test('every reason code has a description, and the policy uses no code outside the contract', async () => {
+  const { ReasonCode } = await import('@portcullis/contracts');
+  const { REASON_DESCRIPTIONS } = await import('./reasons.ts');
+  assert.deepEqual(Object.keys(REASON_DESCRIPTIONS).sort(), [...ReasonCode.options].sort());
+  const { readFileSync } = await import('node:fs');
+  const rego = readFileSync(new URL('../../../rego/portcullis/authz/decision.rego', import.meta.url), 'utf8');
+  // Every quoted snake_case string in a reason position: `contains "x"`, `{"x"`, `: "x"` of the maps.
+  const used = new Set(
+    [...rego.matchAll(/(?:contains|:=) \{?"([a-z]+(?:_[a-z]+)+)"|"[a-z_]+": "([a-z]+(?:_[a-z]+)+)"/g)].map(
+      (m) => (m[1] ?? m[2])!,
+    ),
+  );
+  used.delete('require_approval'); // an outcome, not a reason
+  for (const code of used)
+    assert.ok((ReasonCode.options as readonly string[]).includes(code), `${code} is not a ReasonCode`);
+  assert.ok(used.size >= 15);
+});

@@ -3,10 +3,12 @@ import { AppPolicyData, type DecisionLogV1 } from '@portcullis/contracts';
 import { DECISION_ENTRYPOINT, decisionLogEntry, type PolicyEngine } from '@portcullis/policy-engine';
 import { AppError } from '@portcullis/runtime';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import type pg from 'pg';
 import { z } from 'zod';
 import type { BundleService } from './bundles.ts';
 import type { DirectoryPublisher } from './directory-publisher.ts';
 import { type DirectoryAdmin, type DirectoryStore, GrantInput } from './directory-store.ts';
+import { SimulationScope, simulate } from './simulation.ts';
 
 /** Roles, weakest first: each role may do everything the ones before it may. */
 export const Role = z.enum(['viewer', 'policy-author', 'admin']);
@@ -42,6 +44,8 @@ export interface ApiDeps {
   /** Writes one decision-log entry durably (Kafka, acks=all). */
   logDecision: (entry: DecisionLogV1) => Promise<void>;
   instanceId: string;
+  /** Read access to the ledger (audit.tool_calls) for what-if simulation. */
+  ledger: pg.Pool;
 }
 
 const rank = (role: Role) => Role.options.indexOf(role);
@@ -243,6 +247,32 @@ export function createApi(deps: ApiDeps): Router {
       const result = await deps.bundles.activate(id, `api:${req.caller!.name}`);
       await deps.onActivated();
       res.json({ bundleId: id, ...result });
+    }),
+  );
+
+  router.post(
+    '/v1/bundles/:id/simulate',
+    author,
+    json,
+    wrap(async (req, res) => {
+      const id = parse(z.coerce.number().int().positive(), req.params.id);
+      const scope = parse(SimulationScope, req.body ?? {});
+      const directory = deps.engine.directory;
+      if (!directory)
+        throw new AppError('directory_not_loaded', 'the directory is not loaded yet; retry', {
+          status: 503,
+          retry: true,
+        });
+      const activeId = await deps.bundles.activeBundleId();
+      res.json(
+        await simulate({
+          ledger: deps.ledger,
+          candidate: await deps.bundles.bundleBytes(id),
+          active: activeId === undefined ? undefined : await deps.bundles.bundleBytes(activeId),
+          directory: directory as Record<string, unknown>,
+          scope,
+        }),
+      );
     }),
   );
 

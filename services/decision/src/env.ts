@@ -24,6 +24,12 @@ export const DecisionEnv = z.object({
       'API callers as JSON [{"name","role":"viewer|policy-author|admin","sha256":"<hex of the token>"}]; hashes only',
     ),
   OPA_BIN: z.string().min(1).default('opa').describe('the opa binary that validates uploaded policy sources'),
+  LEDGER_DATABASE_URL: env
+    .url('read-only connection to the ledger (audit.tool_calls) for simulation; defaults to DATABASE_URL', [
+      'postgres',
+      'postgresql',
+    ])
+    .optional(),
   DIRECTORY_PUBLISH_INTERVAL_MS: env
     .positiveInt('how often the directory revision is checked for changes to publish')
     .default(200),

@@ -34,6 +34,16 @@ await runService(
       logger,
     });
     shutdown.add('close', 'postgres pool', () => pool.end());
+    // Simulation reads the audit service's ledger view; by default it is in the same database.
+    const ledger = env.LEDGER_DATABASE_URL
+      ? createPool({
+          connectionString: env.LEDGER_DATABASE_URL,
+          applicationName: 'portcullis-decision-ledger',
+          logger,
+          max: 2,
+        })
+      : pool;
+    if (ledger !== pool) shutdown.add('close', 'ledger pool', () => ledger.end());
     health.addCheck('postgres', async () => void (await pool.query('SELECT 1')));
 
     const kafka = createKafka({
@@ -76,6 +86,7 @@ await runService(
         engine,
         onActivated: loadActive,
         instanceId: env.INSTANCE_ID,
+        ledger,
         logDecision: async (entry) => {
           await producer.send({
             topic: decisionLogTopic,
