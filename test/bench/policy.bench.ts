@@ -11,7 +11,7 @@ import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -157,7 +157,7 @@ async function main(): Promise<void> {
   const opaVersion = (await promisify(execFile)(opa, ['version'])).stdout.split('\n')[0];
   console.log(`
 directory: 10,000 agents, 100,000 grants; full load into Wasm ${fmt(fullLoadMs)} ms; one in-place change ${fmt(patchUs)} µs
-${opaVersion}; node ${process.version}; ${IN_PROCESS_CALLS.toLocaleString('en-US')} in-process and ${REST_CALLS.toLocaleString('en-US')} REST decisions
+${opaVersion}; node ${process.version}; ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(2)} at the end; ${IN_PROCESS_CALLS.toLocaleString('en-US')} in-process and ${REST_CALLS.toLocaleString('en-US')} REST decisions
 
 | path                              | p50 (µs) | p99 (µs) | decisions/s (one core / one connection) |
 |-----------------------------------|---------:|---------:|----------------------------------------:|

@@ -191,6 +191,30 @@ describe('API security', () => {
     assert.equal(wrong.status, 401);
   });
 
+  test('a viewer may read and ask for decisions, but change nothing: 403', async () => {
+    const as = (method: string, path: string, body?: string) =>
+      fetch(`${stack.decisionUrl}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${stack.viewerToken}`, 'Content-Type': 'application/json' },
+        ...(body === undefined ? {} : { body }),
+      });
+    assert.equal((await as('GET', '/v1/bundles')).status, 200);
+    assert.equal((await dataApi(readCall, stack.viewerToken)).status, 200);
+    for (const [method, path, body] of [
+      ['POST', '/v1/bundles?kind=built', 'x'],
+      ['POST', `/v1/bundles/${goodId}/activate`, undefined],
+      ['POST', '/v1/policy/rollback', undefined],
+      ['PUT', '/v1/agents/reader', '{"owner":"mallory@example.com"}'],
+      ['DELETE', '/v1/agents/reader/entitlements/demo', undefined],
+    ] as const) {
+      const response = await as(method, path, body);
+      assert.equal(response.status, 403, `${method} ${path}`);
+      assert.equal(((await response.json()) as Problem).code, 'forbidden');
+    }
+    const decision = (await (await dataApi(readCall)).json()) as { result: { outcome: string } };
+    assert.equal(decision.result.outcome, 'allow');
+  });
+
   test('invalid bodies: 400 naming the field, nothing changes', async () => {
     const response = await stack.api('PUT', '/v1/agents/reader/entitlements/demo', {
       grants: [{ actions: ['fly'] }],

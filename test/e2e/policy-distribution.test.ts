@@ -132,3 +132,28 @@ test('two brokers enforce a newly activated revision and a revoked entitlement w
   console.log(`policy distribution: ${report}`);
   for (const ms of [...activation, ...revocation]) assert.ok(ms < LOOSE_BOUND_MS, report);
 });
+
+test('require_approval is a machine-readable "approval required" result and the call is not executed', async () => {
+  const granted = await stack.api('PUT', '/v1/agents/writer/entitlements/demo', {
+    grants: [{ actions: ['read'] }, { actions: ['write'], requireApproval: true }],
+  });
+  assert.equal(granted.status, 204);
+  const client = clients[0]!;
+  await timeUntil(client, 'read_record', performance.now(), (m) => m.allowed);
+  const result = (await client.callTool({
+    name: 'update_record',
+    arguments: { id: 'r-1', text: 'changed without approval' },
+  })) as CallToolResult;
+  assert.equal(result.isError, true);
+  const meta = result._meta?.['portcullis/decision'] as {
+    decision: string;
+    reasons: string[];
+    approvers: string[];
+  };
+  assert.deepEqual(
+    [meta.decision, meta.reasons, meta.approvers],
+    ['require_approval', ['write_requires_approval'], ['alice@example.com']],
+  );
+  const record = (await client.callTool({ name: 'read_record', arguments: { id: 'r-1' } })) as CallToolResult;
+  assert.deepEqual(record.content, [{ type: 'text', text: 'The first record' }]);
+});

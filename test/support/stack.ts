@@ -47,6 +47,8 @@ export class TestStack {
   decisionUrl = '';
   /** An admin API token for the decision service (its hash is what the service is given). */
   readonly apiToken = `tok_${randomBytes(24).toString('hex')}`;
+  /** A viewer API token: may read and ask the Data API, may change nothing. */
+  readonly viewerToken = `tok_${randomBytes(24).toString('hex')}`;
 
   private constructor(databaseUrl: string, prefix: string, drop: () => Promise<void>) {
     this.databaseUrl = databaseUrl;
@@ -103,6 +105,11 @@ export class TestStack {
           name: 'test-admin',
           role: 'admin',
           sha256: createHash('sha256').update(this.apiToken).digest('hex'),
+        },
+        {
+          name: 'test-viewer',
+          role: 'viewer',
+          sha256: createHash('sha256').update(this.viewerToken).digest('hex'),
         },
       ]),
       OPA_BIN: process_.env.PORTCULLIS_OPA_BIN || 'opa',

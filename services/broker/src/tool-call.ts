@@ -70,7 +70,10 @@ export class ToolCallHandler {
     const started = performance.now();
     const actionClass = actionClassOf(tool.annotations);
     const { actionClass: judgedAs, ...decision } = engine.decide(
-      policyInput(agent, upstream.appId, tool, actionClass, args),
+      policyInput(agent, upstream.appId, tool, actionClass, args, {
+        call_id: callId,
+        instance_id: this.#deps.instanceId,
+      }),
     );
     const requested: ToolCallRequestedV1 = {
       ...this.#envelope(callId),
@@ -167,8 +170,10 @@ export function policyInput(
   tool: { name: string; annotations?: unknown },
   actionClass: ActionClass,
   args: Record<string, unknown>,
+  request: { call_id: string; instance_id: string },
 ): Record<string, unknown> {
   return {
+    request,
     agent: {
       id: agent.id,
       owner: agent.owner,
