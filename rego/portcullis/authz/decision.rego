@@ -31,32 +31,44 @@ decision := {
 }
 
 # METADATA
+# description: Allow when nothing denies and nothing needs an approval.
+default outcome := "allow"
+
+# METADATA
 # description: Deny wins over approval; approval wins over allow.
 outcome := "deny" if {
 	count(deny_reasons) > 0
 } else := "require_approval" if {
 	count(approval_reasons) > 0
-} else := "allow"
+}
 
 # METADATA
 # description: The boolean form of the outcome, for enforcement points that only read allow.
-allow if outcome == "allow"
-
-else := false
+default allow := false
 
 # METADATA
-# description: The reason codes of the outcome, sorted; allow has the single reason `allowed`.
+# description: Allowed exactly when the outcome is allow.
+allow if outcome == "allow"
+
+# METADATA
+# description: An allow has the single reason `allowed`.
+default reasons := ["allowed"]
+
+# METADATA
+# description: The reason codes of the outcome, sorted.
 reasons := sort(deny_reasons) if {
 	count(deny_reasons) > 0
 } else := sort(approval_reasons) if {
 	count(approval_reasons) > 0
-} else := ["allowed"]
+}
 
 # METADATA
-# description: Who may approve the call; empty unless the outcome is require_approval.
-approvers := sort(eligible_approvers) if {
-	outcome == "require_approval"
-} else := []
+# description: Nobody approves unless the outcome is require_approval.
+default approvers := []
+
+# METADATA
+# description: Who may approve the call.
+approvers := sort(eligible_approvers) if outcome == "require_approval"
 
 # METADATA
 # description: The calling agent's directory record.
@@ -74,11 +86,15 @@ tool_config := app.tools[input.tool.name]
 # description: |
 #   The action class the call is judged as: an admin override of the tool in the directory wins
 #   over the class the enforcement point derived from the tool's annotations.
+default action_class := "unknown"
+
+# METADATA
+# description: The override wins; else the class the enforcement point derived.
 action_class := class if {
 	class := tool_config.action_class
 } else := class if {
 	class := input.action_class
-} else := "unknown"
+}
 
 # METADATA
 # description: The action classes the model knows; anything else is denied.
@@ -160,7 +176,7 @@ covering_grants contains grant if {
 # description: The covering grants whose every condition holds for this call.
 matching_grants contains grant if {
 	some grant in covering_grants
-	count(condition_failures(grant)) == 0
+	count(condition_failures(grant, input)) == 0
 }
 
 # METADATA
@@ -173,7 +189,7 @@ entitlement_failures := {"no_entitlement"} if {
 	count(matching_grants) > 0
 } else := {reason |
 	some grant in covering_grants
-	some reason in condition_failures(grant)
+	some reason in condition_failures(grant, input)
 }
 
 # --- delegation: at most the intersection ------------------------------------------------------
@@ -193,7 +209,7 @@ covering_delegations contains grant if {
 # description: Delegated grants whose every condition holds for this call.
 matching_delegations contains grant if {
 	some grant in covering_delegations
-	count(condition_failures(grant)) == 0
+	count(condition_failures(grant, input)) == 0
 }
 
 # METADATA
@@ -215,63 +231,69 @@ delegation_failures := set() if {
 	count(matching_delegations) > 0
 } else := {delegation_reason[reason] |
 	some grant in covering_delegations
-	some reason in condition_failures(grant)
+	some reason in condition_failures(grant, input)
 }
 
 # --- conditions on a grant ---------------------------------------------------------------------
 
 # METADATA
-# description: The reason codes of every condition of a grant that this call does not meet.
-condition_failures(grant) := failures if {
-	when := {"entitlement_expired" | expired(grant)} | {"outside_time_window" | outside_window(grant)}
-	arguments := {"argument_not_permitted" | not arguments_permitted(grant)}
-	client := {"client_type_not_permitted" | not client_type_permitted(grant)}
-	failures := (when | arguments) | client
+# description: |
+#   The reason codes of every condition of a grant that a call (the input document) does not meet.
+#   Functions take the call as an argument rather than reading input, so they can be tested alone.
+condition_failures(grant, call) := failures if {
+	# Missing parts become empty objects, never undefined: an undefined argument would make the
+	# checks below undefined and so silently pass (time conditions must fail closed without time).
+	time := object.get(call, "time", {})
+	expiry := {"entitlement_expired" | expired(grant, time)}
+	window := {"outside_time_window" | outside_window(grant, time)}
+	arguments := {"argument_not_permitted" | not arguments_permitted(grant, object.get(call, "arguments", {}))}
+	client := {"client_type_not_permitted" | not client_type_permitted(grant, object.get(call, "agent", {}))}
+	failures := ((expiry | window) | arguments) | client
 }
 
 # METADATA
-# description: A grant with expires_at (Unix ms) is expired unless input.time.now_ms is before it.
-expired(grant) if {
+# description: A grant with expires_at (Unix ms) is expired unless time.now_ms is before it.
+expired(grant, time) if {
 	expires_at := grant.expires_at
-	not before(expires_at)
+	not before(time, expires_at)
 }
 
 # METADATA
 # description: |
 #   The call happens before the given Unix ms. A helper rather than an inline comparison under
 #   `not`, so a missing input.time counts as "not before" (fail closed) in every evaluator.
-before(unix_ms) if input.time.now_ms < unix_ms
+before(time, unix_ms) if time.now_ms < unix_ms
 
 # METADATA
 # description: A grant with a window holds only on its days (0 = Sunday) between its minutes (UTC).
-outside_window(grant) if {
+outside_window(grant, time) if {
 	window := grant.window
-	not in_window(window)
+	not in_window(window, time)
 }
 
 # METADATA
 # description: The call's UTC weekday and minute of day fall inside the window (end exclusive).
-in_window(window) if {
-	input.time.weekday in window.days
-	window.from_minute <= input.time.minute_of_day
-	input.time.minute_of_day < window.to_minute
+in_window(window, time) if {
+	time.weekday in window.days
+	window.from_minute <= time.minute_of_day
+	time.minute_of_day < window.to_minute
 }
 
 # METADATA
 # description: Every constrained argument is present and one of the grant's allowed values.
-arguments_permitted(grant) if {
+arguments_permitted(grant, arguments) if {
 	every name, allowed in object.get(grant, "arguments", {}) {
-		input.arguments[name] in allowed
+		arguments[name] in allowed
 	}
 }
 
 # METADATA
 # description: A grant without client_types admits any client type.
-client_type_permitted(grant) if not grant.client_types
+client_type_permitted(grant, _) if not grant.client_types
 
 # METADATA
 # description: A grant with client_types admits only those agent client types.
-client_type_permitted(grant) if input.agent.client_type in grant.client_types
+client_type_permitted(grant, agent_input) if agent_input.client_type in grant.client_types
 
 # --- approvals ---------------------------------------------------------------------------------
 
@@ -329,13 +351,17 @@ eligible_approvers := approver_candidates - {requester} if {
 # --- obligations -------------------------------------------------------------------------------
 
 # METADATA
-# description: The rate-limit class of the matching grants (the first by name), else the app's.
+# description: Without a class from a grant or the app, calls are rate-limited as standard.
+default rate_limit_class := "standard"
+
+# METADATA
+# description: The first class by name among the matching grants' classes, else the app's class.
 rate_limit_class := classes[0] if {
 	classes := sort({class | some grant in matching_grants; class := grant.rate_limit_class})
 	count(classes) > 0
 } else := class if {
 	class := app.rate_limit_class
-} else := "standard"
+}
 
 # METADATA
 # description: Response fields the enforcement point must redact, from the tool's settings.

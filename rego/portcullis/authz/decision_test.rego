@@ -43,14 +43,17 @@ directory := {
 			{"actions": ["write"], "client_types": ["cursor"], "window": {"days": [0], "from_minute": 0, "to_minute": 1440}},
 		]},
 	},
-	"delegations": {"dave@example.com": {"agt_writer": {"github": [{"actions": ["delete"]}]}}, "erin@example.com": {"agt_writer": {
-		"demo": [{"actions": ["read"], "redact": ["$.ssn"]}],
-		"github": [
-			{"actions": ["read"], "arguments": {"repository": ["acme/api"]}},
-			{"actions": ["write"], "expires_at": 1700000000000},
-			{"actions": ["delete"], "require_approval": ["delete"]},
-		],
-	}}},
+	"delegations": {
+		"dave@example.com": {"agt_writer": {"github": [{"actions": ["delete"]}]}},
+		"erin@example.com": {"agt_writer": {
+			"demo": [{"actions": ["read"], "redact": ["$.ssn"]}],
+			"github": [
+				{"actions": ["read"], "arguments": {"repository": ["acme/api"]}},
+				{"actions": ["write"], "expires_at": 1700000000000},
+				{"actions": ["delete"], "require_approval": ["delete"]},
+			],
+		}},
+	},
 }
 
 call(agent_id, app_id, tool, action_class, arguments) := {
@@ -281,7 +284,8 @@ test_expired_delegation_is_denied if {
 }
 
 test_delegation_can_require_approval if {
-	delegations := {"erin@example.com": {"agt_writer": {"noone": [{"actions": ["delete"], "require_approval": ["delete"]}]}}}
+	delete_with_approval := [{"actions": ["delete"], "require_approval": ["delete"]}]
+	delegations := {"erin@example.com": {"agt_writer": {"noone": delete_with_approval}}}
 	d := authz.decision with input as on_behalf(call("agt_writer", "github", "drop", "delete", {}), "erin@example.com")
 		with data.directory as directory
 	[d.outcome, d.reasons, d.approvers] == [
@@ -308,4 +312,12 @@ test_read_can_require_approval if {
 	d := authz.decision with input as call("agt_reader", "demo", "read_record", "read", {})
 		with data.directory as object.union(directory, {"entitlements": entitlements})
 	[d.outcome, d.reasons] == ["require_approval", ["read_requires_approval"]]
+}
+
+test_conditions_of_a_grant_alone if {
+	grant := {"actions": ["read"], "expires_at": 10, "arguments": {"repo": ["a"]}, "client_types": ["cursor"]}
+	authz.condition_failures(grant, {}) == {"entitlement_expired", "argument_not_permitted", "client_type_not_permitted"}
+	call := {"time": {"now_ms": 9}, "arguments": {"repo": "a"}, "agent": {"client_type": "cursor"}}
+	authz.condition_failures(grant, call) == set()
+	authz.condition_failures({"actions": ["read"]}, {}) == set()
 }
