@@ -104,10 +104,12 @@ describe('bad bundles are rejected with a clear error and the active one stays',
       () =>
         sourceBundle('failing', async (dir) => {
           const text = await readFile(decisionRego(dir), 'utf8');
-          await writeFile(
-            decisionRego(dir),
-            text.replace('} else := ["allowed"]', '} else := ["no_entitlement"]'),
+          const broken = text.replace(
+            'default reasons := ["allowed"]',
+            'default reasons := ["no_entitlement"]',
           );
+          assert.notEqual(broken, text, 'the mutation must apply, or this case tests nothing');
+          await writeFile(decisionRego(dir), broken);
         }),
       /its own tests fail \(opa test\)/,
     ],

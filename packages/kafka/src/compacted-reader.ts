@@ -38,7 +38,7 @@ export async function startCompactedReader(options: CompactedReaderOptions): Pro
   const targets = new Map<string, bigint>();
   try {
     for (const topic of topics) {
-      for (const { partition, high } of await admin.fetchTopicOffsets(topic))
+      for (const { partition, high } of await endOffsets(admin, topic))
         if (BigInt(high) > 0n) targets.set(`${topic}/${partition}`, BigInt(high));
     }
   } finally {
@@ -83,4 +83,23 @@ export async function startCompactedReader(options: CompactedReaderOptions): Pro
   });
   logger.info({ topics }, 'following compacted topics');
   return { caughtUp, stop: () => consumer.disconnect() };
+}
+
+/**
+ * The end offsets of a topic. Right after a topic is created the cluster may briefly answer "not
+ * the leader" (metadata still propagating); such retriable errors are retried for up to 15 s.
+ */
+async function endOffsets(
+  admin: ReturnType<Kafka['admin']>,
+  topic: string,
+): Promise<{ partition: number; high: string }[]> {
+  const deadline = Date.now() + 15_000;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await admin.fetchTopicOffsets(topic);
+    } catch (error) {
+      if (!(error as { retriable?: boolean }).retriable || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** attempt)));
+    }
+  }
 }
