@@ -82,9 +82,19 @@ wait_ready() { # <name> <url>
   exit 1
 }
 
+# An admin token for the decision service API on this machine: the service is given only its hash.
+mkdir -p "$run_dir"
+api_token_file="$run_dir/api-token"
+if [ ! -s "$api_token_file" ]; then
+  (umask 077 && node -e 'console.log(require("node:crypto").randomBytes(24).toString("hex"))' >"$api_token_file")
+fi
+api_token_sha256="$(tr -d '\n' <"$api_token_file" | sha256sum | cut -d' ' -f1)"
+
 step "services"
 start demo-upstream "" examples/demo-upstream/src/main.ts -- --port "$upstream_port"
-start decision "$decision_port" services/decision/src/main.ts
+start decision "$decision_port" services/decision/src/main.ts \
+  "API_TOKENS=[{\"name\":\"quickstart\",\"role\":\"admin\",\"sha256\":\"$api_token_sha256\"}]" \
+  "OPA_BIN=${PORTCULLIS_OPA_BIN:-opa}"
 wait_ready decision "http://127.0.0.1:$decision_port/readyz"
 DATABASE_URL="$database_url" node services/decision/src/cli.ts seed examples/seed.json
 start credential "$credential_port" services/credential/src/main.ts
@@ -101,6 +111,16 @@ done
 step "an agent key for quickstart-agent (entitled to read and write the demo app, not delete)"
 key="$(DATABASE_URL="$database_url" node services/decision/src/cli.ts issue-key quickstart-agent --json |
   node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).key))')"
+# Brokers learn a new key from the directory topic within a second: wait until this one is accepted.
+# The key goes to curl through a file descriptor, never on a command line.
+initialize='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"quickstart","version":"1"}}}'
+for _ in $(seq 1 50); do
+  code="$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$broker_port/mcp" \
+    -H @<(printf 'Authorization: Bearer %s\n' "$key") -H 'content-type: application/json' \
+    -H 'accept: application/json, text/event-stream' -d "$initialize")"
+  [ "$code" = 200 ] && break
+  sleep 0.1
+done
 
 step "the example agent (examples/agent) calls through the gateway"
 PORTCULLIS_MCP_URL="http://127.0.0.1:$broker_port/mcp" PORTCULLIS_AGENT_KEY="$key" node examples/agent/src/main.ts
@@ -123,6 +143,9 @@ Portcullis is running.
 
   Try another client, e.g. the example agent:
     PORTCULLIS_AGENT_KEY='$key' node examples/agent/src/main.ts
+  Policy CLI against the decision service (docs/policy-authoring.md):
+    export PORTCULLIS_API_URL=http://127.0.0.1:$decision_port PORTCULLIS_API_TOKEN="\$(cat $api_token_file)"
+    bin/portcullis policy bundles
   See every call in the ledger:
     psql '$database_url' -c 'SELECT * FROM audit.tool_calls'
   Logs: $logs    Stop the services: scripts/quickstart.sh stop    Stop the infrastructure: bash infra/local/down.sh
