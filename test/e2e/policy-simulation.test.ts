@@ -91,7 +91,9 @@ test('push, simulate, activate and roll back a candidate with the CLI', async ()
   assert.equal(report.changed[0]?.tool, 'list_records');
   assert.equal(report.changed[0]?.candidate.outcome, 'deny');
 
-  await cli('activate', String(pushed.id));
+  // activate shows the what-if report before it activates.
+  const activation = (await cli('activate', String(pushed.id))).stdout;
+  assert.match(activation, /3 recorded calls replayed; 1 would change[\s\S]*"revision"/);
   const bundles = JSON.parse((await cli('bundles')).stdout) as { bundles: { id: number; active: boolean }[] };
   assert.equal(bundles.bundles.find((bundle) => bundle.active)?.id, pushed.id);
 

@@ -28,7 +28,8 @@ against the decision service (PORTCULLIS_API_URL, PORTCULLIS_API_TOKEN):
   bundles                          list stored bundles and which one is active
   simulate <id> [--last N | --since ISO --until ISO]
                                    replay recorded calls through bundle <id>; list changed decisions
-  activate <id>                    make bundle <id> the active policy on every broker
+  activate <id> [--no-simulate]    show what it changes (simulate --last 1000), then make bundle <id>
+                                   the active policy on every broker
   rollback                         re-activate the bundle that was active before
 
 dir defaults to ./rego.`;
@@ -130,6 +131,27 @@ async function evaluate(values: Record<string, string | boolean | undefined>, di
   return decision.outcome === 'allow' ? 0 : 3;
 }
 
+/** Prints the what-if report of a stored bundle against recorded calls. */
+async function printSimulation(id: string, scope: Record<string, unknown>): Promise<void> {
+  const report = (await api('POST', `/v1/bundles/${id}/simulate`, JSON.stringify(scope))) as {
+    evaluated: number;
+    changed: {
+      callId: string;
+      tool: string;
+      agentId: string;
+      recorded: { outcome: string; reasons: string[] };
+      candidate: { outcome: string; reasons: string[] };
+    }[];
+    caveats: string[];
+  };
+  console.log(`${report.evaluated} recorded calls replayed; ${report.changed.length} would change`);
+  for (const change of report.changed)
+    console.log(
+      `  ${change.callId} ${change.agentId} ${change.tool}: ${change.recorded.outcome} (${change.recorded.reasons.join(',')}) -> ${change.candidate.outcome} (${change.candidate.reasons.join(',')})`,
+    );
+  for (const caveat of report.caveats) console.log(`note: ${caveat}`);
+}
+
 async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
@@ -145,6 +167,7 @@ async function main(argv: string[]): Promise<number> {
       last: { type: 'string' },
       since: { type: 'string' },
       until: { type: 'string' },
+      'no-simulate': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -197,27 +220,13 @@ async function main(argv: string[]): Promise<number> {
       const scope = values.since
         ? { since: values.since, until: values.until ?? new Date().toISOString() }
         : { last: Number(values.last ?? 1000) };
-      const report = (await api('POST', `/v1/bundles/${argument}/simulate`, JSON.stringify(scope))) as {
-        evaluated: number;
-        changed: {
-          callId: string;
-          tool: string;
-          agentId: string;
-          recorded: { outcome: string; reasons: string[] };
-          candidate: { outcome: string; reasons: string[] };
-        }[];
-        caveats: string[];
-      };
-      console.log(`${report.evaluated} recorded calls replayed; ${report.changed.length} would change`);
-      for (const change of report.changed)
-        console.log(
-          `  ${change.callId} ${change.agentId} ${change.tool}: ${change.recorded.outcome} (${change.recorded.reasons.join(',')}) -> ${change.candidate.outcome} (${change.candidate.reasons.join(',')})`,
-        );
-      for (const caveat of report.caveats) console.log(`note: ${caveat}`);
+      await printSimulation(argument, scope);
       return 0;
     }
     case 'activate':
       if (!argument) throw new Error('activate needs a bundle id');
+      // What-if first: the author sees what the activation changes before it happens.
+      if (!values['no-simulate']) await printSimulation(argument, { last: Number(values.last ?? 1000) });
       console.log(JSON.stringify(await api('POST', `/v1/bundles/${argument}/activate`)));
       return 0;
     case 'rollback':
