@@ -4,9 +4,10 @@
 # always give the same revision and the ledger can name exactly which policy decided a call.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# lib.sh knows where infra/local/up.sh installs the pinned OPA and Regal; the env wins when set.
 # shellcheck source=../infra/local/lib.sh
 source "$here/../infra/local/lib.sh"
-opa="${PORTCULLIS_OPA_BIN:-$OPA_BIN}"
+opa="${PORTCULLIS_OPA_BIN:-${OPA_BIN:-opa}}"
 [ -x "$opa" ] || { echo "policy: $opa is missing; run infra/local/up.sh (it installs OPA and Regal)" >&2; exit 1; }
 
 # Entrypoints are declared where the rule is, with `# entrypoint: true` METADATA (Regal checks for

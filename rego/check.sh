@@ -3,11 +3,12 @@
 # tests with a coverage threshold, and Regal's linter.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# lib.sh knows where infra/local/up.sh installs the pinned OPA and Regal; the env wins when set.
 # shellcheck source=../infra/local/lib.sh
 source "$here/../infra/local/lib.sh"
-opa="${PORTCULLIS_OPA_BIN:-$OPA_BIN}"
+opa="${PORTCULLIS_OPA_BIN:-${OPA_BIN:-opa}}"
 [ -x "$opa" ] || { echo "policy: $opa is missing; run infra/local/up.sh (it installs OPA and Regal)" >&2; exit 1; }
-regal="${PORTCULLIS_REGAL_BIN:-$REGAL_BIN}"
+regal="${PORTCULLIS_REGAL_BIN:-${REGAL_BIN:-regal}}"
 [ -x "$regal" ] || { echo "policy: $regal is missing; run infra/local/up.sh" >&2; exit 1; }
 threshold="${PORTCULLIS_POLICY_COVERAGE_THRESHOLD:-90}"
 cd "$here"

@@ -82,11 +82,21 @@ wait_ready() { # <name> <url>
   exit 1
 }
 
+# An admin token for the decision service API on this machine: the service is given only its hash.
+mkdir -p "$run_dir"
+api_token_file="$run_dir/api-token"
+if [ ! -s "$api_token_file" ]; then
+  (umask 077 && node -e 'console.log(require("node:crypto").randomBytes(24).toString("hex"))' >"$api_token_file")
+fi
+api_token_sha256="$(tr -d '\n' <"$api_token_file" | sha256sum | cut -d' ' -f1)"
+
 step "services"
 nohup node examples/demo-upstream/src/main.ts --port "$upstream_port" >"$logs/demo-upstream.log" 2>&1 &
 echo $! >"$run_dir/demo-upstream.pid"
 echo "started demo-upstream (pid $!, log $logs/demo-upstream.log)"
-start decision "$decision_port" services/decision/src/main.ts
+start decision "$decision_port" services/decision/src/main.ts \
+  "API_TOKENS=[{\"name\":\"quickstart\",\"role\":\"admin\",\"sha256\":\"$api_token_sha256\"}]" \
+  "OPA_BIN=${PORTCULLIS_OPA_BIN:-opa}"
 wait_ready decision "http://127.0.0.1:$decision_port/readyz"
 DATABASE_URL="$database_url" node services/decision/src/cli.ts seed examples/seed.json
 echo "issuing an agent key for quickstart-agent (entitled to read and write the demo app, not delete)…"
@@ -102,6 +112,17 @@ start broker "$broker_port" services/broker/src/main.ts \
   "UPSTREAM_APP_ID=demo"
 for service in credential:$credential_port audit:$audit_port broker:$broker_port; do
   wait_ready "${service%%:*}" "http://127.0.0.1:${service##*:}/readyz"
+done
+
+# Brokers learn a new key from the directory topic within a second: wait until this one is accepted.
+# The key goes to curl through a file descriptor, never on a command line.
+initialize='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"quickstart","version":"1"}}}'
+for _ in $(seq 1 50); do
+  code="$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$broker_port/mcp" \
+    -H @<(printf 'Authorization: Bearer %s\n' "$key") -H 'content-type: application/json' \
+    -H 'accept: application/json, text/event-stream' -d "$initialize")"
+  [ "$code" = 200 ] && break
+  sleep 0.1
 done
 
 step "the example agent (examples/agent) calls through the gateway"
@@ -125,6 +146,9 @@ Portcullis is running.
 
   Try another client, e.g. the example agent (on Node 24: source scripts/toolchain.sh first):
     PORTCULLIS_AGENT_KEY='$key' node examples/agent/src/main.ts
+  Policy CLI against the decision service (docs/policy-authoring.md):
+    export PORTCULLIS_API_URL=http://127.0.0.1:$decision_port PORTCULLIS_API_TOKEN="\$(cat $api_token_file)"
+    bin/portcullis policy bundles
   See every call in the ledger:
     psql '$database_url' -c 'SELECT * FROM audit.tool_calls'
   Logs: $logs    Stop the services: scripts/quickstart.sh stop    Stop the infrastructure: bash infra/local/down.sh

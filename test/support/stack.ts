@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,8 +14,10 @@ import {
   uniqueName,
   waitFor,
 } from '@portcullis/testing';
+import pg from 'pg';
 
 const run = promisify(execFile);
+const process_ = process;
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const script = (path: string) => join(repoRoot, path);
 export const bundlePath = script('rego/build/bundle.tar.gz');
@@ -40,6 +43,12 @@ export class TestStack {
   readonly processes: ServiceProcess[] = [];
   readonly #dropDatabase: () => Promise<void>;
   upstreamUrl = '';
+  /** Base URL of the decision service's API, once started. */
+  decisionUrl = '';
+  /** An admin API token for the decision service (its hash is what the service is given). */
+  readonly apiToken = `tok_${randomBytes(24).toString('hex')}`;
+  /** A viewer API token: may read and ask the Data API, may change nothing. */
+  readonly viewerToken = `tok_${randomBytes(24).toString('hex')}`;
 
   private constructor(databaseUrl: string, prefix: string, drop: () => Promise<void>) {
     this.databaseUrl = databaseUrl;
@@ -82,10 +91,65 @@ export class TestStack {
   /** Starts decision, credential and audit (the decision service migrates the directory). */
   async startCoreServices(): Promise<void> {
     await Promise.all([
-      this.#start('decision', 'services/decision/src/main.ts'),
+      this.startDecision(),
       this.#start('credential', 'services/credential/src/main.ts'),
       this.#start('audit', 'services/audit/src/main.ts'),
     ]);
+  }
+
+  /** Starts the decision service with an admin API token; it migrates and publishes the directory. */
+  async startDecision(): Promise<ServiceProcess> {
+    const { port, process } = await this.#start('decision', 'services/decision/src/main.ts', {
+      API_TOKENS: JSON.stringify([
+        {
+          name: 'test-admin',
+          role: 'admin',
+          sha256: createHash('sha256').update(this.apiToken).digest('hex'),
+        },
+        {
+          name: 'test-viewer',
+          role: 'viewer',
+          sha256: createHash('sha256').update(this.viewerToken).digest('hex'),
+        },
+      ]),
+      OPA_BIN: process_.env.PORTCULLIS_OPA_BIN || 'opa',
+      DIRECTORY_PUBLISH_INTERVAL_MS: '100',
+    });
+    this.decisionUrl = `http://127.0.0.1:${port}`;
+    return process;
+  }
+
+  /** Calls the decision service API as the test admin. */
+  async api(
+    method: string,
+    path: string,
+    body?: unknown,
+    contentType = 'application/json',
+  ): Promise<Response> {
+    return fetch(`${this.decisionUrl}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${this.apiToken}`, 'Content-Type': contentType },
+      ...(body === undefined ? {} : { body: body instanceof Uint8Array ? body : JSON.stringify(body) }),
+    });
+  }
+
+  /** Waits until the decision service has published the directory as it is in the database now. */
+  async directoryPublished(): Promise<void> {
+    if (!this.decisionUrl) return;
+    const db = new pg.Client({ connectionString: this.databaseUrl });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ value: string }>('SELECT value FROM directory.revision');
+      const revision = Number(rows[0]?.value ?? 0);
+      await waitFor(`directory revision ${revision} published`, async () => {
+        const status = (await (await this.api('GET', '/v1/directory/status')).json()) as {
+          publishedRevision: number;
+        };
+        return status.publishedRevision >= revision;
+      });
+    } finally {
+      await db.end();
+    }
   }
 
   /** Starts the audit service alone (it migrates the ledger schema). */
@@ -104,7 +168,6 @@ export class TestStack {
       POLICY_BUNDLE_PATH: bundlePath,
       UPSTREAM_URL: this.upstreamUrl,
       UPSTREAM_APP_ID: 'demo',
-      DIRECTORY_REFRESH_MS: '200',
       INSTANCE_ID: uniqueName('broker-'),
       ...extraEnv,
     });
@@ -125,10 +188,13 @@ export class TestStack {
     return (JSON.parse(stdout) as { key: string }).key;
   }
 
-  directoryCli(args: string[]): Promise<{ stdout: string; stderr: string }> {
-    return run(process.execPath, [script('services/decision/src/cli.ts'), ...args], {
+  /** Runs the directory CLI; once it changed the directory, waits until that is published. */
+  async directoryCli(args: string[]): Promise<{ stdout: string; stderr: string }> {
+    const output = await run(process.execPath, [script('services/decision/src/cli.ts'), ...args], {
       env: { PATH: process.env.PATH ?? '', DATABASE_URL: this.databaseUrl },
     });
+    await this.directoryPublished();
+    return output;
   }
 
   async stop(): Promise<void> {

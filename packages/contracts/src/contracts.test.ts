@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { z } from 'zod';
-import { parseAuditEvent, ToolCallCompletedV1, ToolCallRequestedV1 } from './index.ts';
+import {
+  DecisionLogV1,
+  DirectoryRecordV1,
+  PolicyActivatedV1,
+  parseAuditEvent,
+  ToolCallCompletedV1,
+  ToolCallRequestedV1,
+} from './index.ts';
 
 // Pins each event schema's JSON shape: a change to a published contract must be deliberate, made
 // by adding a new version, and must update this snapshot in the same commit.
@@ -12,6 +19,9 @@ test('event schemas match their pinned JSON shape', () => {
   const actual = {
     ToolCallRequestedV1: z.toJSONSchema(ToolCallRequestedV1),
     ToolCallCompletedV1: z.toJSONSchema(ToolCallCompletedV1),
+    DirectoryRecordV1: z.toJSONSchema(DirectoryRecordV1),
+    PolicyActivatedV1: z.toJSONSchema(PolicyActivatedV1),
+    DecisionLogV1: z.toJSONSchema(DecisionLogV1),
   };
   if (process.env.UPDATE_SNAPSHOTS === '1') {
     mkdirSync(new URL('./__snapshots__/', import.meta.url), { recursive: true });

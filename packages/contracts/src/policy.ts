@@ -4,8 +4,11 @@ import { z } from 'zod';
 export const ActionClass = z.enum(['read', 'write', 'delete']);
 export type ActionClass = z.infer<typeof ActionClass>;
 
-/** The outcome of one policy evaluation. */
-export const DecisionOutcome = z.enum(['allow', 'deny']);
+/**
+ * The outcome of one policy evaluation. `require_approval` means: not executed until one of the
+ * decision's approvers approves this exact call. Values are appended, never renamed.
+ */
+export const DecisionOutcome = z.enum(['allow', 'deny', 'require_approval']);
 export type DecisionOutcome = z.infer<typeof DecisionOutcome>;
 
 /**
@@ -20,6 +23,24 @@ export const ReasonCode = z.enum([
   'no_policy',
   'no_directory',
   'policy_error',
+  // Added with the policy model of issue 3 (see docs/policy-authoring.md for each meaning).
+  'unknown_app',
+  'invalid_action_class',
+  'tool_disabled',
+  'delete_denied',
+  'entitlement_expired',
+  'outside_time_window',
+  'argument_not_permitted',
+  'client_type_not_permitted',
+  'not_delegated',
+  'delegation_expired',
+  'delegation_outside_time_window',
+  'delegation_argument_not_permitted',
+  'delegation_client_type_not_permitted',
+  'no_eligible_approver',
+  'read_requires_approval',
+  'write_requires_approval',
+  'delete_requires_approval',
 ]);
 export type ReasonCode = z.infer<typeof ReasonCode>;
 
@@ -29,5 +50,9 @@ export const Decision = z.object({
   reasons: z.array(ReasonCode).min(1),
   /** Revision of the policy bundle that decided; `none` when no bundle was loaded. */
   policyRevision: z.string().min(1),
+  /** Who may approve the call; present when the outcome is require_approval. */
+  approvers: z.array(z.string().min(1)).optional(),
+  /** What the enforcement point must do besides allowing: redact response fields, rate-limit class. */
+  obligations: z.object({ rateLimitClass: z.string().min(1), redact: z.array(z.string().min(1)) }).optional(),
 });
 export type Decision = z.infer<typeof Decision>;

@@ -27,6 +27,26 @@ export const Topics = {
     configs: { 'cleanup.policy': 'delete', 'retention.ms': String(30 * 24 * 3600 * 1000) },
     description: 'Audit messages the audit service could not parse or place, with the reason in headers.',
   },
+  directory: {
+    name: 'portcullis.directory.v1',
+    // One partition: a broker replays it in order, and a snapshot's revision marker comes last.
+    partitions: 1,
+    configs: { 'cleanup.policy': 'compact', 'min.compaction.lag.ms': '60000', 'min.insync.replicas': '1' },
+    description: 'Directory state (agents with key hashes, apps, entitlements, delegations) keyed by entity.',
+  },
+  policy: {
+    name: 'portcullis.policy.v1',
+    partitions: 1,
+    configs: { 'cleanup.policy': 'compact', 'max.message.bytes': String(8 * 1024 * 1024) },
+    description: 'The active policy bundle (key "active"), with its revision and digest.',
+  },
+  decisionLog: {
+    name: 'portcullis.decision-log.v1',
+    partitions: 3,
+    configs: { 'cleanup.policy': 'delete', 'retention.ms': String(7 * 24 * 3600 * 1000) },
+    description:
+      "Decisions of the Data API in OPA's decision-log shape, inputs masked; keyed by decision_id.",
+  },
 } as const satisfies Record<string, TopicDefinition>;
 
 /** The deployed name of a topic: a prefix lets tests and side-by-side stacks share one cluster. */

@@ -11,10 +11,14 @@ import { PolicyEngine } from './engine.ts';
 // Runs against the real bundle compiled by rego/build.sh (the test command builds it first).
 const bundleFile = new URL('../../../rego/build/bundle.tar.gz', import.meta.url);
 
-const directory = {
-  agents: { agt_a: { state: 'active' }, agt_s: { state: 'suspended' } },
-  entitlements: { agt_a: { demo: ['read'] }, agt_s: { demo: ['read'] } },
-};
+const directory = () => ({
+  agents: {
+    agt_a: { state: 'active', owner: 'a@example.com' },
+    agt_s: { state: 'suspended', owner: 'a@example.com' },
+  },
+  apps: { demo: {} },
+  entitlements: { agt_a: { demo: [{ actions: ['read'] }] }, agt_s: { demo: [{ actions: ['read'] }] } },
+});
 const call = (agentId: string, actionClass: string) => ({
   agent: { id: agentId },
   app: { id: 'demo' },
@@ -46,7 +50,7 @@ describe('fail closed', () => {
 describe('decisions', () => {
   test('entitled read is allowed, with the bundle revision and a decision id', async () => {
     const engine = new PolicyEngine();
-    engine.setDirectory(directory);
+    engine.setDirectory(directory());
     await engine.loadBundle(bundle);
     const decision = engine.decide(call('agt_a', 'read'));
     assert.equal(decision.outcome, 'allow');
@@ -57,7 +61,7 @@ describe('decisions', () => {
   test('each deny reason comes through', async () => {
     const engine = new PolicyEngine();
     await engine.loadBundle(bundle);
-    engine.setDirectory(directory);
+    engine.setDirectory(directory());
     assert.deepEqual(engine.decide(call('agt_a', 'delete')).reasons, ['no_entitlement']);
     assert.deepEqual(engine.decide(call('agt_s', 'read')).reasons, ['agent_suspended']);
     assert.deepEqual(engine.decide(call('agt_nobody', 'read')).reasons, ['unknown_agent']);
@@ -66,10 +70,77 @@ describe('decisions', () => {
   test('a directory change applies to the next decision', async () => {
     const engine = new PolicyEngine();
     await engine.loadBundle(bundle);
-    engine.setDirectory(directory);
+    engine.setDirectory(directory());
     assert.equal(engine.decide(call('agt_a', 'read')).outcome, 'allow');
-    engine.setDirectory({ ...directory, entitlements: {} });
+    engine.setDirectory({ ...directory(), entitlements: {} });
     assert.equal(engine.decide(call('agt_a', 'read')).outcome, 'deny');
+  });
+
+  test('incremental changes apply in place and agree with a full load', async () => {
+    const engine = new PolicyEngine();
+    await engine.loadBundle(bundle);
+    engine.setDirectory(directory());
+    assert.equal(engine.decide(call('agt_a', 'write')).outcome, 'deny');
+    engine.applyDirectoryChanges([
+      { path: ['entitlements', 'agt_a', 'demo'], value: [{ actions: ['read', 'write'] }] },
+    ]);
+    assert.equal(engine.decide(call('agt_a', 'write')).outcome, 'allow');
+    // A new agent under a path that did not exist yet.
+    engine.applyDirectoryChanges([
+      { path: ['agents', 'agt_n'], value: { state: 'active', owner: 'n@example.com' } },
+      { path: ['entitlements', 'agt_n'], value: { demo: [{ actions: ['delete'] }] } },
+    ]);
+    assert.equal(engine.decide(call('agt_n', 'delete')).outcome, 'allow');
+    engine.applyDirectoryChanges([{ path: ['entitlements', 'agt_a'] }, { path: ['agents', 'agt_missing'] }]);
+    assert.deepEqual(engine.decide(call('agt_a', 'read')).reasons, ['no_entitlement']);
+    // Many patches (beyond the garbage threshold) keep decisions right, and a fresh engine given
+    // the resulting mirror decides the same.
+    for (let i = 0; i < 3000; i++)
+      engine.applyDirectoryChanges([
+        {
+          path: ['entitlements', `agt_${i}`],
+          value: { demo: [{ actions: ['read'], pad: 'x'.repeat(400) }] },
+        },
+      ]);
+    const fresh = new PolicyEngine();
+    await fresh.loadBundle(bundle);
+    fresh.setDirectory(structuredClone(engine.directory) as Record<string, unknown>);
+    for (const [agent, cls] of [
+      ['agt_a', 'read'],
+      ['agt_n', 'delete'],
+      ['agt_n', 'read'],
+      ['agt_s', 'read'],
+    ] as const)
+      assert.deepEqual(engine.decide(call(agent, cls)).reasons, fresh.decide(call(agent, cls)).reasons);
+  });
+
+  test('require_approval carries approvers and obligations', async () => {
+    const engine = new PolicyEngine();
+    await engine.loadBundle(bundle);
+    engine.setDirectory({
+      ...directory(),
+      entitlements: {
+        agt_a: { demo: [{ actions: ['write'], require_approval: ['write'], rate_limit_class: 'bulk' }] },
+      },
+    });
+    const decision = engine.decide(call('agt_a', 'write'));
+    assert.equal(decision.outcome, 'require_approval');
+    assert.deepEqual(decision.reasons, ['write_requires_approval']);
+    assert.deepEqual(decision.approvers, ['a@example.com']);
+    assert.deepEqual(decision.obligations, { rateLimitClass: 'bulk', redact: [] });
+  });
+
+  test('time comes from the clock when the input has none', async () => {
+    const engine = new PolicyEngine();
+    await engine.loadBundle(bundle);
+    engine.setDirectory({
+      ...directory(),
+      entitlements: { agt_a: { demo: [{ actions: ['read'], expires_at: 2_000_000_000_000 }] } },
+    });
+    assert.equal(engine.decide(call('agt_a', 'read'), 1_999_999_999_999).outcome, 'allow');
+    assert.deepEqual(engine.decide(call('agt_a', 'read'), 2_000_000_000_000).reasons, [
+      'entitlement_expired',
+    ]);
   });
 });
 
@@ -101,7 +172,7 @@ describe('bad bundles are rejected with a clear error and the active bundle stay
   test('a wasm module that is not a policy leaves the active bundle in place', async () => {
     const engine = new PolicyEngine();
     await engine.loadBundle(bundle);
-    engine.setDirectory(directory);
+    engine.setDirectory(directory());
     // The smallest valid WebAssembly module: magic and version, nothing else.
     const empty = Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
     await assert.rejects(engine.loadBundle({ ...bundle, wasm: empty, revision: 'broken' }), BundleError);

@@ -1,7 +1,7 @@
 import { parseAgentKey, secretHashesEqual } from '@portcullis/contracts';
 import { PROBLEM_CONTENT_TYPE, problem } from '@portcullis/runtime';
 import type { RequestHandler, Response } from 'express';
-import type { Agent, DirectoryCache } from './directory.ts';
+import type { Agent, DirectoryFeed } from './directory.ts';
 
 declare global {
   namespace Express {
@@ -17,7 +17,7 @@ declare global {
  * so a suspension or a revoked key takes effect at once. The presented key is never stored on
  * the request: only the agent it proved. Wrong and unknown keys get the same answer.
  */
-export function authenticateAgent(directory: DirectoryCache): RequestHandler {
+export function authenticateAgent(directory: Pick<DirectoryFeed, 'key' | 'agent'>): RequestHandler {
   return (req, res, next) => {
     const header = req.get('authorization');
     if (!header)

@@ -1,12 +1,16 @@
-import type { PolicyEngine } from '@portcullis/policy-engine';
+import { DirectoryRecordV1, PolicyActivatedV1, Topics, topicName } from '@portcullis/contracts';
+import { type CompactedReader, type CompactedRecord, startCompactedReader } from '@portcullis/kafka';
+import { type DirectoryChange, type PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import type { Logger } from '@portcullis/runtime';
-import type pg from 'pg';
+import type { Kafka } from 'kafkajs';
 
 export interface Agent {
   id: string;
   name: string;
   owner: string;
   state: 'active' | 'suspended';
+  /** The kind of MCP client the agent is; grants may be limited to some client types. */
+  clientType?: string;
 }
 
 interface KeyRecord {
@@ -14,124 +18,185 @@ interface KeyRecord {
   secretSha256: Buffer;
 }
 
-interface Snapshot {
-  revision: string;
-  agents: Map<string, Agent>;
-  keys: Map<string, KeyRecord>;
-}
-
 /**
- * The broker's in-memory copy of the directory (agents, their key hashes, entitlements). It polls
- * one revision counter and reloads everything in one consistent read when it changes, then hands
- * the agents and entitlements to the policy engine as data.directory.
+ * The broker's copy of the directory and of the active policy bundle, both read from compacted
+ * Kafka topics that the decision service publishes. Every replica reads the topics from the
+ * beginning at start (bootstrap) and then follows them, so all replicas converge on the same
+ * directory revision and bundle within a fetch interval of a change.
  *
- * Until the decision service publishes the directory on compacted Kafka topics (policy issue),
- * the broker reads the decision service's `directory` schema directly, read-only.
+ * The policy engine gets the directory as data.directory: one full load when the bootstrap is
+ * complete, then each change in place. Key hashes stay here, outside the policy's data.
  */
-export class DirectoryCache {
-  readonly #pool: pg.Pool;
+export class DirectoryFeed {
   readonly #engine: PolicyEngine;
   readonly #logger: Logger;
-  #snapshot: Snapshot | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #lastError: Error | undefined;
+  readonly #directoryTopic: string;
+  readonly #policyTopic: string;
+  readonly #agents = new Map<string, Agent>();
+  readonly #keys = new Map<string, KeyRecord>();
+  readonly #keysOfAgent = new Map<string, string[]>();
+  /** data.directory while bootstrapping; handed to the engine in one piece once caught up. */
+  #pending: Record<string, Record<string, unknown>> | undefined = {
+    agents: {},
+    apps: {},
+    entitlements: {},
+    delegations: {},
+  };
+  #reader: CompactedReader | undefined;
+  #revision = -1;
+  #policyRevision: string | undefined;
 
-  constructor(pool: pg.Pool, engine: PolicyEngine, logger: Logger) {
-    this.#pool = pool;
+  constructor(engine: PolicyEngine, prefix: string, logger: Logger) {
     this.#engine = engine;
     this.#logger = logger;
+    this.#directoryTopic = topicName(prefix, Topics.directory);
+    this.#policyTopic = topicName(prefix, Topics.policy);
   }
 
-  /** Loads the first snapshot (throws if it cannot), then polls for changes every `refreshMs`. */
-  async start(refreshMs: number): Promise<void> {
-    await this.refresh();
-    const tick = () => {
-      this.refresh()
-        .catch((error: Error) => {
-          if (!this.#lastError)
-            this.#logger.error({ err: error }, 'directory refresh failed; keeping the last snapshot');
-          this.#lastError = error;
-        })
-        .finally(() => {
-          if (this.#timer) this.#timer = setTimeout(tick, refreshMs);
-        });
-    };
-    this.#timer = setTimeout(tick, refreshMs);
+  /** The directory revision applied last (-1 before the first marker). */
+  get revision(): number {
+    return this.#revision;
   }
 
-  stop(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+  /** Reads both topics up to their end, installs the snapshot, then keeps following them. */
+  async start(kafka: Kafka): Promise<void> {
+    this.#reader = await startCompactedReader({
+      kafka,
+      topics: [this.#directoryTopic, this.#policyTopic],
+      groupPrefix: 'broker-directory',
+      logger: this.#logger,
+      apply: (records) => this.#apply(records),
+    });
+    await this.#reader.caughtUp;
+    const snapshot = this.#pending ?? {};
+    this.#pending = undefined;
+    this.#engine.setDirectory(snapshot);
+    this.#logger.info(
+      { revision: this.#revision, agents: this.#agents.size, policyRevision: this.#engine.revision },
+      'directory bootstrapped from kafka',
+    );
   }
 
-  /** Throws unless a snapshot is loaded and the last refresh succeeded; used by readiness. */
+  async stop(): Promise<void> {
+    await this.#reader?.stop();
+  }
+
+  /** Throws until the bootstrap is complete; used by readiness. */
   check(): void {
-    if (!this.#snapshot) throw new Error('no directory snapshot loaded');
-    if (this.#lastError) throw new Error(`directory refresh failing: ${this.#lastError.message}`);
+    if (this.#pending) throw new Error('directory bootstrap from kafka not complete');
   }
 
   key(keyId: string): KeyRecord | undefined {
-    return this.#snapshot?.keys.get(keyId);
+    return this.#keys.get(keyId);
   }
 
   agent(agentId: string): Agent | undefined {
-    return this.#snapshot?.agents.get(agentId);
+    return this.#agents.get(agentId);
   }
 
-  /** Reloads when the directory revision moved. */
-  async refresh(): Promise<void> {
-    const client = await this.#pool.connect();
+  async #apply(records: CompactedRecord[]): Promise<void> {
+    const changes: DirectoryChange[] = [];
+    const after: (() => void)[] = [];
+    for (const record of records) {
+      if (record.topic === this.#policyTopic) await this.#activate(record);
+      else this.#directoryRecord(record, changes, after);
+    }
+    // Engine first: a key that authenticates must never meet a policy that has not seen its agent.
+    if (this.#pending) for (const change of changes) setPath(this.#pending, change);
+    else if (changes.length > 0) this.#engine.applyDirectoryChanges(changes);
+    for (const step of after) step();
+  }
+
+  #directoryRecord(record: CompactedRecord, changes: DirectoryChange[], after: (() => void)[]): void {
+    const [kind, ...rest] = record.key.split(':');
+    const id = rest.join(':');
+    const section = {
+      agent: 'agents',
+      app: 'apps',
+      entitlements: 'entitlements',
+      delegations: 'delegations',
+    }[kind ?? ''];
+    if (record.value === null) {
+      if (!section) return;
+      changes.push({ path: [section, id] });
+      if (kind === 'agent') after.push(() => this.#setAgent(id, undefined, []));
+      return;
+    }
+    let parsed: DirectoryRecordV1;
     try {
-      // One snapshot for all reads, so agents, keys and entitlements agree with the revision.
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const { rows: revisionRows } = await client.query<{ value: string }>(
-        'SELECT value FROM directory.revision',
-      );
-      const revision = revisionRows[0]?.value ?? '0';
-      if (revision === this.#snapshot?.revision) {
-        await client.query('COMMIT');
-        this.#lastError = undefined;
+      parsed = DirectoryRecordV1.parse(JSON.parse(record.value.toString('utf8')));
+    } catch (error) {
+      // A record this version cannot read is skipped loudly; the entity keeps its last state.
+      this.#logger.error({ err: error, key: record.key }, 'unreadable directory record skipped');
+      return;
+    }
+    switch (parsed.kind) {
+      case 'revision':
+        after.push(() => {
+          this.#revision = parsed.data.revision;
+        });
+        return;
+      case 'agent': {
+        changes.push({ path: ['agents', parsed.id], value: parsed.data });
+        const agent: Agent = {
+          id: parsed.id,
+          name: parsed.name,
+          owner: parsed.data.owner,
+          state: parsed.data.state,
+          ...(parsed.data.client_type ? { clientType: parsed.data.client_type } : {}),
+        };
+        after.push(() => this.#setAgent(parsed.id, agent, parsed.keys));
         return;
       }
-      // One client runs one query at a time; these run in sequence inside the snapshot.
-      const agents = await client.query<Agent>('SELECT id, name, owner, state FROM directory.agents');
-      const keys = await client.query<{ key_id: string; agent_id: string; secret_sha256: Buffer }>(
-        'SELECT key_id, agent_id, secret_sha256 FROM directory.agent_keys WHERE revoked_at IS NULL',
-      );
-      const entitlements = await client.query<{ agent_id: string; app_id: string; classes: string[] }>(
-        `SELECT agent_id, app_id, array_agg(action_class ORDER BY action_class) AS classes
-         FROM directory.entitlements GROUP BY agent_id, app_id`,
-      );
-      await client.query('COMMIT');
-      this.#install(revision, agents.rows, keys.rows, entitlements.rows);
-      this.#lastError = undefined;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
+      default:
+        changes.push({
+          path: [`${parsed.kind === 'app' ? 'apps' : parsed.kind}`, parsed.id],
+          value: parsed.data,
+        });
     }
   }
 
-  #install(
-    revision: string,
-    agentRows: Agent[],
-    keyRows: { key_id: string; agent_id: string; secret_sha256: Buffer }[],
-    entitlementRows: { agent_id: string; app_id: string; classes: string[] }[],
-  ): void {
-    const agents = new Map(agentRows.map((agent) => [agent.id, agent]));
-    const keys = new Map(
-      keyRows.map((k) => [k.key_id, { agentId: k.agent_id, secretSha256: k.secret_sha256 }]),
-    );
-    const entitlements: Record<string, Record<string, string[]>> = {};
-    for (const row of entitlementRows) {
-      entitlements[row.agent_id] ??= {};
-      entitlements[row.agent_id]![row.app_id] = row.classes;
+  #setAgent(id: string, agent: Agent | undefined, keys: { keyId: string; secretSha256: string }[]): void {
+    for (const keyId of this.#keysOfAgent.get(id) ?? []) this.#keys.delete(keyId);
+    if (!agent) {
+      this.#agents.delete(id);
+      this.#keysOfAgent.delete(id);
+      return;
     }
-    const policyAgents = Object.fromEntries(agentRows.map((a) => [a.id, { state: a.state, owner: a.owner }]));
-    // Engine first: a key that authenticates must never meet a policy that has not seen its agent.
-    this.#engine.setDirectory({ agents: policyAgents, entitlements });
-    this.#snapshot = { revision, agents, keys };
-    this.#logger.info({ revision, agents: agents.size, keys: keys.size }, 'directory snapshot loaded');
+    this.#agents.set(id, agent);
+    for (const key of keys)
+      this.#keys.set(key.keyId, { agentId: id, secretSha256: Buffer.from(key.secretSha256, 'hex') });
+    this.#keysOfAgent.set(
+      id,
+      keys.map((key) => key.keyId),
+    );
   }
+
+  async #activate(record: CompactedRecord): Promise<void> {
+    if (record.value === null) return; // the active bundle is never removed, only replaced
+    try {
+      const activation = PolicyActivatedV1.parse(JSON.parse(record.value.toString('utf8')));
+      if (activation.revision === this.#policyRevision && this.#engine.revision === activation.revision)
+        return;
+      const bundle = await readBundle(Buffer.from(activation.bundleBase64, 'base64'));
+      if (bundle.digest !== activation.digest) throw new Error('bundle digest does not match the activation');
+      await this.#engine.loadBundle(bundle);
+      this.#policyRevision = activation.revision;
+      this.#logger.info(
+        { revision: activation.revision, bundleId: activation.bundleId },
+        'policy bundle activated',
+      );
+    } catch (error) {
+      // The active bundle stays: a broken activation never leaves the broker without a policy.
+      this.#logger.error({ err: error }, 'policy activation rejected; keeping the active bundle');
+    }
+  }
+}
+
+function setPath(root: Record<string, Record<string, unknown>>, change: DirectoryChange): void {
+  const [section, id] = change.path as [string, string];
+  const target = root[section] ?? {};
+  root[section] = target;
+  if (change.value === undefined) delete target[id];
+  else target[id] = change.value;
 }

@@ -11,7 +11,9 @@ export const BrokerEnv = z.object({
     .regex(/^[\w.:-]*$/, 'letters, digits, dot, colon, dash and underscore only')
     .default('')
     .describe('prefix for every Redis key this broker writes'),
-  POLICY_BUNDLE_PATH: z.string().min(1).describe('path of the policy bundle.tar.gz built by rego/build.sh'),
+  POLICY_BUNDLE_PATH: z
+    .preprocess((value) => (value === '' ? undefined : value), z.string().min(1).optional())
+    .describe('a local bundle.tar.gz (rego/build.sh) used until an activation arrives on the policy topic'),
   UPSTREAM_URL: env.url('Streamable HTTP URL of the upstream MCP server', ['http', 'https']),
   UPSTREAM_APP_ID: z
     .string()
@@ -19,9 +21,6 @@ export const BrokerEnv = z.object({
     .describe('directory id of the app the upstream serves; entitlements name it'),
   UPSTREAM_TIMEOUT_MS: env.positiveInt('longest wait for one upstream request').default(30000),
   MAX_REQUEST_BYTES: env.positiveInt('largest accepted MCP request body').default(1024 * 1024),
-  DIRECTORY_REFRESH_MS: env
-    .positiveInt('how often the directory revision is polled for changes')
-    .default(1000),
   SESSION_TTL_SECONDS: env.positiveInt('how long an idle MCP session binding is kept').default(24 * 3600),
 });
 export type BrokerEnv = z.infer<typeof BrokerEnv>;

@@ -1,13 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { Topics } from '@portcullis/contracts';
-import { createPool } from '@portcullis/db';
 import { createKafka, createProducer, ensureTopics, kafkaReadinessCheck } from '@portcullis/kafka';
 import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import { runService } from '@portcullis/runtime';
 import { Redis } from 'ioredis';
 import { AuditPublisher } from './audit-publisher.ts';
 import { authenticateAgent } from './auth.ts';
-import { DirectoryCache } from './directory.ts';
+import { DirectoryFeed } from './directory.ts';
 import { readEnv } from './env.ts';
 import { createGatewayServer } from './gateway-server.ts';
 import { createMcpEndpoint } from './mcp-endpoint.ts';
@@ -30,20 +29,11 @@ await runService(
   },
   async ({ logger, health, shutdown, app }) => {
     const engine = new PolicyEngine();
-    await engine.loadBundle(await readBundle(await readFile(env.POLICY_BUNDLE_PATH)));
-    logger.info({ revision: engine.revision }, 'policy bundle loaded');
-
-    const pool = createPool({
-      connectionString: env.DATABASE_URL,
-      applicationName: 'portcullis-broker',
-      logger,
-      max: 4,
-    });
-    shutdown.add('close', 'postgres pool', () => pool.end());
-    const directory = new DirectoryCache(pool, engine, logger);
-    await directory.start(env.DIRECTORY_REFRESH_MS);
-    shutdown.add('close', 'directory refresh', () => directory.stop());
-    health.addCheck('directory', async () => directory.check());
+    if (env.POLICY_BUNDLE_PATH) {
+      // A local bundle serves only until the decision service's activation is read from Kafka.
+      await engine.loadBundle(await readBundle(await readFile(env.POLICY_BUNDLE_PATH)));
+      logger.info({ revision: engine.revision }, 'local policy bundle loaded');
+    }
 
     const redis = new Redis(env.REDIS_URL, {
       // Commands fail fast while Redis is away instead of queueing without bound.
@@ -59,7 +49,15 @@ await runService(
     health.addCheck('redis', async () => void (await redis.ping()));
 
     const kafka = createKafka({ clientId: `broker-${env.INSTANCE_ID}`, brokers: env.KAFKA_BROKERS, logger });
-    await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [Topics.audit]);
+    await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [Topics.audit, Topics.directory, Topics.policy]);
+    // The directory and the active bundle come from compacted topics; readiness waits for both.
+    const directory = new DirectoryFeed(engine, env.KAFKA_TOPIC_PREFIX, logger);
+    await directory.start(kafka);
+    shutdown.add('close', 'directory feed', () => directory.stop());
+    health.addCheck('directory', async () => directory.check());
+    health.addCheck('policy', async () => {
+      if (!engine.ready) throw new Error('no policy bundle or directory loaded');
+    });
     const producer = createProducer(kafka);
     await producer.connect();
     // Flushed after intake stopped and in-flight calls finished, so their outcome events get out.

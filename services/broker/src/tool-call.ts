@@ -1,10 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { type CallToolResult, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
-import type {
-  Decision,
-  ToolCallCompletedV1,
-  ToolCallOutcome,
-  ToolCallRequestedV1,
+import {
+  ActionClass,
+  type Decision,
+  type ToolCallCompletedV1,
+  type ToolCallOutcome,
+  type ToolCallRequestedV1,
 } from '@portcullis/contracts';
 import type { PolicyEngine } from '@portcullis/policy-engine';
 import type { Logger } from '@portcullis/runtime';
@@ -68,20 +69,20 @@ export class ToolCallHandler {
     const callId = randomUUID();
     const started = performance.now();
     const actionClass = actionClassOf(tool.annotations);
-    const decision = engine.decide({
-      agent: { id: agent.id },
-      app: { id: upstream.appId },
-      tool: { name },
-      action_class: actionClass,
-      arguments: args,
-    });
+    const { actionClass: judgedAs, ...decision } = engine.decide(
+      policyInput(agent, upstream.appId, tool, actionClass, args, {
+        call_id: callId,
+        instance_id: this.#deps.instanceId,
+      }),
+    );
     const requested: ToolCallRequestedV1 = {
       ...this.#envelope(callId),
       type: 'tool_call.requested',
       agent: { id: agent.id, name: agent.name, owner: agent.owner },
       app: { id: upstream.appId },
       tool: { name },
-      actionClass,
+      // The class the policy judged the call as: an admin override in the directory may differ.
+      actionClass: ActionClass.safeParse(judgedAs).success ? (judgedAs as ActionClass) : actionClass,
       argumentsDigest: digestOf(args),
       decision,
     };
@@ -99,9 +100,13 @@ export class ToolCallHandler {
       );
     }
 
-    if (decision.outcome === 'deny') {
+    // Anything but allow is not executed. Approval workflows come with the approvals issue; until
+    // then the agent gets a machine-readable "approval required" result naming the approvers.
+    if (decision.outcome !== 'allow') {
       await this.#complete(callId, started, 'not_executed');
-      return denial(callId, decision);
+      return decision.outcome === 'require_approval'
+        ? approvalRequired(callId, decision)
+        : denial(callId, decision);
     }
 
     let result: CallToolResult;
@@ -153,6 +158,55 @@ export class ToolCallHandler {
       source: { service: 'broker', instanceId: this.#deps.instanceId },
     };
   }
+}
+
+/**
+ * The policy input for one call (documented in docs/policy-authoring.md). Time is added by the
+ * engine. The delegating user and request context join when the gateway learns them (OAuth).
+ */
+export function policyInput(
+  agent: Agent,
+  appId: string,
+  tool: { name: string; annotations?: unknown },
+  actionClass: ActionClass,
+  args: Record<string, unknown>,
+  request: { call_id: string; instance_id: string },
+): Record<string, unknown> {
+  return {
+    request,
+    agent: {
+      id: agent.id,
+      owner: agent.owner,
+      state: agent.state,
+      client_type: agent.clientType ?? 'unknown',
+    },
+    app: { id: appId },
+    tool: { name: tool.name, annotations: tool.annotations ?? {} },
+    action_class: actionClass,
+    arguments: args,
+  };
+}
+
+/** Approval required is a tool result too: the call was not executed; who may approve is named. */
+function approvalRequired(callId: string, decision: Decision): CallToolResult {
+  const detail = {
+    decision: 'require_approval',
+    reasons: decision.reasons,
+    approvers: decision.approvers ?? [],
+    policyRevision: decision.policyRevision,
+    callId,
+    decisionId: decision.decisionId,
+  };
+  return {
+    isError: true,
+    content: [
+      {
+        type: 'text',
+        text: `Approval required (${decision.reasons.join(', ')}); the call was not executed. ${JSON.stringify(detail)}`,
+      },
+    ],
+    _meta: { 'portcullis/decision': detail },
+  };
 }
 
 /** A denial is a tool result, not a protocol error, so agents can read the reason and react. */

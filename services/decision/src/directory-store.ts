@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ActionClass, generateAgentKey } from '@portcullis/contracts';
+import { ActionClass, generateAgentKey, TimeWindow } from '@portcullis/contracts';
 import { withTransaction } from '@portcullis/db';
 import type pg from 'pg';
 import { z } from 'zod';
@@ -104,6 +104,109 @@ export class DirectoryStore {
       [name],
     );
     return rows[0];
+  }
+}
+
+/** A grant as the API takes it: action classes plus optional conditions. */
+export const GrantInput = z.object({
+  actions: z.array(ActionClass).min(1),
+  expiresAt: z.iso.datetime({ offset: true }).optional(),
+  window: TimeWindow.optional(),
+  arguments: z.record(z.string().min(1), z.array(z.unknown()).min(1)).optional(),
+  clientTypes: z.array(z.string().min(1)).min(1).optional(),
+  requireApproval: z.boolean().optional(),
+  rateLimitClass: z.string().min(1).optional(),
+  redact: z.array(z.string().min(1)).optional(),
+});
+export type GrantInput = z.infer<typeof GrantInput>;
+
+function conditionsOf(grant: GrantInput): Record<string, unknown> {
+  return {
+    ...(grant.window ? { window: grant.window } : {}),
+    ...(grant.arguments ? { arguments: grant.arguments } : {}),
+    ...(grant.clientTypes ? { client_types: grant.clientTypes } : {}),
+    ...(grant.requireApproval ? { require_approval: true } : {}),
+    ...(grant.rateLimitClass ? { rate_limit_class: grant.rateLimitClass } : {}),
+    ...(grant.redact ? { redact: grant.redact } : {}),
+  };
+}
+
+/** Writes of the HTTP API beyond the seed: each one a single transaction. */
+export class DirectoryAdmin {
+  readonly #pool: pg.Pool;
+
+  constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  async listAgents(): Promise<(AgentRecord & { clientType: string | null })[]> {
+    const { rows } = await this.#pool.query<AgentRecord & { clientType: string | null }>(
+      'SELECT id, name, owner, state, client_type AS "clientType" FROM directory.agents ORDER BY name',
+    );
+    return rows;
+  }
+
+  async upsertAgent(
+    name: string,
+    owner: string,
+    state: 'active' | 'suspended',
+    clientType?: string,
+  ): Promise<AgentRecord> {
+    const { rows } = await this.#pool.query<AgentRecord>(
+      `INSERT INTO directory.agents (id, name, owner, state, client_type) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, state = EXCLUDED.state,
+         client_type = EXCLUDED.client_type, updated_at = now()
+       RETURNING id, name, owner, state`,
+      [newAgentId(), name, owner, state, clientType ?? null],
+    );
+    return rows[0]!;
+  }
+
+  async upsertApp(id: string, name: string, policy: Record<string, unknown>): Promise<void> {
+    await this.#pool.query(
+      `INSERT INTO directory.apps (id, name, policy) VALUES ($1, $2, $3)
+       ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, policy = EXCLUDED.policy`,
+      [id, name, policy],
+    );
+  }
+
+  /** Replaces the agent's grants on one app (an empty list revokes them all). */
+  async setEntitlements(
+    agentId: string,
+    appId: string,
+    grants: GrantInput[],
+    grantedBy: string,
+  ): Promise<void> {
+    await withTransaction(this.#pool, async (client) => {
+      await client.query('DELETE FROM directory.entitlements WHERE agent_id = $1 AND app_id = $2', [
+        agentId,
+        appId,
+      ]);
+      for (const grant of grants)
+        for (const actionClass of new Set(grant.actions))
+          await client.query(
+            `INSERT INTO directory.entitlements (agent_id, app_id, action_class, granted_by, expires_at, conditions)
+             VALUES ($1, $2, $3, $4, $5, $6)`,
+            [agentId, appId, actionClass, grantedBy, grant.expiresAt ?? null, conditionsOf(grant)],
+          );
+    });
+  }
+
+  /** Replaces what a user delegated to an agent on one app. */
+  async setDelegations(userId: string, agentId: string, appId: string, grants: GrantInput[]): Promise<void> {
+    await withTransaction(this.#pool, async (client) => {
+      await client.query(
+        'DELETE FROM directory.delegations WHERE user_id = $1 AND agent_id = $2 AND app_id = $3',
+        [userId, agentId, appId],
+      );
+      for (const grant of grants)
+        for (const actionClass of new Set(grant.actions))
+          await client.query(
+            `INSERT INTO directory.delegations (user_id, agent_id, app_id, action_class, expires_at, conditions)
+             VALUES ($1, $2, $3, $4, $5, $6)`,
+            [userId, agentId, appId, actionClass, grant.expiresAt ?? null, conditionsOf(grant)],
+          );
+    });
   }
 }
 

@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import type { Consumer, Kafka } from 'kafkajs';
+import type { Logger } from 'pino';
+
+export interface CompactedRecord {
+  topic: string;
+  key: string;
+  /** null for a tombstone: the key was removed. */
+  value: Buffer | null;
+}
+
+export interface CompactedReaderOptions {
+  kafka: Kafka;
+  /** Full topic names (prefix applied). */
+  topics: string[];
+  /** Names the throwaway consumer group, for operators reading group listings. */
+  groupPrefix: string;
+  logger: Logger;
+  /** Applies records in order; called once per fetched batch. Must not throw for bad records. */
+  apply: (records: CompactedRecord[]) => void | Promise<void>;
+}
+
+export interface CompactedReader {
+  /** Resolves once everything that was on the topics when the reader started has been applied. */
+  caughtUp: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Reads compacted state topics from the beginning and keeps following them: every replica gets
+ * the whole state, so the consumer group is unique per reader and never commits offsets.
+ */
+export async function startCompactedReader(options: CompactedReaderOptions): Promise<CompactedReader> {
+  const { kafka, topics, groupPrefix, logger, apply } = options;
+  const admin = kafka.admin();
+  await admin.connect();
+  // What "caught up" means: the end offsets at start, per partition.
+  const targets = new Map<string, bigint>();
+  try {
+    for (const topic of topics) {
+      for (const { partition, high } of await endOffsets(admin, topic))
+        if (BigInt(high) > 0n) targets.set(`${topic}/${partition}`, BigInt(high));
+    }
+  } finally {
+    await admin.disconnect();
+  }
+  let markCaughtUp: () => void = () => {};
+  const caughtUp = new Promise<void>((resolve) => {
+    markCaughtUp = resolve;
+  });
+  const check = () => {
+    if (targets.size === 0) markCaughtUp();
+  };
+  check();
+
+  const consumer: Consumer = kafka.consumer({
+    groupId: `${groupPrefix}.${randomUUID()}`,
+    allowAutoTopicCreation: false,
+    // Latency of a change matters more than batching here: state changes are rare and small.
+    maxWaitTimeInMs: 50,
+    sessionTimeout: 30000,
+    heartbeatInterval: 3000,
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topics, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch, heartbeat }) => {
+      const records: CompactedRecord[] = [];
+      for (const message of batch.messages) {
+        if (!message.key) continue;
+        records.push({ topic: batch.topic, key: message.key.toString('utf8'), value: message.value });
+      }
+      if (records.length > 0) await apply(records);
+      const last = batch.messages[batch.messages.length - 1];
+      const target = targets.get(`${batch.topic}/${batch.partition}`);
+      if (last && target !== undefined && BigInt(last.offset) + 1n >= target) {
+        targets.delete(`${batch.topic}/${batch.partition}`);
+        check();
+      }
+      await heartbeat();
+    },
+  });
+  logger.info({ topics }, 'following compacted topics');
+  return { caughtUp, stop: () => consumer.disconnect() };
+}
+
+/**
+ * The end offsets of a topic. Right after a topic is created the cluster may briefly answer "not
+ * the leader" (metadata still propagating); such retriable errors are retried for up to 15 s.
+ */
+async function endOffsets(
+  admin: ReturnType<Kafka['admin']>,
+  topic: string,
+): Promise<{ partition: number; high: string }[]> {
+  const deadline = Date.now() + 15_000;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await admin.fetchTopicOffsets(topic);
+    } catch (error) {
+      if (!(error as { retriable?: boolean }).retriable || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** attempt)));
+    }
+  }
+}
