@@ -255,3 +255,49 @@ describe('suspension', () => {
     }
   });
 });
+
+describe('key revocation', () => {
+  const keyIdOf = (key: string) => key.split('_')[1]!;
+  const initializeWith = (key: string) =>
+    fetch(`${brokerUrl}/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${key}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: {
+          protocolVersion: '2025-06-18',
+          capabilities: {},
+          clientInfo: { name: 'raw', version: '1' },
+        },
+      }),
+    });
+
+  test("a key revoked through the CLI or the API stops working; the agent's other keys do not", async () => {
+    const viaCli = await stack.issueKey('other');
+    const viaApi = await stack.issueKey('other');
+    await stack.directoryPublished();
+    await waitFor('the new keys to be accepted', async () => (await initializeWith(viaApi)).status === 200);
+    assert.equal((await initializeWith(viaCli)).status, 200);
+
+    await stack.directoryCli(['revoke-key', 'other', keyIdOf(viaCli)]);
+    const revoked = await stack.api('DELETE', `/v1/agents/other/keys/${keyIdOf(viaApi)}`);
+    assert.equal(revoked.status, 204);
+    for (const key of [viaCli, viaApi]) {
+      await waitFor(
+        'the revocation to reach the broker',
+        async () => (await initializeWith(key)).status === 401,
+      );
+    }
+    assert.equal((await initializeWith(otherKey)).status, 200);
+
+    const unknown = await stack.api('DELETE', `/v1/agents/reader/keys/${keyIdOf(otherKey)}`);
+    assert.equal(unknown.status, 404, 'a key of another agent is not found');
+    await assert.rejects(stack.directoryCli(['revoke-key', 'other']), /missing key id/);
+  });
+});

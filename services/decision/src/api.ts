@@ -154,6 +154,20 @@ export function createApi(deps: ApiDeps): Router {
     }),
   );
 
+  router.delete(
+    '/v1/agents/:name/keys/:keyId',
+    admin,
+    wrap(async (req, res) => {
+      const keyId = parse(z.string().regex(/^[0-9a-f]{16}$/, 'a 16-digit hex key id'), req.params.keyId);
+      try {
+        await deps.store.revokeKey(parse(AgentName, req.params.name), keyId);
+      } catch (error) {
+        throw new AppError('key_not_found', (error as Error).message, { status: 404, cause: error });
+      }
+      res.status(204).end();
+    }),
+  );
+
   router.put(
     '/v1/apps/:id',
     admin,

@@ -13,6 +13,8 @@ const usage = `usage: portcullis directory <command>
 commands:
   seed <file.json>          apply a directory seed (apps, agents, entitlements); idempotent
   issue-key <agent-name>    issue a new agent key and print it once
+  revoke-key <agent-name> <key-id>
+                            revoke one key (the id is the part after pcak_ and before the next _)
   suspend <agent-name>      refuse every call of this agent from now on
   activate <agent-name>     lift a suspension
 
@@ -57,6 +59,16 @@ async function main(argv: string[]): Promise<number> {
         const { agent, key, keyId } = await store.issueKey(argument);
         if (values.json) console.log(JSON.stringify({ agent: agent.name, agentId: agent.id, keyId, key }));
         else console.log(`agent key for ${agent.name} (shown once, store it now):\n${key}`);
+        return 0;
+      }
+      case 'revoke-key': {
+        const keyId = positionals[2];
+        if (!keyId) {
+          console.error(`portcullis directory revoke-key: missing key id\n\n${usage}`);
+          return 2;
+        }
+        await store.revokeKey(argument, keyId);
+        console.log(`agent ${argument}: key ${keyId} revoked`);
         return 0;
       }
       case 'suspend':

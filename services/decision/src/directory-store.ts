@@ -90,6 +90,19 @@ export class DirectoryStore {
     return { agent, key: issued.key, keyId: issued.keyId };
   }
 
+  /**
+   * Revokes one of an agent's keys. Brokers drop it with the next directory update; revoking twice
+   * is not an error, a key of another agent is (it is reported as not found).
+   */
+  async revokeKey(agentName: string, keyId: string): Promise<void> {
+    const { rowCount } = await this.#pool.query(
+      `UPDATE directory.agent_keys k SET revoked_at = COALESCE(k.revoked_at, now())
+       FROM directory.agents a WHERE a.id = k.agent_id AND a.name = $1 AND k.key_id = $2`,
+      [agentName, keyId],
+    );
+    if (rowCount === 0) throw new Error(`agent ${agentName} has no key ${keyId}`);
+  }
+
   async setAgentState(agentName: string, state: 'active' | 'suspended'): Promise<void> {
     const { rowCount } = await this.#pool.query(
       'UPDATE directory.agents SET state = $2, updated_at = now() WHERE name = $1',
