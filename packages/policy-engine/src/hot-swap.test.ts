@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { BundleError, type PolicyBundle, readBundle } from './bundle.ts';
 import { DECISION_ENTRYPOINT, PolicyEngine } from './engine.ts';
+import { opaWasmBuildArgs } from './opa-build.ts';
 
 // Swapping bundles while calls are being decided: every decision must be the one its reported
 // revision gives, and none may fail for lack of a policy. Two real bundles are compiled with OPA
@@ -26,22 +27,7 @@ async function build(
   entrypoint = DECISION_ENTRYPOINT,
 ): Promise<PolicyBundle> {
   const out = join(dir, `${revision}.tar.gz`);
-  await run(opa, [
-    'build',
-    '-b',
-    '-t',
-    'wasm',
-    '-O=1',
-    '-e',
-    entrypoint,
-    '--revision',
-    revision,
-    '--ignore',
-    '*_test.rego',
-    '-o',
-    out,
-    source,
-  ]);
+  await run(opa, opaWasmBuildArgs({ source, out, entrypoint, revision }));
   return readBundle(await readFile(out));
 }
 

@@ -6,7 +6,7 @@ import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { type PolicyActivatedV1, Topics, topicName } from '@portcullis/contracts';
 import { withTransaction } from '@portcullis/db';
-import { BundleError, DECISION_ENTRYPOINT, PolicyEngine, readBundle } from '@portcullis/policy-engine';
+import { BundleError, opaWasmBuildArgs, PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import { AppError } from '@portcullis/runtime';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
@@ -227,22 +227,10 @@ export class BundleService {
         .digest('hex')
         .slice(0, 16);
       const out = join(dir, 'bundle.tar.gz');
-      await this.#opaStep('it does not build to Wasm with the decision entrypoint (opa build)', [
-        'build',
-        '-b',
-        '-t',
-        'wasm',
-        '-O=1',
-        '-e',
-        DECISION_ENTRYPOINT,
-        '--revision',
-        revision,
-        '--ignore',
-        '*_test.rego',
-        '-o',
-        out,
-        src,
-      ]);
+      await this.#opaStep(
+        'it does not build to Wasm with the decision entrypoint (opa build)',
+        opaWasmBuildArgs({ source: src, out, revision }),
+      );
       return { bundle: await readFile(out), validation: tests.trim().split('\n').pop() ?? 'passed' };
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -4,12 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import type { ReasonCode } from '@portcullis/contracts';
-import {
-  DECISION_ENTRYPOINT,
-  PolicyEngine,
-  REASON_DESCRIPTIONS,
-  readBundle,
-} from '@portcullis/policy-engine';
+import { opaWasmBuildArgs, PolicyEngine, REASON_DESCRIPTIONS, readBundle } from '@portcullis/policy-engine';
 
 const run = promisify(execFile);
 
@@ -44,24 +39,11 @@ function opaInteractive(args: string[]): number {
 }
 
 async function buildBundle(dir: string, out: string): Promise<void> {
-  await run(opa(), [
-    'build',
-    '-b',
-    '-t',
-    'wasm',
-    '-O=1',
-    '-e',
-    DECISION_ENTRYPOINT,
-    '--ignore',
-    '*_test.rego',
-    '--ignore',
-    'build',
-    '-o',
-    out,
-    dir,
-  ]).catch((error: { stderr?: string; message: string }) => {
-    throw new Error(`opa build failed:\n${error.stderr || error.message}`);
-  });
+  await run(opa(), opaWasmBuildArgs({ source: dir, out })).catch(
+    (error: { stderr?: string; message: string }) => {
+      throw new Error(`opa build failed:\n${error.stderr || error.message}`);
+    },
+  );
 }
 
 async function api(
