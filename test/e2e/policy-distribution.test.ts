@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { connectAgent } from '../support/agent.ts';
 import { bundlePath, repoRoot, TestStack } from '../support/stack.ts';
 
 // Two broker processes follow the decision service through Kafka: a newly activated policy
@@ -20,15 +20,7 @@ let stack: TestStack;
 let key: string;
 const clients: Client[] = [];
 
-async function connect(url: string): Promise<Client> {
-  const client = new Client({ name: 'distribution-agent', version: '1.0.0' });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
-      requestInit: { headers: { Authorization: `Bearer ${key}` } },
-    }),
-  );
-  return client;
-}
+const connect = (url: string) => connectAgent(url, key, 'distribution-agent');
 
 type Meta = { decision?: string; reasons?: string[]; policyRevision?: string };
 async function call(client: Client, name: string): Promise<Meta & { allowed: boolean }> {

@@ -5,10 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { waitFor } from '@portcullis/testing';
 import pg from 'pg';
+import { connectAgent } from '../support/agent.ts';
 import { repoRoot, TestStack } from '../support/stack.ts';
 
 // The policy author's workflow with the real CLI: calls go through a broker into the ledger; a
@@ -40,12 +39,7 @@ before(async () => {
   });
   const key = await stack.issueKey('reader');
   const broker = await stack.startBroker();
-  const client = new Client({ name: 'simulation-agent', version: '1.0.0' });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(`${broker.url}/mcp`), {
-      requestInit: { headers: { Authorization: `Bearer ${key}` } },
-    }),
-  );
+  const client = await connectAgent(broker.url, key, 'simulation-agent');
   await client.callTool({ name: 'read_record', arguments: { id: 'r-1' } });
   await client.callTool({ name: 'list_records', arguments: {} });
   await client.callTool({ name: 'update_record', arguments: { id: 'r-1', text: 'x' } });
