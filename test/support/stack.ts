@@ -39,25 +39,32 @@ export class TestStack {
   readonly prefix: string;
   readonly processes: ServiceProcess[] = [];
   readonly #dropDatabase: () => Promise<void>;
+  /** The Kafka this stack's services use: the shared one unless the suite brings its own. */
+  readonly kafkaBrokers: string;
   upstreamUrl = '';
 
-  private constructor(databaseUrl: string, prefix: string, drop: () => Promise<void>) {
+  private constructor(databaseUrl: string, prefix: string, drop: () => Promise<void>, kafkaBrokers: string) {
     this.databaseUrl = databaseUrl;
     this.prefix = prefix;
     this.#dropDatabase = drop;
+    this.kafkaBrokers = kafkaBrokers;
   }
 
-  static async create(): Promise<TestStack> {
+  static async create(options: { kafkaBrokers?: string } = {}): Promise<TestStack> {
     const database = await createTestDatabase();
-    return new TestStack(database.url, uniqueName('t'), database.drop);
+    return new TestStack(
+      database.url,
+      uniqueName('t'),
+      database.drop,
+      options.kafkaBrokers ?? stackEnv().kafkaBrokers,
+    );
   }
 
   /** The environment every service of this stack shares. */
   commonEnv(): Record<string, string> {
-    const infra = stackEnv();
     return {
       DATABASE_URL: this.databaseUrl,
-      KAFKA_BROKERS: infra.kafkaBrokers,
+      KAFKA_BROKERS: this.kafkaBrokers,
       KAFKA_TOPIC_PREFIX: this.prefix,
       LOG_LEVEL: 'info',
       SHUTDOWN_DRAIN_MS: '0',
@@ -106,6 +113,7 @@ export class TestStack {
       UPSTREAM_APP_ID: 'demo',
       DIRECTORY_REFRESH_MS: '200',
       INSTANCE_ID: uniqueName('broker-'),
+      AUDIT_SPOOL_DIR: await mkdtemp(join(tmpdir(), 'portcullis-spool-')),
       ...extraEnv,
     });
     return { url: `http://127.0.0.1:${port}`, process };

@@ -22,6 +22,24 @@ export const BrokerEnv = z.object({
   DIRECTORY_REFRESH_MS: env
     .positiveInt('how often the directory revision is polled for changes')
     .default(1000),
+  AUDIT_SPOOL_DIR: z
+    .string()
+    .min(1)
+    .describe(
+      "directory of this replica's audit spool (audit events written while Kafka is away); must persist across restarts and belong to one replica",
+    ),
+  AUDIT_SPOOL_MAX_BYTES: env
+    .positiveInt('largest size of the audit spool; beyond it calls fail closed')
+    .default(64 * 1024 * 1024),
+  AUDIT_SPOOL_MAX_EVENTS: env
+    .positiveInt('most audit events the spool holds; beyond it calls fail closed')
+    .default(100000),
+  AUDIT_SEND_TIMEOUT_MS: env
+    .positiveInt('longest a call waits for Kafka to acknowledge its audit event before it is spooled')
+    .default(1000),
+  AUDIT_REPLAY_INTERVAL_MS: env
+    .positiveInt('pause between attempts to replay the spool to Kafka')
+    .default(1000),
   SESSION_TTL_SECONDS: env.positiveInt('how long an idle MCP session binding is kept').default(24 * 3600),
 });
 export type BrokerEnv = z.infer<typeof BrokerEnv>;

@@ -1,13 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { Topics } from '@portcullis/contracts';
 import { createPool } from '@portcullis/db';
-import { createKafka, createProducer, ensureTopics, kafkaReadinessCheck } from '@portcullis/kafka';
+import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import { runService } from '@portcullis/runtime';
+import { Spool } from '@portcullis/spool';
 import { Redis } from 'ioredis';
-import { AuditPublisher } from './audit-publisher.ts';
 import { authenticateAgent } from './auth.ts';
 import { DirectoryCache } from './directory.ts';
+import { DurableAuditPublisher } from './durable-audit.ts';
 import { readEnv } from './env.ts';
 import { createGatewayServer } from './gateway-server.ts';
 import { createMcpEndpoint } from './mcp-endpoint.ts';
@@ -62,11 +63,31 @@ await runService(
     await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [Topics.audit]);
     const producer = createProducer(kafka);
     await producer.connect();
+    // The audit path: Kafka, or this replica's spool while Kafka is away (replayed in order).
+    const { spool, recovery } = await Spool.open({
+      dir: env.AUDIT_SPOOL_DIR,
+      maxBytes: env.AUDIT_SPOOL_MAX_BYTES,
+      maxRecords: env.AUDIT_SPOOL_MAX_EVENTS,
+    });
+    if (recovery.pendingRecords > 0 || recovery.truncatedBytes > 0)
+      logger.warn(recovery, 'audit spool holds events from a previous run; replaying them first');
+    const audit = new DurableAuditPublisher({
+      producer,
+      topicPrefix: env.KAFKA_TOPIC_PREFIX,
+      spool,
+      sendTimeoutMs: env.AUDIT_SEND_TIMEOUT_MS,
+      retryIntervalMs: env.AUDIT_REPLAY_INTERVAL_MS,
+      logger,
+    });
+    shutdown.add('flush', 'audit spool', async () => {
+      await audit.flush(Math.floor(env.SHUTDOWN_TIMEOUT_MS / 3));
+      await audit.stop();
+      await spool.close();
+    });
     // Flushed after intake stopped and in-flight calls finished, so their outcome events get out.
     shutdown.add('flush', 'kafka producer', () => producer.disconnect());
-    const kafkaHealth = kafkaReadinessCheck(kafka);
-    health.addCheck('kafka', kafkaHealth.check);
-    shutdown.add('close', 'kafka admin', kafkaHealth.close);
+    // Ready while the audit path takes calls: Kafka up, or Kafka away with room in the spool.
+    health.addCheck('audit', async () => audit.check());
 
     const upstream = new UpstreamApp({
       appId: env.UPSTREAM_APP_ID,
@@ -81,7 +102,7 @@ await runService(
     const toolCalls = new ToolCallHandler({
       engine,
       upstream,
-      audit: new AuditPublisher(producer, env.KAFKA_TOPIC_PREFIX),
+      audit,
       logger,
       instanceId: env.INSTANCE_ID,
     });

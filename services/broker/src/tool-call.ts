@@ -10,8 +10,8 @@ import type { PolicyEngine } from '@portcullis/policy-engine';
 import type { Logger } from '@portcullis/runtime';
 import canonicalize from 'canonicalize';
 import { actionClassOf } from './action-class.ts';
-import type { AuditPublisher } from './audit-publisher.ts';
 import type { Agent } from './directory.ts';
+import { type AuditSink, AuditUnavailableError } from './durable-audit.ts';
 import type { UpstreamApp } from './upstream.ts';
 
 /** Where a denied agent learns how to ask for access; part of every denial. */
@@ -20,7 +20,7 @@ const ACCESS_REQUEST_HINT = 'Ask the agent owner to request an entitlement for t
 export interface ToolCallDeps {
   engine: PolicyEngine;
   upstream: UpstreamApp;
-  audit: AuditPublisher;
+  audit: AuditSink;
   logger: Logger;
   instanceId: string;
 }
@@ -88,13 +88,15 @@ export class ToolCallHandler {
     try {
       await audit.publish(requested);
     } catch (error) {
-      // Fail closed: a call whose request cannot be recorded is not executed.
+      // Fail closed: a call whose request cannot be recorded (Kafka away and spool full) is not executed.
       logger.error({ err: error, callId }, 'audit path unavailable; call refused');
       throw new McpError(
         ErrorCode.InternalError,
         'Audit path unavailable: the call was not executed. Retry later.',
         {
+          code: 'audit_unavailable',
           retryable: true,
+          retryAfterMs: error instanceof AuditUnavailableError ? error.retryAfterMs : 1000,
         },
       );
     }
@@ -138,8 +140,8 @@ export class ToolCallHandler {
     try {
       await this.#deps.audit.publish(completed);
     } catch (publishError) {
-      // The call already happened; its request is on record. The spool that makes this loss-free
-      // comes with the gateway issue; until then the gap is logged loudly.
+      // The call already happened; its request is on record. The audit sink spools outcomes while
+      // Kafka is away and keeps room for them when it admits a call, so this is a disk failure.
       this.#deps.logger.error({ err: publishError, callId, outcome }, 'outcome event could not be recorded');
     }
   }
