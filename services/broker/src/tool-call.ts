@@ -12,6 +12,7 @@ import canonicalize from 'canonicalize';
 import { actionClassOf } from './action-class.ts';
 import type { Agent } from './directory.ts';
 import { type AuditSink, AuditUnavailableError } from './durable-audit.ts';
+import { inspectResult } from './result-dlp.ts';
 import type { UpstreamApp } from './upstream.ts';
 
 /** Where a denied agent learns how to ask for access; part of every denial. */
@@ -115,13 +116,17 @@ export class ToolCallHandler {
       if (error instanceof McpError) throw error;
       throw new McpError(ErrorCode.InternalError, `Upstream ${upstream.appId} failed: ${message}`);
     }
+    // DLP before the agent and the ledger see anything of the result.
+    const inspected = inspectResult(result);
     await this.#complete(
       callId,
       started,
-      result.isError ? 'failed' : 'succeeded',
-      result.isError ? { code: 'tool_error', message: 'the tool reported an error' } : undefined,
+      result.isError || inspected.withheld ? 'failed' : 'succeeded',
+      inspected.withheld ??
+        (result.isError ? { code: 'tool_error', message: 'the tool reported an error' } : undefined),
+      inspected.redactions,
     );
-    return result;
+    return inspected.result;
   }
 
   async #complete(
@@ -129,6 +134,7 @@ export class ToolCallHandler {
     started: number,
     outcome: ToolCallOutcome,
     error?: { code: string; message: string },
+    redactions?: Record<string, number>,
   ): Promise<void> {
     const completed: ToolCallCompletedV1 = {
       ...this.#envelope(callId),
@@ -136,6 +142,7 @@ export class ToolCallHandler {
       outcome,
       ...(error ? { error: { code: error.code, message: error.message.slice(0, 1000) } } : {}),
       durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+      ...(redactions ? { redactions } : {}),
     };
     try {
       await this.#deps.audit.publish(completed);
