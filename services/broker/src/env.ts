@@ -1,5 +1,6 @@
 import { commonServiceEnv, env, loadEnv } from '@portcullis/config';
 import { z } from 'zod';
+import { DEFAULT_RATE_CLASSES, RateClasses } from './rate-limit.ts';
 
 // The only module of the broker that reads process.env.
 export const BrokerEnv = z.object({
@@ -40,6 +41,34 @@ export const BrokerEnv = z.object({
   AUDIT_REPLAY_INTERVAL_MS: env
     .positiveInt('pause between attempts to replay the spool to Kafka')
     .default(1000),
+  MCP_ALLOWED_HOSTS: env
+    .csv('Host header values /mcp answers to (DNS-rebinding protection): host, host:port or host:*')
+    .default(['localhost:*', '127.0.0.1:*', '[::1]:*']),
+  MCP_ALLOWED_ORIGINS: env
+    .csv('browser origins allowed on /mcp: scheme://host, scheme://host:port or scheme://host:*')
+    .default([
+      'http://localhost:*',
+      'http://127.0.0.1:*',
+      'http://[::1]:*',
+      'https://localhost:*',
+      'https://127.0.0.1:*',
+      'https://[::1]:*',
+    ]),
+  RATE_LIMIT_CLASSES: z
+    .string()
+    .default(JSON.stringify(DEFAULT_RATE_CLASSES))
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'not JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(RateClasses)
+    .describe(
+      'rate-limit classes as JSON: {"<class>": {"perAgent": {"limit", "periodMs", "burst"}, "perTool": {…}}}; "default" is required',
+    ),
   SESSION_TTL_SECONDS: env.positiveInt('how long an idle MCP session binding is kept').default(24 * 3600),
 });
 export type BrokerEnv = z.infer<typeof BrokerEnv>;

@@ -11,7 +11,9 @@ import { DirectoryCache } from './directory.ts';
 import { DurableAuditPublisher } from './durable-audit.ts';
 import { readEnv } from './env.ts';
 import { createGatewayServer } from './gateway-server.ts';
+import { hostOriginProtection } from './host-origin.ts';
 import { createMcpEndpoint } from './mcp-endpoint.ts';
+import { RateLimiter } from './rate-limit.ts';
 import { SessionRegistry } from './sessions.ts';
 import { ToolCallHandler } from './tool-call.ts';
 import { UpstreamApp } from './upstream.ts';
@@ -105,6 +107,7 @@ await runService(
       audit,
       logger,
       instanceId: env.INSTANCE_ID,
+      limiter: new RateLimiter(redis, env.REDIS_KEY_PREFIX, env.RATE_LIMIT_CLASSES),
     });
     const mcp = createMcpEndpoint({
       sessions: new SessionRegistry(redis, env.REDIS_KEY_PREFIX, env.SESSION_TTL_SECONDS),
@@ -112,7 +115,12 @@ await runService(
       maxRequestBytes: env.MAX_REQUEST_BYTES,
       logger,
     });
-    app.use('/mcp', authenticateAgent(directory), mcp.router);
+    // Host and Origin first: a DNS-rebinding request is refused before it can touch anything.
+    const rebinding = hostOriginProtection({
+      allowedHosts: env.MCP_ALLOWED_HOSTS,
+      allowedOrigins: env.MCP_ALLOWED_ORIGINS,
+    });
+    app.use('/mcp', rebinding, authenticateAgent(directory), mcp.router);
     // The HTTP server's close (stop-intake) waits for in-flight calls; then the sessions go.
     shutdown.add('drain', 'mcp sessions', async () => {
       if (toolCalls.inFlight > 0)

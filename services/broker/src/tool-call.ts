@@ -12,6 +12,7 @@ import canonicalize from 'canonicalize';
 import { actionClassOf } from './action-class.ts';
 import type { Agent } from './directory.ts';
 import { type AuditSink, AuditUnavailableError } from './durable-audit.ts';
+import { type RateLimiter, rateLimitedError, UnknownRateClassError } from './rate-limit.ts';
 import { inspectResult } from './result-dlp.ts';
 import type { UpstreamApp } from './upstream.ts';
 
@@ -24,6 +25,8 @@ export interface ToolCallDeps {
   audit: AuditSink;
   logger: Logger;
   instanceId: string;
+  /** Per agent and per agent+tool limits; absent only in tests that do not exercise them. */
+  limiter?: RateLimiter;
 }
 
 /**
@@ -76,6 +79,9 @@ export class ToolCallHandler {
       action_class: actionClass,
       arguments: args,
     });
+    // Limits apply to calls policy allowed. The class will come from a policy obligation; until
+    // then every call is in the 'default' class.
+    const limited = decision.outcome === 'deny' ? undefined : await this.#rateLimit(agent, name, 'default');
     const requested: ToolCallRequestedV1 = {
       ...this.#envelope(callId),
       type: 'tool_call.requested',
@@ -100,6 +106,12 @@ export class ToolCallHandler {
           retryAfterMs: error instanceof AuditUnavailableError ? error.retryAfterMs : 1000,
         },
       );
+    }
+
+    if (limited) {
+      const code = (limited.data as { code: string }).code;
+      await this.#complete(callId, started, 'not_executed', { code, message: limited.message });
+      throw limited;
     }
 
     if (decision.outcome === 'deny') {
@@ -150,6 +162,28 @@ export class ToolCallHandler {
       // The call already happened; its request is on record. The audit sink spools outcomes while
       // Kafka is away and keeps room for them when it admits a call, so this is a disk failure.
       this.#deps.logger.error({ err: publishError, callId, outcome }, 'outcome event could not be recorded');
+    }
+  }
+
+  /** An error to answer with when the call is over a limit or cannot be checked (fail closed). */
+  async #rateLimit(agent: Agent, tool: string, rateClass: string): Promise<McpError | undefined> {
+    const { limiter, upstream, logger } = this.#deps;
+    if (!limiter) return undefined;
+    try {
+      const verdict = await limiter.consume(agent.id, `${upstream.appId}/${tool}`, rateClass);
+      return verdict.allowed ? undefined : rateLimitedError(verdict);
+    } catch (error) {
+      logger.error({ err: error, rateClass }, 'rate limit could not be checked; call refused');
+      const unknownClass = error instanceof UnknownRateClassError;
+      return new McpError(
+        ErrorCode.InternalError,
+        'Rate limit could not be checked: the call was not executed.',
+        {
+          code: unknownClass ? 'rate_class_unknown' : 'rate_limiter_unavailable',
+          retryable: !unknownClass,
+          ...(unknownClass ? {} : { retryAfterMs: 1000 }),
+        },
+      );
     }
   }
 
