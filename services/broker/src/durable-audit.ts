@@ -85,15 +85,19 @@ export class DurableAuditPublisher implements AuditSink {
     const valid = AuditEvent.parse(event);
     const value = JSON.stringify(valid);
     const opensCall = valid.type === 'tool_call.requested';
-    if (opensCall) this.#admit(Buffer.byteLength(value));
-    if (opensCall) this.#openCalls++;
+    if (opensCall) {
+      this.#admit(Buffer.byteLength(value));
+      this.#openCalls++;
+    }
     try {
       await this.#publish(valid.callId, value);
     } catch (error) {
       if (opensCall) this.#openCalls--;
       throw error;
+    } finally {
+      // The call is over whether or not its outcome made it: release its reserved room.
+      if (!opensCall) this.#openCalls = Math.max(0, this.#openCalls - 1);
     }
-    if (valid.type === 'tool_call.completed') this.#openCalls = Math.max(0, this.#openCalls - 1);
   }
 
   /** Throws when the audit path could not take a new call: Kafka away and the spool full. */

@@ -1,4 +1,4 @@
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { type CallToolResult, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { countByType, scanJson } from '@portcullis/dlp';
 
 export interface InspectedResult {
@@ -33,4 +33,35 @@ export function inspectResult(result: CallToolResult): InspectedResult {
   }
   if (scanned.findings.length === 0) return { result };
   return { result: scanned.value, redactions: countByType(scanned.findings) as Record<string, number> };
+}
+
+/**
+ * An upstream failure with DLP applied to its message and data, for the agent and the ledger.
+ * For an McpError the code is kept (errors pass through faithfully); anything else becomes its
+ * redacted message.
+ */
+export function redactUpstreamError(error: unknown): McpError | Error {
+  if (error instanceof McpError) {
+    // McpError prefixes "MCP error <code>: "; strip it so the rebuilt error does not repeat it.
+    const bare = error.message.replace(/^MCP error -?\d+: /, '');
+    return new McpError(error.code, redactString(bare), redactData(error.data));
+  }
+  return new Error(redactString(error instanceof Error ? error.message : String(error)));
+}
+
+function redactString(text: string): string {
+  try {
+    return scanJson(text, 'redact').value;
+  } catch {
+    return '[REDACTED:uninspectable]';
+  }
+}
+
+function redactData(data: unknown): unknown {
+  if (data === undefined) return undefined;
+  try {
+    return scanJson(data, 'redact').value;
+  } catch {
+    return undefined;
+  }
 }

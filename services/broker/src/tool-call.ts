@@ -13,7 +13,7 @@ import { actionClassOf } from './action-class.ts';
 import type { Agent } from './directory.ts';
 import { type AuditSink, AuditUnavailableError } from './durable-audit.ts';
 import { type RateLimiter, rateLimitedError, UnknownRateClassError } from './rate-limit.ts';
-import { inspectResult } from './result-dlp.ts';
+import { inspectResult, redactUpstreamError } from './result-dlp.ts';
 import type { UpstreamApp } from './upstream.ts';
 
 /** Where a denied agent learns how to ask for access; part of every denial. */
@@ -123,10 +123,14 @@ export class ToolCallHandler {
     try {
       result = await upstream.callTool(name, args, signal);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      await this.#complete(callId, started, 'failed', { code: upstreamErrorCode(error), message });
-      if (error instanceof McpError) throw error;
-      throw new McpError(ErrorCode.InternalError, `Upstream ${upstream.appId} failed: ${message}`);
+      // Upstream errors pass through faithfully, but through DLP like any result.
+      const failure = redactUpstreamError(error);
+      await this.#complete(callId, started, 'failed', {
+        code: upstreamErrorCode(error),
+        message: failure.message,
+      });
+      if (error instanceof McpError) throw failure;
+      throw new McpError(ErrorCode.InternalError, `Upstream ${upstream.appId} failed: ${failure.message}`);
     }
     // DLP before the agent and the ledger see anything of the result.
     const inspected = inspectResult(result);
