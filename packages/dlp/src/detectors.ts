@@ -212,9 +212,24 @@ export const PATTERN_DETECTORS: readonly PatternDetector[] = [
   },
 ];
 
-/** The union of every detector's prefilter: a string that fails it cannot hold a finding. */
-const TRIGGER =
-  /PRIVATE KEY-----|A(?:KIA|SIA|BIA|CCA|3T|Iza)|[sS][eE][cC][rR][eE][tT]|private_key_id|gh[pousr]_|github_pat_|gl(?:pat|dt|rt|ptt)-|xox|hooks\.slack\.com|_(?:live|test)_|eyJ|@|\d{4}[ -]?\d{4}|\d{3}-\d\d-\d{4}|\d\d ?\d\d ?\d\d ?[A-D]/;
+/**
+ * The union of every detector's prefilter: a string that fails it cannot hold a finding. A few
+ * regexes with rare first characters and plain `includes` scan about 3x faster here than one
+ * regex alternating over every anchor (which tries many branches at each position).
+ */
+const ANCHORS = [
+  /A(?:KIA|SIA|BIA|CCA|3T|Iza)/,
+  /secret/i,
+  /g(?:h[pousr]_|ithub_pat_|l(?:pat|dt|rt|ptt)-)/,
+  /_(?:live|test)_/,
+  /\d(?:\d{3}[ -]?\d{4}|\d\d-\d\d-\d{4}|\d ?\d\d ?\d\d ?[A-D])/,
+];
+const LITERALS = ['@', 'eyJ', 'xox', 'PRIVATE KEY-----', 'private_key_id', 'hooks.slack.com'];
+function triggered(text: string): boolean {
+  for (const literal of LITERALS) if (text.includes(literal)) return true;
+  for (const anchor of ANCHORS) if (anchor.test(text)) return true;
+  return false;
+}
 
 const EMAIL_LOCAL = /[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]/;
 const EMAIL_DOMAIN = /[A-Za-z0-9.-]/;
@@ -245,8 +260,8 @@ function findEmails(text: string, out: TextFinding[]): void {
 export function scanText(text: string): TextFinding[] {
   const found: TextFinding[] = [];
   // Nothing any detector finds is shorter than a minimal e-mail address (a@b.co); and most strings
-  // contain none of the detectors' anchors, which one pass of TRIGGER rules out.
-  if (text.length < 6 || !TRIGGER.test(text)) return found;
+  // contain none of the detectors' anchors, which `triggered` rules out cheaply.
+  if (text.length < 6 || !triggered(text)) return found;
   for (const detector of PATTERN_DETECTORS) {
     if (!detector.prefilter(text)) continue;
     detector.pattern.lastIndex = 0;
