@@ -176,11 +176,17 @@ export class DurableAuditPublisher implements AuditSink {
 
   #startReplay(): void {
     if (this.#replaying || this.#stopped) return;
-    this.#replaying = this.#replay().finally(() => {
-      this.#replaying = undefined;
-      // An append may have raced the end of the last loop.
-      if (this.#spooling && !this.#stopped) this.#startReplay();
-    });
+    this.#replaying = this.#replay()
+      .catch(async (error: unknown) => {
+        // A spool that cannot be read (disk error) must not spin: log, wait, try again.
+        this.#options.logger.error({ err: error, spooled: this.spooled }, 'audit replay failed; retrying');
+        await this.#pause(this.#options.retryIntervalMs);
+      })
+      .finally(() => {
+        this.#replaying = undefined;
+        // An append may have raced the end of the last loop.
+        if (this.#spooling && !this.#stopped) this.#startReplay();
+      });
   }
 
   async #replay(): Promise<void> {
