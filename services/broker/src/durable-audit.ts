@@ -38,6 +38,8 @@ export interface DurableAuditOptions {
  */
 const OUTCOME_RESERVE_BYTES = 2048;
 const REPLAY_BATCH = 200;
+/** Readiness asks whether a call of about this size would still be admitted. */
+const TYPICAL_REQUEST_BYTES = 1024;
 
 /**
  * The audit path: Kafka first (acks=all, bounded wait), else the local spool.
@@ -102,7 +104,7 @@ export class DurableAuditPublisher implements AuditSink {
 
   /** Throws when the audit path could not take a new call: Kafka away and the spool full. */
   check(): void {
-    if (this.#spooling && this.#options.spool.wouldRefuse(OUTCOME_RESERVE_BYTES, 2)) {
+    if (this.#spooling && this.#refusesCall(TYPICAL_REQUEST_BYTES)) {
       throw new Error(`kafka unreachable and the audit spool is full (${this.spooled} events)`);
     }
   }
@@ -128,13 +130,18 @@ export class DurableAuditPublisher implements AuditSink {
     await this.#replaying;
   }
 
+  /** Whether a new call's request, plus room for its outcome and every open call's, would not fit. */
+  #refusesCall(requestBytes: number): boolean {
+    const records = 1 + (this.#openCalls + 1);
+    const bytes = requestBytes + (this.#openCalls + 1) * OUTCOME_RESERVE_BYTES;
+    return this.#options.spool.wouldRefuse(bytes, records);
+  }
+
   #admit(requestBytes: number): void {
     const { spool } = this.#options;
     // Only a spool that is in use can refuse; with Kafka healthy nothing is spooled.
     if (!this.#spooling) return;
-    const records = 1 + (this.#openCalls + 1);
-    const bytes = requestBytes + (this.#openCalls + 1) * OUTCOME_RESERVE_BYTES;
-    if (spool.wouldRefuse(bytes, records)) {
+    if (this.#refusesCall(requestBytes)) {
       throw new AuditUnavailableError(
         `audit spool full (${spool.pendingRecords} events waiting for Kafka)`,
         this.#options.retryIntervalMs,
