@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
@@ -178,7 +176,7 @@ test('a full spool fails closed with a retryable error, and the refused call cha
 });
 
 test('a restarted broker replays what its spool held and never re-sends what Kafka took', async () => {
-  const spool = await mkdtemp(join(tmpdir(), 'portcullis-spool-restart-'));
+  const spool = await stack.scratchDir('portcullis-spool-restart-');
   const env = { AUDIT_SEND_TIMEOUT_MS: '300', AUDIT_REPLAY_INTERVAL_MS: '250', AUDIT_SPOOL_DIR: spool };
   const first = await stack.startBroker(env);
   const client = await connectAgent(first.url, key, 'restart-agent');

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +38,8 @@ export class TestStack {
   readonly databaseUrl: string;
   readonly prefix: string;
   readonly processes: ServiceProcess[] = [];
+  /** Temporary directories (audit spools) removed by stop(). */
+  readonly #scratch: string[] = [];
   readonly #dropDatabase: () => Promise<void>;
   /** The Kafka this stack's services use: the shared one unless the suite brings its own. */
   readonly kafkaBrokers: string;
@@ -113,7 +115,7 @@ export class TestStack {
       UPSTREAM_APP_ID: 'demo',
       DIRECTORY_REFRESH_MS: '200',
       INSTANCE_ID: uniqueName('broker-'),
-      AUDIT_SPOOL_DIR: await mkdtemp(join(tmpdir(), 'portcullis-spool-')),
+      AUDIT_SPOOL_DIR: await this.scratchDir('portcullis-spool-'),
       ...extraEnv,
     });
     return { url: `http://127.0.0.1:${port}`, process };
@@ -139,9 +141,17 @@ export class TestStack {
     });
   }
 
+  /** A temporary directory that lives as long as this stack. */
+  async scratchDir(prefix: string): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), prefix));
+    this.#scratch.push(dir);
+    return dir;
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.processes.map((p) => p.stop('SIGTERM')));
     await this.#dropDatabase();
+    await Promise.all(this.#scratch.map((dir) => rm(dir, { recursive: true, force: true })));
   }
 
   async #start(
