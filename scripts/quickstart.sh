@@ -109,7 +109,8 @@ start broker "$broker_port" services/broker/src/main.ts \
   "REDIS_URL=$PORTCULLIS_REDIS_URL" \
   "POLICY_BUNDLE_PATH=$root/rego/build/bundle.tar.gz" \
   "UPSTREAM_URL=http://127.0.0.1:$upstream_port/mcp" \
-  "UPSTREAM_APP_ID=demo"
+  "UPSTREAM_APP_ID=demo" \
+  "AUDIT_SPOOL_DIR=$run_dir/broker-audit-spool"
 for service in credential:$credential_port audit:$audit_port broker:$broker_port; do
   wait_ready "${service%%:*}" "http://127.0.0.1:${service##*:}/readyz"
 done

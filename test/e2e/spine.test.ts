@@ -82,6 +82,7 @@ describe('an agent through the gateway', () => {
     assert.deepEqual(tools.map((tool) => tool.name).sort(), [
       'delete_record',
       'list_records',
+      'read_deploy_config',
       'read_record',
       'slow_read',
       'update_record',

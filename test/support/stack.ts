@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +41,11 @@ export class TestStack {
   readonly databaseUrl: string;
   readonly prefix: string;
   readonly processes: ServiceProcess[] = [];
+  /** Temporary directories (audit spools) removed by stop(). */
+  readonly #scratch: string[] = [];
   readonly #dropDatabase: () => Promise<void>;
+  /** The Kafka this stack's services use: the shared one unless the suite brings its own. */
+  readonly kafkaBrokers: string;
   upstreamUrl = '';
   /** Base URL of the decision service's API, once started. */
   decisionUrl = '';
@@ -50,23 +54,28 @@ export class TestStack {
   /** A viewer API token: may read and ask the Data API, may change nothing. */
   readonly viewerToken = `tok_${randomBytes(24).toString('hex')}`;
 
-  private constructor(databaseUrl: string, prefix: string, drop: () => Promise<void>) {
+  private constructor(databaseUrl: string, prefix: string, drop: () => Promise<void>, kafkaBrokers: string) {
     this.databaseUrl = databaseUrl;
     this.prefix = prefix;
     this.#dropDatabase = drop;
+    this.kafkaBrokers = kafkaBrokers;
   }
 
-  static async create(): Promise<TestStack> {
+  static async create(options: { kafkaBrokers?: string } = {}): Promise<TestStack> {
     const database = await createTestDatabase();
-    return new TestStack(database.url, uniqueName('t'), database.drop);
+    return new TestStack(
+      database.url,
+      uniqueName('t'),
+      database.drop,
+      options.kafkaBrokers ?? stackEnv().kafkaBrokers,
+    );
   }
 
   /** The environment every service of this stack shares. */
   commonEnv(): Record<string, string> {
-    const infra = stackEnv();
     return {
       DATABASE_URL: this.databaseUrl,
-      KAFKA_BROKERS: infra.kafkaBrokers,
+      KAFKA_BROKERS: this.kafkaBrokers,
       KAFKA_TOPIC_PREFIX: this.prefix,
       LOG_LEVEL: 'info',
       SHUTDOWN_DRAIN_MS: '0',
@@ -169,6 +178,7 @@ export class TestStack {
       UPSTREAM_URL: this.upstreamUrl,
       UPSTREAM_APP_ID: 'demo',
       INSTANCE_ID: uniqueName('broker-'),
+      AUDIT_SPOOL_DIR: await this.scratchDir('portcullis-spool-'),
       ...extraEnv,
     });
     return { url: `http://127.0.0.1:${port}`, process };
@@ -197,9 +207,17 @@ export class TestStack {
     return output;
   }
 
+  /** A temporary directory that lives as long as this stack. */
+  async scratchDir(prefix: string): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), prefix));
+    this.#scratch.push(dir);
+    return dir;
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.processes.map((p) => p.stop('SIGTERM')));
     await this.#dropDatabase();
+    await Promise.all(this.#scratch.map((dir) => rm(dir, { recursive: true, force: true })));
   }
 
   async #start(

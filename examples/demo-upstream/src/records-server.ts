@@ -81,5 +81,28 @@ export function createRecordsServer(store: RecordStore): McpServer {
     },
     async ({ id }) => text(store.delete(id) ? `deleted ${id}` : `no record ${id}`),
   );
+  server.registerTool(
+    'read_deploy_config',
+    {
+      description:
+        'Read the deployment configuration. It carries a (fake) cloud credential, so the DLP tests can show the gateway redacting it.',
+      annotations: { readOnlyHint: true },
+    },
+    async () => {
+      // AWS's documented example key pair, assembled here so no scanner mistakes the file for a leak.
+      const accessKeyId = ['AKIA', 'IOSFODNN7EXAMPLE'].join('');
+      const secretAccessKey = ['wJalrXUtnFEMI/K7MDENG/', 'bPxRfiCYEXAMPLEKEY'].join('');
+      const config = { region: 'eu-west-1', bucket: 'demo-artifacts', accessKeyId, secretAccessKey };
+      return {
+        content: [
+          {
+            type: 'text' as const,
+            text: `aws_access_key_id=${accessKeyId}\naws_secret_access_key=${secretAccessKey}`,
+          },
+        ],
+        structuredContent: config,
+      };
+    },
+  );
   return server;
 }

@@ -54,6 +54,12 @@ export const ToolCallCompletedV1 = z.object({
   /** Set when outcome is `failed`: a short code and message, never upstream payloads. */
   error: z.object({ code: z.string().min(1), message: z.string().max(1000) }).optional(),
   durationMs: z.number().nonnegative(),
+  /**
+   * Set when DLP redacted findings from the result before the agent saw it: how many of each
+   * detector type (e.g. { aws_access_key: 1 }). Counts only, never the redacted text. Optional and
+   * additive: consumers of version 1 that predate it ignore it.
+   */
+  redactions: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/), z.number().int().positive()).optional(),
 });
 export type ToolCallCompletedV1 = z.infer<typeof ToolCallCompletedV1>;
 

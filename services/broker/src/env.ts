@@ -1,5 +1,6 @@
 import { commonServiceEnv, env, loadEnv } from '@portcullis/config';
 import { z } from 'zod';
+import { DEFAULT_RATE_CLASSES, RateClasses } from './rate-limit.ts';
 
 // The only module of the broker that reads process.env.
 export const BrokerEnv = z.object({
@@ -21,6 +22,52 @@ export const BrokerEnv = z.object({
     .describe('directory id of the app the upstream serves; entitlements name it'),
   UPSTREAM_TIMEOUT_MS: env.positiveInt('longest wait for one upstream request').default(30000),
   MAX_REQUEST_BYTES: env.positiveInt('largest accepted MCP request body').default(1024 * 1024),
+  AUDIT_SPOOL_DIR: z
+    .string()
+    .min(1)
+    .describe(
+      "directory of this replica's audit spool (audit events written while Kafka is away); must persist across restarts and belong to one replica",
+    ),
+  AUDIT_SPOOL_MAX_BYTES: env
+    .positiveInt('largest size of the audit spool; beyond it calls fail closed')
+    .default(64 * 1024 * 1024),
+  AUDIT_SPOOL_MAX_EVENTS: env
+    .positiveInt('most audit events the spool holds; beyond it calls fail closed')
+    .default(100000),
+  AUDIT_SEND_TIMEOUT_MS: env
+    .positiveInt('longest a call waits for Kafka to acknowledge its audit event before it is spooled')
+    .default(1000),
+  AUDIT_REPLAY_INTERVAL_MS: env
+    .positiveInt('pause between attempts to replay the spool to Kafka')
+    .default(1000),
+  MCP_ALLOWED_HOSTS: env
+    .csv('Host header values /mcp answers to (DNS-rebinding protection): host, host:port or host:*')
+    .default(['localhost:*', '127.0.0.1:*', '[::1]:*']),
+  MCP_ALLOWED_ORIGINS: env
+    .csv('browser origins allowed on /mcp: scheme://host, scheme://host:port or scheme://host:*')
+    .default([
+      'http://localhost:*',
+      'http://127.0.0.1:*',
+      'http://[::1]:*',
+      'https://localhost:*',
+      'https://127.0.0.1:*',
+      'https://[::1]:*',
+    ]),
+  RATE_LIMIT_CLASSES: z
+    .string()
+    .default(JSON.stringify(DEFAULT_RATE_CLASSES))
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'not JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(RateClasses)
+    .describe(
+      'rate-limit classes as JSON: {"<class>": {"perAgent": {"limit", "periodMs", "burst"}, "perTool": {…}}}; "standard" is required',
+    ),
   SESSION_TTL_SECONDS: env.positiveInt('how long an idle MCP session binding is kept').default(24 * 3600),
 });
 export type BrokerEnv = z.infer<typeof BrokerEnv>;

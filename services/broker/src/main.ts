@@ -1,15 +1,18 @@
 import { readFile } from 'node:fs/promises';
 import { Topics } from '@portcullis/contracts';
-import { createKafka, createProducer, ensureTopics, kafkaReadinessCheck } from '@portcullis/kafka';
+import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import { runService } from '@portcullis/runtime';
+import { Spool } from '@portcullis/spool';
 import { Redis } from 'ioredis';
-import { AuditPublisher } from './audit-publisher.ts';
 import { authenticateAgent } from './auth.ts';
 import { DirectoryFeed } from './directory.ts';
+import { DurableAuditPublisher } from './durable-audit.ts';
 import { readEnv } from './env.ts';
 import { createGatewayServer } from './gateway-server.ts';
+import { hostOriginProtection } from './host-origin.ts';
 import { createMcpEndpoint } from './mcp-endpoint.ts';
+import { RateLimiter } from './rate-limit.ts';
 import { SessionRegistry } from './sessions.ts';
 import { ToolCallHandler } from './tool-call.ts';
 import { UpstreamApp } from './upstream.ts';
@@ -60,11 +63,31 @@ await runService(
     });
     const producer = createProducer(kafka);
     await producer.connect();
+    // The audit path: Kafka, or this replica's spool while Kafka is away (replayed in order).
+    const { spool, recovery } = await Spool.open({
+      dir: env.AUDIT_SPOOL_DIR,
+      maxBytes: env.AUDIT_SPOOL_MAX_BYTES,
+      maxRecords: env.AUDIT_SPOOL_MAX_EVENTS,
+    });
+    if (recovery.pendingRecords > 0 || recovery.truncatedBytes > 0)
+      logger.warn(recovery, 'audit spool holds events from a previous run; replaying them first');
+    const audit = new DurableAuditPublisher({
+      producer,
+      topicPrefix: env.KAFKA_TOPIC_PREFIX,
+      spool,
+      sendTimeoutMs: env.AUDIT_SEND_TIMEOUT_MS,
+      retryIntervalMs: env.AUDIT_REPLAY_INTERVAL_MS,
+      logger,
+    });
+    shutdown.add('flush', 'audit spool', async () => {
+      await audit.flush(Math.floor(env.SHUTDOWN_TIMEOUT_MS / 3));
+      await audit.stop();
+      await spool.close();
+    });
     // Flushed after intake stopped and in-flight calls finished, so their outcome events get out.
     shutdown.add('flush', 'kafka producer', () => producer.disconnect());
-    const kafkaHealth = kafkaReadinessCheck(kafka);
-    health.addCheck('kafka', kafkaHealth.check);
-    shutdown.add('close', 'kafka admin', kafkaHealth.close);
+    // Ready while the audit path takes calls: Kafka up, or Kafka away with room in the spool.
+    health.addCheck('audit', async () => audit.check());
 
     const upstream = new UpstreamApp({
       appId: env.UPSTREAM_APP_ID,
@@ -79,16 +102,22 @@ await runService(
     const toolCalls = new ToolCallHandler({
       engine,
       upstream,
-      audit: new AuditPublisher(producer, env.KAFKA_TOPIC_PREFIX),
+      audit,
       logger,
       instanceId: env.INSTANCE_ID,
+      limiter: new RateLimiter(redis, env.REDIS_KEY_PREFIX, env.RATE_LIMIT_CLASSES),
     });
     const mcp = createMcpEndpoint({
       sessions: new SessionRegistry(redis, env.REDIS_KEY_PREFIX, env.SESSION_TTL_SECONDS),
       createServer: () => createGatewayServer(upstream, toolCalls),
       maxRequestBytes: env.MAX_REQUEST_BYTES,
     });
-    app.use('/mcp', authenticateAgent(directory), mcp.router);
+    // Host and Origin first: a DNS-rebinding request is refused before it can touch anything.
+    const rebinding = hostOriginProtection({
+      allowedHosts: env.MCP_ALLOWED_HOSTS,
+      allowedOrigins: env.MCP_ALLOWED_ORIGINS,
+    });
+    app.use('/mcp', rebinding, authenticateAgent(directory), mcp.router);
     // The HTTP server's close (stop-intake) waits for in-flight calls; then the sessions go.
     shutdown.add('drain', 'mcp sessions', async () => {
       if (toolCalls.inFlight > 0)

@@ -11,8 +11,10 @@ import type { PolicyEngine } from '@portcullis/policy-engine';
 import type { Logger } from '@portcullis/runtime';
 import canonicalize from 'canonicalize';
 import { actionClassOf } from './action-class.ts';
-import type { AuditPublisher } from './audit-publisher.ts';
 import type { Agent } from './directory.ts';
+import { type AuditSink, AuditUnavailableError } from './durable-audit.ts';
+import { type RateLimiter, rateLimitedError, UnknownRateClassError } from './rate-limit.ts';
+import { inspectResult, redactUpstreamError } from './result-dlp.ts';
 import type { UpstreamApp } from './upstream.ts';
 
 /** Where a denied agent learns how to ask for access; part of every denial. */
@@ -21,9 +23,11 @@ const ACCESS_REQUEST_HINT = 'Ask the agent owner to request an entitlement for t
 export interface ToolCallDeps {
   engine: PolicyEngine;
   upstream: UpstreamApp;
-  audit: AuditPublisher;
+  audit: AuditSink;
   logger: Logger;
   instanceId: string;
+  /** Per agent and per agent+tool limits; absent only in tests that do not exercise them. */
+  limiter?: RateLimiter;
 }
 
 /**
@@ -75,6 +79,11 @@ export class ToolCallHandler {
         instance_id: this.#deps.instanceId,
       }),
     );
+    // Limits apply to calls policy allowed, in the class the policy's obligation names.
+    const limited =
+      decision.outcome === 'allow'
+        ? await this.#rateLimit(agent, name, decision.obligations?.rateLimitClass ?? 'standard')
+        : undefined;
     const requested: ToolCallRequestedV1 = {
       ...this.#envelope(callId),
       type: 'tool_call.requested',
@@ -89,15 +98,23 @@ export class ToolCallHandler {
     try {
       await audit.publish(requested);
     } catch (error) {
-      // Fail closed: a call whose request cannot be recorded is not executed.
+      // Fail closed: a call whose request cannot be recorded (Kafka away and spool full) is not executed.
       logger.error({ err: error, callId }, 'audit path unavailable; call refused');
       throw new McpError(
         ErrorCode.InternalError,
         'Audit path unavailable: the call was not executed. Retry later.',
         {
+          code: 'audit_unavailable',
           retryable: true,
+          retryAfterMs: error instanceof AuditUnavailableError ? error.retryAfterMs : 1000,
         },
       );
+    }
+
+    if (limited) {
+      const code = (limited.data as { code: string }).code;
+      await this.#complete(callId, started, 'not_executed', { code, message: limited.message });
+      throw limited;
     }
 
     // Anything but allow is not executed. Approval workflows come with the approvals issue; until
@@ -113,18 +130,26 @@ export class ToolCallHandler {
     try {
       result = await upstream.callTool(name, args, signal);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      await this.#complete(callId, started, 'failed', { code: upstreamErrorCode(error), message });
-      if (error instanceof McpError) throw error;
-      throw new McpError(ErrorCode.InternalError, `Upstream ${upstream.appId} failed: ${message}`);
+      // Upstream errors pass through faithfully, but through DLP like any result.
+      const failure = redactUpstreamError(error);
+      await this.#complete(callId, started, 'failed', {
+        code: upstreamErrorCode(error),
+        message: failure.message,
+      });
+      if (error instanceof McpError) throw failure;
+      throw new McpError(ErrorCode.InternalError, `Upstream ${upstream.appId} failed: ${failure.message}`);
     }
+    // DLP before the agent and the ledger see anything of the result.
+    const inspected = inspectResult(result);
     await this.#complete(
       callId,
       started,
-      result.isError ? 'failed' : 'succeeded',
-      result.isError ? { code: 'tool_error', message: 'the tool reported an error' } : undefined,
+      result.isError || inspected.withheld ? 'failed' : 'succeeded',
+      inspected.withheld ??
+        (result.isError ? { code: 'tool_error', message: 'the tool reported an error' } : undefined),
+      inspected.redactions,
     );
-    return result;
+    return inspected.result;
   }
 
   async #complete(
@@ -132,6 +157,7 @@ export class ToolCallHandler {
     started: number,
     outcome: ToolCallOutcome,
     error?: { code: string; message: string },
+    redactions?: Record<string, number>,
   ): Promise<void> {
     const completed: ToolCallCompletedV1 = {
       ...this.#envelope(callId),
@@ -139,13 +165,36 @@ export class ToolCallHandler {
       outcome,
       ...(error ? { error: { code: error.code, message: error.message.slice(0, 1000) } } : {}),
       durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+      ...(redactions ? { redactions } : {}),
     };
     try {
       await this.#deps.audit.publish(completed);
     } catch (publishError) {
-      // The call already happened; its request is on record. The spool that makes this loss-free
-      // comes with the gateway issue; until then the gap is logged loudly.
+      // The call already happened; its request is on record. The audit sink spools outcomes while
+      // Kafka is away and keeps room for them when it admits a call, so this is a disk failure.
       this.#deps.logger.error({ err: publishError, callId, outcome }, 'outcome event could not be recorded');
+    }
+  }
+
+  /** An error to answer with when the call is over a limit or cannot be checked (fail closed). */
+  async #rateLimit(agent: Agent, tool: string, rateClass: string): Promise<McpError | undefined> {
+    const { limiter, upstream, logger } = this.#deps;
+    if (!limiter) return undefined;
+    try {
+      const verdict = await limiter.consume(agent.id, `${upstream.appId}/${tool}`, rateClass);
+      return verdict.allowed ? undefined : rateLimitedError(verdict);
+    } catch (error) {
+      logger.error({ err: error, rateClass }, 'rate limit could not be checked; call refused');
+      const unknownClass = error instanceof UnknownRateClassError;
+      return new McpError(
+        ErrorCode.InternalError,
+        'Rate limit could not be checked: the call was not executed.',
+        {
+          code: unknownClass ? 'rate_class_unknown' : 'rate_limiter_unavailable',
+          retryable: !unknownClass,
+          ...(unknownClass ? {} : { retryAfterMs: 1000 }),
+        },
+      );
     }
   }
 

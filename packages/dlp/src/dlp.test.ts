@@ -1,0 +1,234 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { type DetectorType, luhnValid, scanText } from './detectors.ts';
+import { fakes } from './fixtures.ts';
+import { countByType, scanJson } from './scan.ts';
+
+const typesIn = (text: string) => scanText(text).map((f) => f.type);
+
+/** A deterministic PRNG (mulberry32), so the property tests are reproducible and cannot flake. */
+function random(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('true positives, each inside ordinary text', () => {
+  const cases: [string, DetectorType][] = [
+    [fakes.awsAccessKey, 'aws_access_key'],
+    [fakes.gcpApiKey, 'gcp_api_key'],
+    [fakes.githubToken, 'github_token'],
+    [fakes.githubFineGrained, 'github_token'],
+    [fakes.gitlabToken, 'gitlab_token'],
+    [fakes.slackToken, 'slack_token'],
+    [fakes.slackWebhook, 'slack_webhook'],
+    [fakes.stripeKey, 'stripe_key'],
+    [fakes.privateKey, 'private_key'],
+    [fakes.jwt, 'jwt'],
+    [fakes.email, 'email'],
+    [fakes.visa, 'payment_card'],
+    [fakes.visaSpaced, 'payment_card'],
+    [fakes.amexGrouped, 'payment_card'],
+    [fakes.mastercard, 'payment_card'],
+    [fakes.ssn, 'us_ssn'],
+    [fakes.nino, 'uk_nino'],
+    [fakes.ninoCompact, 'uk_nino'],
+  ];
+  for (const [secret, type] of cases) {
+    test(type, () => {
+      const text = `Here it is: ${secret}. Keep it safe.`;
+      const found = scanText(text);
+      assert.deepEqual(
+        found.map((f) => f.type),
+        [type],
+      );
+      assert.equal(text.slice(found[0]!.start, found[0]!.end), secret, 'the span covers exactly the secret');
+    });
+  }
+
+  test('an AWS secret key next to its name, in config text and in JSON', () => {
+    for (const text of [
+      `aws_secret_access_key = ${fakes.awsSecretKey}`,
+      `{"SecretAccessKey": "${fakes.awsSecretKey}"}`,
+      `export AWS_SECRET_ACCESS_KEY="${fakes.awsSecretKey}"`,
+    ]) {
+      const found = scanText(text);
+      assert.deepEqual(
+        found.map((f) => f.type),
+        ['aws_secret_key'],
+        text,
+      );
+      assert.equal(text.slice(found[0]!.start, found[0]!.end), fakes.awsSecretKey);
+    }
+  });
+
+  test('a GCP service-account key file: key id and private key', () => {
+    const file = JSON.stringify({
+      type: 'service_account',
+      private_key_id: fakes.gcpKeyId,
+      private_key: fakes.privateKey,
+      client_email: 'robot@project.iam.gserviceaccount.com',
+    });
+    assert.deepEqual(typesIn(file).sort(), ['email', 'gcp_service_account_key', 'private_key']);
+  });
+});
+
+describe('tricky negatives', () => {
+  const negatives: [string, string][] = [
+    ['16 digits failing Luhn', '4111111111111112'],
+    ['Luhn-valid digits of no card network', '0000000000000000'],
+    ['a UUID', '123e4567-e89b-12d3-a456-426614174000'],
+    ['an all-digit UUID', '12345678-1234-1234-1234-123456789012'],
+    ['a SHA-256 hex digest', 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'],
+    ['a SHA-1 hex digest', 'da39a3ee5e6b4b0d3255bfef95601890afd80709'],
+    ['a Unix timestamp in ms', '1764300000000'],
+    ['an ISO date', '2026-11-28T13:23:46Z'],
+    ['SSN area 000', '000-12-3456'],
+    ['SSN area 666', '666-12-3456'],
+    ['SSN area 9xx', '912-12-3456'],
+    ['SSN group 00', '123-00-4567'],
+    ['SSN serial 0000', '123-45-0000'],
+    ['NINO with a disallowed prefix', 'BG123456A'],
+    ['NINO with a disallowed first letter', 'QQ123456C'],
+    ['NINO with a bad suffix', 'AB123456E'],
+    ['an e-mail without a top-level domain', 'root@localhost'],
+    ['a handle', 'ping @dora about it'],
+    ['a Stripe publishable key', `pk_live_${'a'.repeat(24)}`],
+    ['a public key', '-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkq\n-----END PUBLIC KEY-----'],
+    ['a JWT-shaped string whose header names no algorithm', `eyJ0eXAiOiJ4In0.eyJzdWIiOiJ4In0.c2ln`],
+    ['an AWS-like id inside a longer word', `X${fakes.awsAccessKey}`],
+    ['a 40-character base64 string with no name', 'wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEYab'],
+    ['a card number glued into a word', `order${fakes.visa}x`],
+  ];
+  for (const [what, text] of negatives) {
+    test(what, () => assert.deepEqual(typesIn(text), [], text));
+  }
+
+  test('random base64 and hex blobs produce no findings (seeded property test)', () => {
+    const next = random(42);
+    const alphabets = {
+      base64: 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/',
+      hex: '0123456789abcdef',
+    };
+    for (const [name, alphabet] of Object.entries(alphabets)) {
+      for (let round = 0; round < 200; round++) {
+        const length = 16 + Math.floor(next() * 2048);
+        let blob = '';
+        for (let i = 0; i < length; i++) blob += alphabet[Math.floor(next() * alphabet.length)];
+        assert.deepEqual(typesIn(blob), [], `${name} round ${round}`);
+      }
+    }
+  });
+});
+
+describe('Luhn', () => {
+  test('valid and invalid numbers; every single-digit change is caught', () => {
+    assert.equal(luhnValid('79927398713'), true);
+    assert.equal(luhnValid('79927398710'), false);
+    const next = random(7);
+    for (let round = 0; round < 200; round++) {
+      const base = fakes.visa.split('');
+      const i = Math.floor(next() * base.length);
+      const d = (Number(base[i]) + 1 + Math.floor(next() * 9)) % 10;
+      base[i] = String(d);
+      assert.equal(luhnValid(base.join('')), false, base.join(''));
+    }
+  });
+});
+
+describe('deep JSON scanning', () => {
+  const result = {
+    content: [
+      { type: 'text', text: `Your key is ${fakes.awsAccessKey} and mail goes to ${fakes.email}` },
+      { type: 'text', text: 'nothing here' },
+    ],
+    structuredContent: {
+      credentials: { aws: { accessKeyId: fakes.awsAccessKey, secretAccessKey: fakes.awsSecretKey } },
+      [`owner:${fakes.email}`]: 'a key that leaks',
+      'a/b~c': [[{ card: Number(fakes.visa) }]],
+    },
+  };
+
+  test('redact mode replaces every finding with a typed placeholder, in values and keys', () => {
+    const { value, findings } = scanJson(result, 'redact');
+    assert.equal(
+      value.content[0]?.text,
+      'Your key is [REDACTED:aws_access_key] and mail goes to [REDACTED:email]',
+    );
+    assert.equal(value.content[1]?.text, 'nothing here');
+    const structured = value.structuredContent as Record<string, unknown>;
+    assert.deepEqual(structured.credentials, {
+      aws: { accessKeyId: '[REDACTED:aws_access_key]', secretAccessKey: '[REDACTED:aws_secret_key]' },
+    });
+    assert.equal(structured['owner:[REDACTED:email]'], 'a key that leaks');
+    assert.deepEqual(structured['a/b~c'], [[{ card: '[REDACTED:payment_card]' }]]);
+    assert.deepEqual(countByType(findings), {
+      aws_access_key: 2,
+      email: 2,
+      aws_secret_key: 1,
+      payment_card: 1,
+    });
+    // Paths are JSON Pointers, escaped per RFC 6901.
+    assert.ok(findings.some((f) => f.path === '/structuredContent/a~1b~0c/0/0/card'));
+    assert.ok(findings.some((f) => f.path === '/structuredContent' && f.in === 'key'));
+  });
+
+  test('redaction never mutates the input', () => {
+    const before = JSON.stringify(result);
+    scanJson(result, 'redact');
+    assert.equal(JSON.stringify(result), before);
+  });
+
+  test('block mode reports findings and returns the value untouched', () => {
+    const { value, findings } = scanJson(result, 'block');
+    assert.equal(value, result);
+    assert.equal(findings.length, 6);
+  });
+
+  test('findings never contain the secret itself', () => {
+    const { findings } = scanJson(result, 'block');
+    const serialized = JSON.stringify(findings);
+    for (const secret of [fakes.awsAccessKey, fakes.awsSecretKey, fakes.email, fakes.visa]) {
+      assert.equal(serialized.includes(secret), false);
+    }
+  });
+
+  test('a value without findings comes back as the same object (no copy on the hot path)', () => {
+    const clean = { content: [{ type: 'text', text: 'all fine' }], n: 12 };
+    assert.equal(scanJson(clean, 'redact').value, clean);
+  });
+
+  test('hostile nesting is refused rather than overflowing the stack', () => {
+    let deep: unknown = 'x';
+    for (let i = 0; i < 1000; i++) deep = [deep];
+    assert.throws(() => scanJson(deep, 'redact'), RangeError);
+  });
+
+  test('two keys that redact to the same placeholder both survive', () => {
+    const { value } = scanJson({ [fakes.email]: 1, 'other@example.org': 2 }, 'redact');
+    assert.deepEqual(Object.values(value).sort(), [1, 2]);
+  });
+});
+
+test('scanning stays linear on adversarial input (no catastrophic backtracking)', () => {
+  const inputs = [
+    'a'.repeat(200_000),
+    `${'a'.repeat(100_000)}@`,
+    '1'.repeat(200_000),
+    `${'1234 '.repeat(40_000)}`,
+    `-----BEGIN RSA PRIVATE KEY-----${'A'.repeat(200_000)}`,
+    `eyJ${'A'.repeat(200_000)}`,
+    `secret_key=${'A'.repeat(200_000)}`,
+  ];
+  for (const input of inputs) {
+    const started = performance.now();
+    scanText(input);
+    const elapsed = performance.now() - started;
+    // Loose bound: a quadratic pattern would take seconds on 200 KB.
+    assert.ok(elapsed < 500, `${input.slice(0, 20)}…: ${elapsed} ms`);
+  }
+});

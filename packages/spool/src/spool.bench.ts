@@ -1,0 +1,71 @@
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Spool } from './spool.ts';
+
+// Spool benchmark: durable appends per second and latency at several concurrency levels, beside
+// its anchor, the naive way (one write + fdatasync per record on an append-only file), on the
+// same disk in the same run. Run: pnpm bench:spool
+
+const print = (...cells: string[]) => process.stdout.write(`${cells.join(' ')}\n`);
+const RECORD = Buffer.from(JSON.stringify({ type: 'tool_call.requested', pad: 'x'.repeat(600) }));
+const DURATION_MS = 1500;
+
+async function drive(concurrency: number, append: () => Promise<void>) {
+  const latencies: number[] = [];
+  const deadline = performance.now() + DURATION_MS;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < deadline) {
+        const started = performance.now();
+        await append();
+        latencies.push(performance.now() - started);
+      }
+    }),
+  );
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+  return { perSecond: (latencies.length / DURATION_MS) * 1000, p50: at(0.5), p99: at(0.99) };
+}
+
+print(
+  'concurrency',
+  'spool appends/s'.padStart(16),
+  'p50 ms'.padStart(8),
+  'p99 ms'.padStart(8),
+  '|',
+  'naive appends/s'.padStart(16),
+  'p50 ms'.padStart(8),
+  'p99 ms'.padStart(8),
+  'ratio'.padStart(7),
+);
+for (const concurrency of [1, 8, 64]) {
+  const dir = await mkdtemp(join(tmpdir(), 'spool-bench-'));
+  const { spool } = await Spool.open({ dir, maxBytes: 2 ** 40, maxRecords: 2 ** 40 });
+  const ours = await drive(concurrency, () => spool.append(RECORD));
+  await spool.close();
+
+  const file = await open(join(dir, 'naive.log'), 'a');
+  // The anchor serializes as a naive implementation must: one record, one fsync, in order.
+  let chain = Promise.resolve();
+  const naive = await drive(concurrency, () => {
+    chain = chain.then(async () => {
+      await file.write(RECORD);
+      await file.datasync();
+    });
+    return chain;
+  });
+  await file.close();
+  await rm(dir, { recursive: true, force: true });
+  print(
+    String(concurrency).padStart(11),
+    ours.perSecond.toFixed(0).padStart(16),
+    ours.p50.toFixed(3).padStart(8),
+    ours.p99.toFixed(3).padStart(8),
+    '|',
+    naive.perSecond.toFixed(0).padStart(16),
+    naive.p50.toFixed(3).padStart(8),
+    naive.p99.toFixed(3).padStart(8),
+    `${(ours.perSecond / naive.perSecond).toFixed(1)}x`.padStart(7),
+  );
+}

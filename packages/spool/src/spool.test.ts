@@ -1,0 +1,199 @@
+import assert from 'node:assert/strict';
+import { appendFile, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Spool, SpoolFullError } from './spool.ts';
+
+const tempDir = () => mkdtemp(join(tmpdir(), 'spool-test-'));
+const records = (n: number, from = 0) =>
+  Array.from({ length: n }, (_, i) => Buffer.from(`record-${from + i}`));
+const texts = (buffers: Buffer[]) => buffers.map((b) => b.toString('utf8'));
+const segmentOf = async (dir: string) => {
+  const name = (await readdir(dir)).find((f) => f.startsWith('segment-'));
+  assert.ok(name, 'a segment file exists');
+  return join(dir, name);
+};
+
+test('records come back in append order, and concurrent appends are all durable', async () => {
+  const dir = await tempDir();
+  const { spool } = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 1000 });
+  await Promise.all(records(200).map((r) => spool.append(r)));
+  assert.equal(spool.pendingRecords, 200);
+  const batch = await spool.peek(1000);
+  assert.deepEqual(texts(batch.records), texts(records(200)));
+  await spool.close();
+
+  // A new process sees exactly the same records.
+  const reopened = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 1000 });
+  assert.equal(reopened.recovery.pendingRecords, 200);
+  assert.deepEqual(texts((await reopened.spool.peek(1000)).records), texts(records(200)));
+  await reopened.spool.close();
+});
+
+test('an acknowledged prefix is never handed out again, not even after a restart', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 1 << 20, maxRecords: 1000 };
+  const { spool } = await Spool.open(options);
+  for (const r of records(10)) await spool.append(r);
+  const first = await spool.peek(4);
+  assert.deepEqual(texts(first.records), texts(records(4)));
+  await spool.acknowledge(first);
+  assert.equal(spool.pendingRecords, 6);
+  // A restart without close (as after a crash): the durable position survives.
+  const again = await Spool.open(options);
+  assert.equal(again.recovery.pendingRecords, 6);
+  const rest = await again.spool.peek(100);
+  assert.deepEqual(texts(rest.records), texts(records(6, 4)));
+  await again.spool.acknowledge(rest);
+  assert.equal(again.spool.pendingRecords, 0);
+  await again.spool.close();
+  await spool.close();
+
+  const third = await Spool.open(options);
+  assert.equal(third.recovery.pendingRecords, 0);
+  assert.deepEqual((await third.spool.peek(100)).records, []);
+  // Fully drained: the space was reclaimed.
+  assert.equal((await stat(await segmentOf(dir))).size, 0);
+  await third.spool.close();
+});
+
+test('a torn last record is cut off on open; the records before it survive', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 1 << 20, maxRecords: 1000 };
+  const { spool } = await Spool.open(options);
+  for (const r of records(3)) await spool.append(r);
+  await spool.close();
+  const segment = await segmentOf(dir);
+  const intact = (await stat(segment)).size;
+
+  // A crash in the middle of writing a fourth record: a header promising more than was written.
+  const header = Buffer.alloc(8);
+  header.writeUInt32BE(100, 0);
+  header.writeUInt32BE(12345, 4);
+  await appendFile(segment, Buffer.concat([header, Buffer.from('only part of it')]));
+  const torn = await Spool.open(options);
+  assert.equal(torn.recovery.pendingRecords, 3);
+  assert.equal(torn.recovery.truncatedBytes, 8 + 15);
+  assert.equal((await stat(segment)).size, intact);
+  // Appends after the repair land right after the last good record.
+  await torn.spool.append(Buffer.from('after-repair'));
+  assert.deepEqual(texts((await torn.spool.peek(10)).records), [...texts(records(3)), 'after-repair']);
+  await torn.spool.close();
+});
+
+test('a complete last record with a bad checksum is cut off too', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 1 << 20, maxRecords: 1000 };
+  const { spool } = await Spool.open(options);
+  for (const r of records(2)) await spool.append(r);
+  await spool.close();
+  const segment = await segmentOf(dir);
+  const bytes = await readFile(segment);
+  bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 0xff, bytes.length - 1); // corrupt the last payload byte
+  await writeFile(segment, bytes);
+  const reopened = await Spool.open(options);
+  assert.equal(reopened.recovery.pendingRecords, 1);
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), ['record-0']);
+  await reopened.spool.close();
+});
+
+test('a header cut short is cut off', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 1 << 20, maxRecords: 1000 };
+  const { spool } = await Spool.open(options);
+  await spool.append(Buffer.from('whole'));
+  await spool.close();
+  const segment = await segmentOf(dir);
+  await appendFile(segment, Buffer.from([0, 0, 0]));
+  const reopened = await Spool.open(options);
+  assert.equal(reopened.recovery.truncatedBytes, 3);
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), ['whole']);
+  await reopened.spool.close();
+});
+
+test('bounded by records: a full spool refuses appends, keeps what it has, and accepts again once drained', async () => {
+  const dir = await tempDir();
+  const { spool } = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 3 });
+  for (const r of records(3)) await spool.append(r);
+  await assert.rejects(spool.append(Buffer.from('one too many')), SpoolFullError);
+  assert.equal(spool.pendingRecords, 3);
+  const batch = await spool.peek(1);
+  await spool.acknowledge(batch);
+  await spool.append(Buffer.from('fits again'));
+  assert.deepEqual(texts((await spool.peek(10)).records), ['record-1', 'record-2', 'fits again']);
+  await spool.close();
+});
+
+test('bounded by bytes, counting headers, including appends still queued', async () => {
+  const dir = await tempDir();
+  // Room for exactly two 10-byte records (8-byte header each).
+  const { spool } = await Spool.open({ dir, maxBytes: 36, maxRecords: 100 });
+  const results = await Promise.allSettled([0, 1, 2].map((i) => spool.append(Buffer.from(`ten-bytes${i}`))));
+  assert.deepEqual(
+    results.map((r) => r.status),
+    ['fulfilled', 'fulfilled', 'rejected'],
+  );
+  assert.equal(spool.pendingBytes, 36);
+  assert.equal(spool.wouldRefuse(1), true);
+  await spool.close();
+});
+
+test('compaction under sustained load keeps order and loses nothing across restarts', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 400, maxRecords: 1000 };
+  let { spool } = await Spool.open(options);
+  const crashed: Spool[] = [];
+  const delivered: string[] = [];
+  let next = 0;
+  for (let round = 0; round < 30; round++) {
+    while (!spool.wouldRefuse(12)) await spool.append(Buffer.from(`r-${String(next++).padStart(8, '0')}`));
+    const batch = await spool.peek(3);
+    delivered.push(...texts(batch.records));
+    await spool.acknowledge(batch);
+    if (round % 7 === 6) {
+      // Restart without close, as a crash would (the old handle is closed only at the end).
+      crashed.push(spool);
+      ({ spool } = await Spool.open(options));
+    }
+  }
+  const rest = await spool.peek(1000);
+  delivered.push(...texts(rest.records));
+  await spool.acknowledge(rest);
+  assert.deepEqual(
+    delivered,
+    Array.from({ length: next }, (_, i) => `r-${String(i).padStart(8, '0')}`),
+  );
+  // One segment and the position file remain.
+  assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('segment-')).length, 1);
+  await spool.close();
+  await Promise.all(crashed.map((s) => s.close().catch(() => {})));
+});
+
+test('a crash in the middle of compaction leaves a consistent spool', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 1 << 20, maxRecords: 100 };
+  const { spool } = await Spool.open(options);
+  for (const r of records(5)) await spool.append(r);
+  await spool.close();
+  // A half-written next segment (its position switch never happened) must be ignored.
+  await writeFile(join(dir, 'segment-000000000002.log'), Buffer.from('garbage from an unfinished copy'));
+  const reopened = await Spool.open(options);
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), texts(records(5)));
+  assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('segment-')).length, 1);
+  await reopened.spool.close();
+});
+
+test('bounds that cannot hold a single record are refused up front', async () => {
+  await assert.rejects(Spool.open({ dir: await tempDir(), maxBytes: 8, maxRecords: 10 }), RangeError);
+  await assert.rejects(Spool.open({ dir: await tempDir(), maxBytes: 100, maxRecords: 0 }), RangeError);
+});
+
+test('the segment shrinks back on disk once drained', async () => {
+  const dir = await tempDir();
+  const { spool } = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 100 });
+  for (const r of records(50)) await spool.append(r);
+  await spool.acknowledge(await spool.peek(100));
+  assert.equal((await stat(await segmentOf(dir))).size, 0);
+  await spool.close();
+});

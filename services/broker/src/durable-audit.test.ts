@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { test } from 'node:test';
+import type { AuditEvent } from '@portcullis/contracts';
+import { createKafka, createProducer } from '@portcullis/kafka';
+import { createLogger } from '@portcullis/runtime';
+import { Spool } from '@portcullis/spool';
+import { freePort } from '@portcullis/testing';
+import { AuditUnavailableError, DurableAuditPublisher } from './durable-audit.ts';
+
+// The audit sink with Kafka unreachable (a real kafkajs producer pointed at a port nobody listens
+// on): events go to the spool in order, and admission keeps room for every admitted call's outcome.
+// Replay to a Kafka that comes back is proven end to end in test/e2e/audit-spool.test.ts.
+
+const logger = createLogger({ service: 'test', level: 'silent', destination: new PassThrough() });
+const envelope = (callId: string) => ({
+  version: 1 as const,
+  eventId: randomUUID(),
+  occurredAt: new Date().toISOString(),
+  callId,
+  source: { service: 'broker', instanceId: 'test' },
+});
+const requested = (callId: string): AuditEvent => ({
+  ...envelope(callId),
+  type: 'tool_call.requested',
+  agent: { id: 'a-1', name: 'agent', owner: 'o@example.com' },
+  app: { id: 'demo' },
+  tool: { name: 'read_record' },
+  actionClass: 'read',
+  argumentsDigest: '0'.repeat(64),
+  decision: {
+    outcome: 'allow',
+    reasons: ['allowed'],
+    policyRevision: '0123456789abcdef',
+    decisionId: randomUUID(),
+  },
+});
+const completed = (callId: string): AuditEvent => ({
+  ...envelope(callId),
+  type: 'tool_call.completed',
+  outcome: 'succeeded',
+  durationMs: 1,
+});
+
+test('with Kafka unreachable: spooled in order, and admission keeps room for outcomes', async () => {
+  const kafka = createKafka({
+    clientId: 'durable-audit-test',
+    brokers: [`127.0.0.1:${await freePort()}`],
+    logger,
+  });
+  const producer = createProducer(kafka); // never connects: every send fails at once
+  const { spool } = await Spool.open({
+    dir: await mkdtemp(join(tmpdir(), 'durable-audit-')),
+    maxBytes: 1 << 20,
+    maxRecords: 4,
+  });
+  const audit = new DurableAuditPublisher({
+    producer,
+    topicPrefix: 'unused',
+    spool,
+    sendTimeoutMs: 200,
+    retryIntervalMs: 60_000,
+    logger,
+  });
+  const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+  await audit.publish(requested(a));
+  assert.equal(audit.spooling, true);
+  await audit.publish(requested(b));
+  // A third call would leave no room for the outcomes of a and b: refused, retryable.
+  await assert.rejects(audit.publish(requested(c)), AuditUnavailableError);
+  assert.throws(() => audit.check(), /audit spool is full/);
+  // The outcomes of the admitted calls always fit.
+  await audit.publish(completed(a));
+  await audit.publish(completed(b));
+  const batch = await spool.peek(10);
+  assert.deepEqual(
+    batch.records.map((r) => {
+      const event = JSON.parse(r.toString('utf8')) as AuditEvent;
+      return [event.callId, event.type];
+    }),
+    [
+      [a, 'tool_call.requested'],
+      [b, 'tool_call.requested'],
+      [a, 'tool_call.completed'],
+      [b, 'tool_call.completed'],
+    ],
+  );
+  await audit.stop();
+  await spool.close();
+});
+
+test('a malformed event is refused before it reaches Kafka or the spool', async () => {
+  const kafka = createKafka({
+    clientId: 'durable-audit-test',
+    brokers: [`127.0.0.1:${await freePort()}`],
+    logger,
+  });
+  const { spool } = await Spool.open({
+    dir: await mkdtemp(join(tmpdir(), 'durable-audit-')),
+    maxBytes: 1 << 20,
+    maxRecords: 10,
+  });
+  const audit = new DurableAuditPublisher({
+    producer: createProducer(kafka),
+    topicPrefix: 'unused',
+    spool,
+    sendTimeoutMs: 200,
+    retryIntervalMs: 60_000,
+    logger,
+  });
+  await assert.rejects(audit.publish({ ...completed(randomUUID()), durationMs: -1 } as AuditEvent));
+  assert.equal(spool.pendingRecords, 0);
+  await audit.stop();
+  await spool.close();
+});

@@ -1,0 +1,254 @@
+import { AuditEvent, Topics, topicName } from '@portcullis/contracts';
+import { sendDurably } from '@portcullis/kafka';
+import type { Logger } from '@portcullis/runtime';
+import { type Spool, SpoolFullError } from '@portcullis/spool';
+import type { Producer } from 'kafkajs';
+
+/** Where the enforcement pipeline records audit events; resolves once an event is durable. */
+export interface AuditSink {
+  publish(event: AuditEvent): Promise<void>;
+}
+
+/** The audit path cannot take the event: the call must not run. Retryable once Kafka is back. */
+export class AuditUnavailableError extends Error {
+  readonly code = 'audit_unavailable';
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'AuditUnavailableError';
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+export interface DurableAuditOptions {
+  producer: Producer;
+  topicPrefix: string;
+  spool: Spool;
+  /** Longest a call waits for Kafka's acknowledgement before its event goes to the spool. */
+  sendTimeoutMs: number;
+  /** Pause between replay attempts while Kafka is away. */
+  retryIntervalMs: number;
+  logger: Logger;
+}
+
+/**
+ * Room kept in the spool, per call in flight, for its outcome event: a call is admitted only if
+ * its request and its outcome both fit, so an executed call never loses its outcome to a full
+ * spool. Outcome events are small (their error message is capped at 1,000 characters).
+ */
+const OUTCOME_RESERVE_BYTES = 2048;
+const REPLAY_BATCH = 200;
+/** Readiness asks whether a call of about this size would still be admitted. */
+const TYPICAL_REQUEST_BYTES = 1024;
+
+/**
+ * The audit path: Kafka first (acks=all, bounded wait), else the local spool.
+ *
+ * Invariants:
+ * - `publish` resolves only when the event is acknowledged by Kafka or fsync'd in the spool.
+ * - Order: while anything is spooled, every new event goes to the spool too, behind it; the spool
+ *   replays in append order, so a call's request always reaches Kafka before its outcome.
+ * - The replayer deletes records from the spool only after Kafka acknowledged them. A crash
+ *   between that acknowledgement and the position update can re-send one batch: the ledger is
+ *   idempotent by event id, so that duplicate is harmless by design.
+ * - A direct send that timed out may still land later (kafkajs keeps retrying); the spooled copy
+ *   then arrives as a duplicate with the same event id. Again harmless, never a loss.
+ */
+export class DurableAuditPublisher implements AuditSink {
+  readonly #options: DurableAuditOptions;
+  readonly #topic: string;
+  /** True while the spool holds events not yet on Kafka. */
+  #spooling: boolean;
+  #appending = 0;
+  /** Calls whose request is recorded and whose outcome is not yet. */
+  #openCalls = 0;
+  #replaying: Promise<void> | undefined;
+  #stopped = false;
+  #wake: (() => void) | undefined;
+
+  constructor(options: DurableAuditOptions) {
+    this.#options = options;
+    this.#topic = topicName(options.topicPrefix, Topics.audit);
+    this.#spooling = options.spool.pendingRecords > 0;
+    if (this.#spooling) this.#startReplay();
+  }
+
+  /** Events waiting in the spool for Kafka. */
+  get spooled(): number {
+    return this.#options.spool.pendingRecords;
+  }
+
+  get spooling(): boolean {
+    return this.#spooling;
+  }
+
+  async publish(event: AuditEvent): Promise<void> {
+    // Validate our own output: a malformed event would otherwise surface only in the dead-letter topic.
+    const valid = AuditEvent.parse(event);
+    const value = JSON.stringify(valid);
+    const opensCall = valid.type === 'tool_call.requested';
+    if (opensCall) {
+      this.#admit(Buffer.byteLength(value));
+      this.#openCalls++;
+    }
+    try {
+      await this.#publish(valid.callId, value);
+    } catch (error) {
+      if (opensCall) this.#openCalls--;
+      throw error;
+    } finally {
+      // The call is over whether or not its outcome made it: release its reserved room.
+      if (!opensCall) this.#openCalls = Math.max(0, this.#openCalls - 1);
+    }
+  }
+
+  /** Throws when the audit path could not take a new call: Kafka away and the spool full. */
+  check(): void {
+    if (this.#spooling && this.#refusesCall(TYPICAL_REQUEST_BYTES)) {
+      throw new Error(`kafka unreachable and the audit spool is full (${this.spooled} events)`);
+    }
+  }
+
+  /** Replays what it can within `timeoutMs` (shutdown); what is left stays on disk for next time. */
+  async flush(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#spooling && Date.now() < deadline) {
+      this.#wake?.();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    if (this.#spooling)
+      this.#options.logger.warn(
+        { spooled: this.spooled },
+        'audit events left in the spool for the next start',
+      );
+  }
+
+  /** Stops replaying; call after `flush`, before the producer disconnects. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#wake?.();
+    await this.#replaying;
+  }
+
+  /** Whether a new call's request, plus room for its outcome and every open call's, would not fit. */
+  #refusesCall(requestBytes: number): boolean {
+    const records = 1 + (this.#openCalls + 1);
+    const bytes = requestBytes + (this.#openCalls + 1) * OUTCOME_RESERVE_BYTES;
+    return this.#options.spool.wouldRefuse(bytes, records);
+  }
+
+  #admit(requestBytes: number): void {
+    const { spool } = this.#options;
+    // Only a spool that is in use can refuse; with Kafka healthy nothing is spooled.
+    if (!this.#spooling) return;
+    if (this.#refusesCall(requestBytes)) {
+      throw new AuditUnavailableError(
+        `audit spool full (${spool.pendingRecords} events waiting for Kafka)`,
+        this.#options.retryIntervalMs,
+      );
+    }
+  }
+
+  async #publish(key: string, value: string): Promise<void> {
+    if (!this.#spooling) {
+      try {
+        await withTimeout(
+          sendDurably(this.#options.producer, this.#topic, [{ key, value }]),
+          this.#options.sendTimeoutMs,
+        );
+        return;
+      } catch (error) {
+        if (!this.#spooling) {
+          this.#options.logger.warn(
+            { err: error },
+            'kafka did not acknowledge an audit event in time; spooling audit events locally',
+          );
+        }
+        this.#spooling = true;
+      }
+    }
+    this.#appending++;
+    try {
+      await this.#options.spool.append(Buffer.from(value, 'utf8'));
+    } catch (error) {
+      if (error instanceof SpoolFullError) {
+        throw new AuditUnavailableError(error.message, this.#options.retryIntervalMs, error);
+      }
+      throw error;
+    } finally {
+      this.#appending--;
+    }
+    this.#startReplay();
+  }
+
+  #startReplay(): void {
+    if (this.#replaying || this.#stopped) return;
+    this.#replaying = this.#replay()
+      .catch(async (error: unknown) => {
+        // A spool that cannot be read (disk error) must not spin: log, wait, try again.
+        this.#options.logger.error({ err: error, spooled: this.spooled }, 'audit replay failed; retrying');
+        await this.#pause(this.#options.retryIntervalMs);
+      })
+      .finally(() => {
+        this.#replaying = undefined;
+        // An append may have raced the end of the last loop.
+        if (this.#spooling && !this.#stopped) this.#startReplay();
+      });
+  }
+
+  async #replay(): Promise<void> {
+    const { spool, producer, logger } = this.#options;
+    let failures = 0;
+    while (!this.#stopped) {
+      // Checked synchronously: no append can slip in between this test and the switch back.
+      if (spool.pendingRecords === 0 && this.#appending === 0) {
+        if (failures > 0 || this.#spooling) logger.info('audit spool drained; publishing to kafka directly');
+        this.#spooling = false;
+        return;
+      }
+      const batch = await spool.peek(REPLAY_BATCH);
+      if (batch.records.length === 0) {
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
+      const messages = batch.records.map((record) => {
+        const value = record.toString('utf8');
+        return { key: (JSON.parse(value) as { callId: string }).callId, value };
+      });
+      try {
+        // No timeout here: nobody waits on the replay, and waiting out kafkajs's own retries avoids
+        // piling up parallel sends of the same batch.
+        await sendDurably(producer, this.#topic, messages);
+      } catch (error) {
+        failures++;
+        if (failures === 1)
+          logger.warn({ err: error, spooled: this.spooled }, 'audit replay waiting for kafka');
+        await this.#pause(this.#options.retryIntervalMs);
+        continue;
+      }
+      await spool.acknowledge(batch);
+      logger.info({ replayed: messages.length, spooled: this.spooled }, 'audit events replayed to kafka');
+    }
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no acknowledgement from kafka within ${ms} ms`)), ms);
+  });
+  // The losing send keeps running inside kafkajs; swallow its eventual rejection.
+  promise.catch(() => {});
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { stackEnv, uniqueName } from '@portcullis/testing';
+import { Redis } from 'ioredis';
+import { RateLimiter, UnknownRateClassError } from './rate-limit.ts';
+
+// Against the real Redis of the test run, under a key prefix of this test's own.
+
+let redis: Redis;
+const prefix = `${uniqueName('rl')}:`;
+
+before(async () => {
+  redis = new Redis(stackEnv().redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  await redis.connect();
+});
+
+after(async () => {
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+});
+
+const classes = {
+  standard: {
+    perAgent: { limit: 10, periodMs: 1000, burst: 5 },
+    perTool: { limit: 4, periodMs: 1000, burst: 3 },
+  },
+  strict: {
+    perAgent: { limit: 1, periodMs: 60_000, burst: 1 },
+    perTool: { limit: 1, periodMs: 60_000, burst: 1 },
+  },
+};
+
+test('a burst is allowed up to its size, then the call is refused with a retry-after', async () => {
+  const limiter = new RateLimiter(redis, prefix, classes);
+  const verdicts = [];
+  for (let i = 0; i < 4; i++) verdicts.push(await limiter.consume('agent-a', 'demo/read_record'));
+  assert.deepEqual(
+    verdicts.slice(0, 3).map((v) => v.allowed),
+    [true, true, true],
+  );
+  const refused = verdicts[3]!;
+  assert.equal(refused.allowed, false);
+  if (refused.allowed) return;
+  assert.equal(refused.scope, 'tool');
+  assert.equal(refused.rateClass, 'standard');
+  // One call per 250 ms for this tool: the next one is due within that.
+  assert.ok(refused.retryAfterMs > 0 && refused.retryAfterMs <= 250, String(refused.retryAfterMs));
+  await new Promise((resolve) => setTimeout(resolve, refused.retryAfterMs + 20));
+  assert.equal((await limiter.consume('agent-a', 'demo/read_record')).allowed, true);
+});
+
+test('the per-agent limit spans tools; a refused call consumes nothing', async () => {
+  const limiter = new RateLimiter(redis, prefix, classes);
+  const results: boolean[] = [];
+  for (let i = 0; i < 6; i++) results.push((await limiter.consume('agent-b', `demo/tool_${i}`)).allowed);
+  // Five calls burst per agent, whatever the tool; the sixth is refused by the agent limit.
+  assert.deepEqual(results, [true, true, true, true, true, false]);
+  const verdict = await limiter.consume('agent-b', 'demo/tool_9');
+  assert.equal(verdict.allowed, false);
+  if (!verdict.allowed) assert.equal(verdict.scope, 'agent');
+  // The refused calls did not spend the tool allowance of tool_9: it has never been charged.
+  const toolKeys = await redis.keys(`${prefix}portcullis:rate:{agent-b}:standard:tool:demo/tool_9`);
+  assert.deepEqual(toolKeys, []);
+});
+
+test('agents do not share allowances', async () => {
+  const limiter = new RateLimiter(redis, prefix, classes);
+  assert.equal((await limiter.consume('agent-c', 'demo/x', 'strict')).allowed, true);
+  assert.equal((await limiter.consume('agent-c', 'demo/x', 'strict')).allowed, false);
+  assert.equal((await limiter.consume('agent-d', 'demo/x', 'strict')).allowed, true);
+});
+
+test('classes are separate budgets, and an unknown class is an error, never the standard one', async () => {
+  const limiter = new RateLimiter(redis, prefix, classes);
+  assert.equal((await limiter.consume('agent-e', 'demo/x', 'strict')).allowed, true);
+  assert.equal((await limiter.consume('agent-e', 'demo/x', 'strict')).allowed, false);
+  assert.equal((await limiter.consume('agent-e', 'demo/x')).allowed, true);
+  await assert.rejects(limiter.consume('agent-e', 'demo/x', 'bulk'), UnknownRateClassError);
+});
+
+test('concurrent callers (two clients, as two replicas) never exceed the burst', async () => {
+  const other = new Redis(stackEnv().redisUrl, { lazyConnect: true });
+  await other.connect();
+  try {
+    const a = new RateLimiter(redis, prefix, classes);
+    const b = new RateLimiter(other, prefix, classes);
+    const verdicts = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).consume('agent-f', 'demo/hot')),
+    );
+    assert.equal(verdicts.filter((v) => v.allowed).length, 3);
+  } finally {
+    await other.quit();
+  }
+});
+
+test('keys expire once their allowance is whole again: nothing piles up in Redis', async () => {
+  const limiter = new RateLimiter(redis, prefix, classes);
+  await limiter.consume('agent-g', 'demo/x');
+  const ttl = await redis.pttl(`${prefix}portcullis:rate:{agent-g}:standard:agent`);
+  assert.ok(ttl > 0 && ttl <= 1000, String(ttl));
+});
