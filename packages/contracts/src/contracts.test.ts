@@ -2,7 +2,16 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { z } from 'zod';
-import { parseAuditEvent, ToolCallCompletedV1, ToolCallRequestedV1 } from './index.ts';
+import {
+  AdminChangedV1,
+  ApprovalDecidedV1,
+  ApprovalRequestedV1,
+  CredentialLeaseIssuedV1,
+  CredentialLeaseRevokedV1,
+  parseAuditEvent,
+  ToolCallCompletedV1,
+  ToolCallRequestedV1,
+} from './index.ts';
 
 // Pins each event schema's JSON shape: a change to a published contract must be deliberate, made
 // by adding a new version, and must update this snapshot in the same commit.
@@ -12,6 +21,11 @@ test('event schemas match their pinned JSON shape', () => {
   const actual = {
     ToolCallRequestedV1: z.toJSONSchema(ToolCallRequestedV1),
     ToolCallCompletedV1: z.toJSONSchema(ToolCallCompletedV1),
+    ApprovalRequestedV1: z.toJSONSchema(ApprovalRequestedV1),
+    ApprovalDecidedV1: z.toJSONSchema(ApprovalDecidedV1),
+    CredentialLeaseIssuedV1: z.toJSONSchema(CredentialLeaseIssuedV1),
+    CredentialLeaseRevokedV1: z.toJSONSchema(CredentialLeaseRevokedV1),
+    AdminChangedV1: z.toJSONSchema(AdminChangedV1),
   };
   if (process.env.UPDATE_SNAPSHOTS === '1') {
     mkdirSync(new URL('./__snapshots__/', import.meta.url), { recursive: true });
