@@ -4,7 +4,33 @@ import { z } from 'zod';
 // The only module of the audit service that reads process.env.
 export const AuditEnv = z.object({
   ...commonServiceEnv,
-  HTTP_PORT: env.port('HTTP port for health, readiness and metrics').default(8184),
+  HTTP_PORT: env.port('HTTP port for health, readiness, metrics and the query API').default(8184),
+  AUDIT_SIGNING_KEY: z
+    .string()
+    .min(40)
+    .optional()
+    .describe(
+      'Ed25519 private key (PKCS#8 PEM, or base64 of its DER) that signs ledger checkpoints; no default on purpose. ' +
+        'Without it no checkpoints are written and the service logs a warning. Create one with `portcullis ledger keygen`.',
+    ),
+  CHECKPOINT_INTERVAL_MS: env
+    .positiveInt('how often a signed checkpoint of every chain head is written')
+    .default(60000),
+  RETENTION_DAYS: env
+    .positiveInt('days of ledger kept attached; older day partitions are detached (not dropped)')
+    .default(400),
+  PARTITIONS_AHEAD_DAYS: env.positiveInt('day partitions created ahead of need').default(3),
+  MAINTENANCE_INTERVAL_MS: env
+    .positiveInt('how often partitions are created ahead and retention applied')
+    .default(3600000),
+  QUERY_API_TOKEN_SHA256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'a lowercase hex SHA-256 digest')
+    .optional()
+    .describe(
+      'SHA-256 (hex) of the bearer token auditors present to the query API; the token itself is never configured. ' +
+        'Without it the query API answers 503.',
+    ),
 });
 export type AuditEnv = z.infer<typeof AuditEnv>;
 
