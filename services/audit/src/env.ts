@@ -37,3 +37,19 @@ export type AuditEnv = z.infer<typeof AuditEnv>;
 export function readEnv(source: Record<string, string | undefined> = process.env): AuditEnv {
   return loadEnv('audit', AuditEnv, source);
 }
+
+/** What `portcullis ledger` reads: a database for most commands, the signing key for a few. */
+export const LedgerCliEnv = z.object({
+  DATABASE_URL: env
+    .url('Postgres connection string of the ledger (an auditor role is enough for verify and export)', [
+      'postgres',
+      'postgresql',
+    ])
+    .optional(),
+  AUDIT_SIGNING_KEY: AuditEnv.shape.AUDIT_SIGNING_KEY,
+});
+export type LedgerCliEnv = z.infer<typeof LedgerCliEnv>;
+
+export function readCliEnv(source: Record<string, string | undefined> = process.env): LedgerCliEnv {
+  return loadEnv('portcullis ledger', LedgerCliEnv, source);
+}
