@@ -23,6 +23,9 @@ export const AuditEnv = z.object({
   MAINTENANCE_INTERVAL_MS: env
     .positiveInt('how often partitions are created ahead and retention applied')
     .default(3600000),
+  PARTITIONS_CONSUMED_CONCURRENTLY: env
+    .positiveInt('Kafka partitions whose batches are written at the same time (each chain stays in order)')
+    .default(3),
   QUERY_API_TOKEN_SHA256: z
     .string()
     .regex(/^[0-9a-f]{64}$/, 'a lowercase hex SHA-256 digest')

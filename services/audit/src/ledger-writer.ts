@@ -21,6 +21,7 @@ export interface LedgerWriterOptions {
 interface Placed {
   event: LedgerEvent;
   occurredAt: Date;
+  chainId: string;
   offset: string;
 }
 
@@ -76,7 +77,12 @@ export class LedgerWriter {
       // A duplicate inside one batch is the same event twice; the first copy is the one kept.
       if (seen.has(parsed.event.eventId)) continue;
       seen.add(parsed.event.eventId);
-      placed.push({ event: parsed.event, occurredAt, offset: message.offset });
+      placed.push({
+        event: parsed.event,
+        occurredAt,
+        chainId: chainIdFor(occurredAt, context.topic, context.partition),
+        offset: message.offset,
+      });
     }
     if (rejected.length > 0) await this.#deadLetter(rejected, context);
     if (placed.length === 0) return 0;
@@ -85,7 +91,7 @@ export class LedgerWriter {
   }
 
   async #ensurePartitions(placed: Placed[]): Promise<void> {
-    const days = new Set(placed.map((p) => p.occurredAt.toISOString().slice(0, 10)));
+    const days = new Set(placed.map((p) => p.chainId.slice(0, 10)));
     for (const day of days) {
       if (this.#partitions.has(day)) continue;
       await this.#pool.query('SELECT audit.ensure_partition($1::date)', [day]);
@@ -112,11 +118,16 @@ export class LedgerWriter {
     );
     const head = new Map(heads.rows.map((r) => [r.chain_id, { seq: Number(r.seq), hash: r.head_hash }]));
 
-    const times = placed.map((p) => p.occurredAt.getTime());
+    let earliest = Number.POSITIVE_INFINITY;
+    let latest = Number.NEGATIVE_INFINITY;
+    for (const p of placed) {
+      earliest = Math.min(earliest, p.occurredAt.getTime());
+      latest = Math.max(latest, p.occurredAt.getTime());
+    }
     const existing = await client.query<{ event_id: string }>(
       `SELECT event_id FROM audit.ledger_events
        WHERE event_id = ANY($1::uuid[]) AND occurred_at BETWEEN $2 AND $3`,
-      [placed.map((p) => p.event.eventId), new Date(Math.min(...times)), new Date(Math.max(...times))],
+      [placed.map((p) => p.event.eventId), new Date(earliest), new Date(latest)],
     );
     const present = new Set(existing.rows.map((r) => r.event_id));
     const fresh = placed.filter((p) => !present.has(p.event.eventId));
@@ -124,8 +135,7 @@ export class LedgerWriter {
 
     const recordedAt = now.toISOString();
     const rows: HashedRow[] = [];
-    for (const { event, occurredAt, offset } of fresh) {
-      const chainId = chainIdFor(occurredAt, context.topic, context.partition);
+    for (const { event, occurredAt, chainId, offset } of fresh) {
       const tip = head.get(chainId);
       if (!tip) throw new Error(`chain head ${chainId} vanished inside its transaction`);
       const row = {
@@ -148,32 +158,20 @@ export class LedgerWriter {
       head.set(chainId, { seq: hashed.chainSeq, hash: hashed.rowHash });
     }
 
-    // One multi-row INSERT per batch: column arrays through unnest keep the statement's text and
-    // parameter count constant whatever the batch size.
+    // One multi-row INSERT per batch. The rows travel as one JSON array parameter: serialising it
+    // is native JSON.stringify, where pg's text-array encoding would escape every payload again.
     await client.query(
       `INSERT INTO audit.ledger_events (event_id, call_id, event_type, event_version, occurred_at,
          recorded_at, payload, source_topic, source_partition, source_offset, chain_id, chain_seq,
          prev_hash, row_hash)
-       SELECT e, c, t, v, o, $6::timestamptz, p, $7, $8, so, ch, sq, ph, rh
-       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[], $9::jsonb[],
-                   $10::bigint[], $11::text[], $12::bigint[], $13::text[], $14::text[])
-         AS r(e, c, t, v, o, p, so, ch, sq, ph, rh)`,
-      [
-        rows.map((r) => r.eventId),
-        rows.map((r) => r.callId),
-        rows.map((r) => r.eventType),
-        rows.map((r) => r.eventVersion),
-        rows.map((r) => r.occurredAt),
-        recordedAt,
-        context.topic,
-        context.partition,
-        rows.map((r) => JSON.stringify(r.payload)),
-        rows.map((r) => r.sourceOffset),
-        rows.map((r) => r.chainId),
-        rows.map((r) => r.chainSeq),
-        rows.map((r) => r.prevHash),
-        rows.map((r) => r.rowHash),
-      ],
+       SELECT r."eventId", r."callId", r."eventType", r."eventVersion", r."occurredAt",
+              r."recordedAt", r.payload, r."sourceTopic", r."sourcePartition", r."sourceOffset",
+              r."chainId", r."chainSeq", r."prevHash", r."rowHash"
+       FROM jsonb_to_recordset($1::jsonb) AS r("eventId" uuid, "callId" uuid, "eventType" text,
+         "eventVersion" int, "occurredAt" timestamptz, "recordedAt" timestamptz, payload jsonb,
+         "sourceTopic" text, "sourcePartition" int, "sourceOffset" bigint, "chainId" text,
+         "chainSeq" bigint, "prevHash" text, "rowHash" text)`,
+      [JSON.stringify(rows)],
     );
     const touched = new Set(rows.map((r) => r.chainId));
     const changed = [...head.entries()].filter(([id]) => touched.has(id));

@@ -124,6 +124,7 @@ await runService(
       groupId: consumerGroupName(env.KAFKA_TOPIC_PREFIX, LEDGER_CONSUMER_GROUP),
       topics: [topicName(env.KAFKA_TOPIC_PREFIX, Topics.audit)],
       logger,
+      partitionsConsumedConcurrently: env.PARTITIONS_CONSUMED_CONCURRENTLY,
       handleBatch: async (messages, context) => {
         written.inc(await writer.writeBatch(messages, context));
       },
