@@ -1,4 +1,5 @@
 import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
+import { withTransaction } from '@portcullis/db';
 import canonicalize from 'canonicalize';
 import type pg from 'pg';
 
@@ -100,9 +101,7 @@ export async function writeCheckpoint(
   privateKey: KeyObject,
   now = new Date(),
 ): Promise<Checkpoint | null> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(pool, async (client) => {
     await client.query("SELECT pg_advisory_xact_lock(hashtext('portcullis.audit.checkpoint'))");
     const heads = await client.query<{ chain_id: string; seq: string; head_hash: string }>(
       'SELECT chain_id, seq, head_hash FROM audit.chain_heads WHERE seq > 0 ORDER BY chain_id',
@@ -116,10 +115,7 @@ export async function writeCheckpoint(
       hash: r.head_hash,
     }));
     const previous = last.rows[0];
-    if (current.length === 0 || (previous && sameHeads(previous.body.heads, current))) {
-      await client.query('COMMIT');
-      return null;
-    }
+    if (current.length === 0 || (previous && sameHeads(previous.body.heads, current))) return null;
     const body: CheckpointBody = {
       format: 'portcullis.checkpoint.v1',
       createdAt: now.toISOString(),
@@ -133,14 +129,8 @@ export async function writeCheckpoint(
        RETURNING checkpoint_id`,
       [body.createdAt, body.keyId, JSON.stringify(body), signature],
     );
-    await client.query('COMMIT');
     return { checkpointId: Number(inserted.rows[0]!.checkpoint_id), body, signature };
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 function sameHeads(a: ChainHead[], b: ChainHead[]): boolean {

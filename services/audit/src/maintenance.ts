@@ -1,3 +1,4 @@
+import { withTransaction } from '@portcullis/db';
 import type { Logger } from '@portcullis/runtime';
 import type pg from 'pg';
 
@@ -16,22 +17,14 @@ export async function maintainPartitions(
   retentionDays: number,
 ): Promise<{ action: string; partition_name: string }[]> {
   // Replicas may run this at the same moment; the advisory lock makes them take turns.
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(pool, async (client) => {
     await client.query("SELECT pg_advisory_xact_lock(hashtext('portcullis.audit.maintenance'))");
     const { rows } = await client.query<{ action: string; partition_name: string }>(
       'SELECT action, partition_name FROM audit.maintain_partitions($1, $2)',
       [daysAhead, retentionDays],
     );
-    await client.query('COMMIT');
     return rows;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Runs maintenance now (failing start-up if it fails) and then every `intervalMs`. */
