@@ -16,6 +16,7 @@ import { LedgerWriter } from './ledger-writer.ts';
 import { startMaintenance } from './maintenance.ts';
 import { mountQueryApi } from './query-api.ts';
 import { AUDIT_SCHEMA, LEDGER_CONSUMER_GROUP, MIGRATIONS_DIR } from './schema.ts';
+import { startSiemExport } from './siem/wiring.ts';
 
 // Composition root of the audit service: audit topic → ledger rows in Postgres.
 const env = readEnv();
@@ -95,6 +96,9 @@ await runService(
     }
 
     mountQueryApi(app, pool, env.QUERY_API_TOKEN_SHA256);
+
+    const siem = await startSiemExport(env, pool, logger);
+    shutdown.add('flush', 'SIEM exporters', siem.stop);
 
     const writer = new LedgerWriter(
       pool,
