@@ -28,7 +28,10 @@ CREATE TABLE audit.ledger_events (
 
 CREATE INDEX ledger_events_occurred_brin ON audit.ledger_events USING brin (occurred_at);
 CREATE INDEX ledger_events_call_idx ON audit.ledger_events (call_id);
-CREATE INDEX ledger_events_type_idx ON audit.ledger_events (event_type, occurred_at);
+-- Tool-call events are most rows, so an index on their type would not be selective and would cost
+-- every insert; only the rarer types (approvals, leases, admin changes) are indexed by type.
+CREATE INDEX ledger_events_type_idx ON audit.ledger_events (event_type, occurred_at)
+  WHERE event_type NOT IN ('tool_call.requested', 'tool_call.completed');
 CREATE INDEX ledger_events_agent_idx ON audit.ledger_events ((payload -> 'agent' ->> 'id'), occurred_at);
 CREATE INDEX ledger_events_user_idx ON audit.ledger_events ((payload -> 'onBehalfOf' ->> 'userId'), occurred_at)
   WHERE payload ? 'onBehalfOf';

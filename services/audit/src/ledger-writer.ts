@@ -100,9 +100,7 @@ export class LedgerWriter {
   }
 
   async #append(client: pg.PoolClient, placed: Placed[], context: BatchContext, now: Date): Promise<number> {
-    const chainIds = [
-      ...new Set(placed.map((p) => chainIdFor(p.occurredAt, context.topic, context.partition))),
-    ];
+    const chainIds = [...new Set(placed.map((p) => p.chainId))];
     // Create missing heads, then lock them: a second writer on the same partition (a stale
     // consumer after a rebalance) waits here and then sees this batch's rows as already present.
     await client.query(
@@ -153,7 +151,7 @@ export class LedgerWriter {
         chainSeq: tip.seq + 1,
         prevHash: tip.hash,
       };
-      const hashed = { ...row, rowHash: rowHash(row) };
+      const hashed: HashedRow = Object.assign(row, { rowHash: rowHash(row) });
       rows.push(hashed);
       head.set(chainId, { seq: hashed.chainSeq, hash: hashed.rowHash });
     }
