@@ -1,13 +1,22 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { Topics, topicName } from '@portcullis/contracts';
 import { freePort, type ServiceProcess, stackEnv, startProcess, waitFor } from '@portcullis/testing';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
-import { auditProducer, ledgerCaughtUp, ledgerCli, ledgerKeys, produceEvents } from '../support/ledger.ts';
+import { LocalHec } from '../../services/audit/src/siem/testing/local-hec.ts';
+import {
+  auditProducer,
+  ledgerCaughtUp,
+  ledgerCli,
+  ledgerKeys,
+  loadEvent,
+  produceEvents,
+} from '../support/ledger.ts';
 import { repoRoot, TestStack } from '../support/stack.ts';
 
 // The ledger end to end: events through real Kafka into the audit service (a process), signed
@@ -20,6 +29,7 @@ let ledger: pg.Pool;
 let keys: { signingKey: string; publicKeyFile: string };
 let audit: ServiceProcess;
 let apiUrl: string;
+let hec: LocalHec;
 const token = 'auditor-token-0123456789abcdef';
 const produced: string[] = [];
 
@@ -33,8 +43,14 @@ async function startAudit(port: number): Promise<ServiceProcess> {
       AUDIT_SIGNING_KEY: keys.signingKey,
       CHECKPOINT_INTERVAL_MS: '500',
       QUERY_API_TOKEN_SHA256: createHash('sha256').update(token).digest('hex'),
+      SIEM_HEC_URL: hec.url,
+      SIEM_HEC_TOKEN: hec.token,
+      SIEM_EXPORT_INTERVAL_MS: '200',
     },
     readyUrl: `http://127.0.0.1:${port}/readyz`,
+    // After a SIGKILL the new consumer joins the group only once the killed member's session
+    // (30 s) expired, and readiness waits for the join.
+    readyTimeoutMs: 90000,
   });
   stack.processes.push(process);
   return process;
@@ -43,6 +59,8 @@ async function startAudit(port: number): Promise<ServiceProcess> {
 before(async () => {
   stack = await TestStack.create();
   keys = await ledgerKeys();
+  hec = new LocalHec();
+  await hec.start();
   const port = await freePort();
   apiUrl = `http://127.0.0.1:${port}`;
   audit = await startAudit(port);
@@ -57,6 +75,7 @@ before(async () => {
 after(async () => {
   await ledger?.end();
   await stack?.stop();
+  await hec?.stop();
 });
 
 const cliEnv = () => ({ DATABASE_URL: stack.databaseUrl });
@@ -252,4 +271,42 @@ test('verify on the database names a row a superuser changed behind the trigger'
       `first broken link: row_changed chain=${target.chain_id} seq=${target.chain_seq} event=${target.event_id}`,
     ),
   );
+});
+
+test('the running service exports completed calls to Splunk HEC as OCSF', async () => {
+  const producer = await auditProducer(kafka);
+  const completedIds = new Set<string>();
+  try {
+    const messages = [];
+    for (let i = 0; i < 200; i++) {
+      const requested = loadEvent(10_000 + i);
+      const completed = {
+        type: 'tool_call.completed',
+        version: 1,
+        eventId: randomUUID(),
+        occurredAt: new Date().toISOString(),
+        callId: requested.callId,
+        source: requested.source,
+        outcome: requested.decision.outcome === 'allow' ? 'succeeded' : 'not_executed',
+        durationMs: 2,
+      };
+      completedIds.add(completed.eventId);
+      messages.push(
+        { key: requested.callId, value: JSON.stringify(requested) },
+        { key: completed.callId, value: JSON.stringify(completed) },
+      );
+    }
+    await producer.send({ topic: topicName(stack.prefix, Topics.audit), acks: -1, messages });
+  } finally {
+    await producer.disconnect();
+  }
+  await waitFor(
+    'HEC to index every completed call',
+    () => [...completedIds].every((id) => hec.uids().has(id)),
+    { timeoutMs: 30000 },
+  );
+  const denied = hec.indexed.filter(
+    (e) => completedIds.has((e.metadata as { uid: string }).uid) && e.status_id === 2,
+  );
+  assert.ok(denied.length > 0 && denied.every((e) => /denied by policy/.test(String(e.status_detail))));
 });
