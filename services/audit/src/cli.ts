@@ -18,8 +18,9 @@ import { verifyLedger } from './verify.ts';
 const usage = `usage: portcullis ledger <command> [options]
 
 commands:
-  verify --public-key <pem> [--export <dir>] [--json]
-        recompute every hash chain and check every signed checkpoint, from the database
+  verify --public-key <pem> [--public-key <pem> …] [--export <dir>] [--json]
+        recompute every hash chain and check every signed checkpoint (against the given keys,
+        several across a key rotation), from the database
         (DATABASE_URL) or from a dump; exit 0 when intact, 1 naming the first broken link
   dump --out <dir>
         write a verifiable export: ${DUMP_FILES.rows}, ${DUMP_FILES.checkpoints}, ${DUMP_FILES.partitionLog}
@@ -50,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       help: { type: 'boolean', short: 'h' },
       json: { type: 'boolean', default: false },
-      'public-key': { type: 'string' },
+      'public-key': { type: 'string', multiple: true },
       export: { type: 'string' },
       out: { type: 'string' },
       view: { type: 'string' },
@@ -100,7 +101,11 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'verify': {
-      const publicKey = parsePublicKey(await readFile(required('public-key'), 'utf8'));
+      const files = values['public-key'] ?? [];
+      if (files.length === 0) throw new UsageError('--public-key is required');
+      const publicKey = await Promise.all(
+        files.map(async (file) => parsePublicKey(await readFile(file, 'utf8'))),
+      );
       const report = values.export
         ? await verifyLedger(await exportSource(values.export), publicKey)
         : await withPool((pool) => verifyLedger(databaseSource(pool), publicKey));

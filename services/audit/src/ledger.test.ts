@@ -434,3 +434,19 @@ test('retention detaches old day partitions, and verify tells retired chains fro
   assert.equal(report.retiredChains, 1);
   assert.equal(report.rows, 1);
 });
+
+test('key rotation: checkpoints of two keys verify with both public keys, not with one', async () => {
+  const ledger = await freshLedger();
+  const next = generateKeyPairSync('ed25519');
+  await ledger.write(calls(3));
+  await writeCheckpoint(ledger.pool, privateKey);
+  await ledger.write(calls(3));
+  await writeCheckpoint(ledger.pool, next.privateKey);
+  const both = await verifyLedger(databaseSource(ledger.pool), [publicKey, next.publicKey]);
+  assert.equal(both.ok, true, JSON.stringify(both.problems));
+  const old = await verifyLedger(databaseSource(ledger.pool), [publicKey]);
+  assert.deepEqual(
+    old.problems.map((p) => [p.kind, p.checkpointId]),
+    [['unknown_key', 2]],
+  );
+});

@@ -113,12 +113,17 @@ function plain(row: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-/** One CSV line (RFC 4180): quotes when needed; arrays and objects as JSON. */
+/**
+ * One CSV line (RFC 4180): quotes when needed; arrays and objects as JSON. A text cell that a
+ * spreadsheet would run as a formula (= + - @ tab CR) gets a leading apostrophe: ledger content
+ * partly comes from agents, and an export must not execute it on an auditor's machine.
+ */
 export function csvLine(values: unknown[]): string {
   return values
     .map((v) => {
       if (v === null || v === undefined) return '';
-      const text = typeof v === 'object' ? JSON.stringify(v) : String(v);
+      let text = typeof v === 'object' ? JSON.stringify(v) : String(v);
+      if (typeof v === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
       return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
     })
     .join(',');

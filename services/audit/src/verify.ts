@@ -60,11 +60,20 @@ interface ChainResult {
   problem: Problem | null;
 }
 
-/** Verifies everything and reports each chain's first broken link. */
-export async function verifyLedger(source: LedgerSource, publicKey: KeyObject): Promise<VerifyReport> {
+/**
+ * Verifies everything and reports each chain's first broken link. `publicKeys` are the keys the
+ * auditor trusts (several across a key rotation); checkpoints signed by any other key attest nothing.
+ */
+export async function verifyLedger(
+  source: LedgerSource,
+  publicKeys: KeyObject | readonly KeyObject[],
+): Promise<VerifyReport> {
   const checkpoints = await source.checkpoints();
   const detached = await source.detachedDays();
-  const problems: Problem[] = verifyCheckpointSignatures(checkpoints, publicKey);
+  const keys = new Map(
+    (Array.isArray(publicKeys) ? publicKeys : [publicKeys as KeyObject]).map((k) => [keyIdOf(k), k]),
+  );
+  const problems: Problem[] = verifyCheckpointSignatures(checkpoints, keys);
   // Only a checkpoint whose signature holds attests anything about the chains.
   const trusted = checkpoints.filter(
     (c) => !problems.some((p) => p.checkpointId === c.checkpointId && p.kind !== 'checkpoint_missing'),
@@ -152,16 +161,16 @@ export async function verifyLedger(source: LedgerSource, publicKey: KeyObject): 
   };
 }
 
-function verifyCheckpointSignatures(checkpoints: Checkpoint[], publicKey: KeyObject): Problem[] {
+function verifyCheckpointSignatures(checkpoints: Checkpoint[], keys: Map<string, KeyObject>): Problem[] {
   const problems: Problem[] = [];
-  const keyId = keyIdOf(publicKey);
   let previous: Checkpoint | undefined;
   for (const checkpoint of checkpoints) {
-    if (checkpoint.body.keyId !== keyId) {
+    const publicKey = keys.get(checkpoint.body.keyId);
+    if (!publicKey) {
       problems.push({
         kind: 'unknown_key',
         checkpointId: checkpoint.checkpointId,
-        detail: `checkpoint ${checkpoint.checkpointId} names key ${checkpoint.body.keyId}, the given public key is ${keyId}`,
+        detail: `checkpoint ${checkpoint.checkpointId} names key ${checkpoint.body.keyId}, which is not among the given public keys (${[...keys.keys()].join(', ')})`,
       });
     } else if (!verifySignature(checkpoint, publicKey)) {
       problems.push({
