@@ -450,3 +450,46 @@ test('key rotation: checkpoints of two keys verify with both public keys, not wi
     [['unknown_key', 2]],
   );
 });
+
+test('unused_entitlements: lists entitlements without an allowed call in N days, and degrades without a directory', async () => {
+  const ledger = await freshLedger();
+  // Without the decision service's schema: no rows, no error.
+  const { rows: none } = await ledger.pool.query('SELECT * FROM audit.unused_entitlements(30)');
+  assert.deepEqual(none, []);
+
+  // With the directory as the decision service migrates it.
+  const database = ledger.pool.options.connectionString!;
+  await migrate({
+    databaseUrl: database,
+    schema: 'directory',
+    dir: new URL('../../decision/migrations', import.meta.url).pathname,
+    logger,
+  });
+  await ledger.pool.query(`INSERT INTO directory.apps (id, name) VALUES ('demo', 'Demo'), ('crm', 'CRM')`);
+  await ledger.pool.query(
+    `INSERT INTO directory.agents (id, name, owner) VALUES ('agt_1', 'triage-bot', 'alice@example.com')`,
+  );
+  await ledger.pool.query(`INSERT INTO directory.entitlements (agent_id, app_id, action_class, granted_by)
+    VALUES ('agt_1', 'demo', 'read', 'root'), ('agt_1', 'crm', 'write', 'root'), ('agt_1', 'demo', 'delete', 'root')`);
+  const old = new Date(Date.now() - 20 * 86_400_000).toISOString();
+  await ledger.write([
+    requestedEvent(), // agt_1 read on demo, allowed, today
+    requestedEvent({ app: { id: 'crm' }, actionClass: 'write', occurredAt: old }),
+    requestedEvent({
+      actionClass: 'delete',
+      decision: {
+        decisionId: crypto.randomUUID(),
+        outcome: 'deny',
+        reasons: ['no_entitlement'],
+        policyRevision: 'r1',
+      },
+    }),
+  ]);
+  const { rows } = await ledger.pool.query(
+    'SELECT app_id, action_class, last_used_at IS NOT NULL AS used_before FROM audit.unused_entitlements(7)',
+  );
+  assert.deepEqual(rows, [
+    { app_id: 'crm', action_class: 'write', used_before: true },
+    { app_id: 'demo', action_class: 'delete', used_before: false },
+  ]);
+});
