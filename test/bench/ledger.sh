@@ -4,8 +4,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
-# shellcheck source=../../scripts/toolchain.sh
-source scripts/toolchain.sh >/dev/null
+# shellcheck source=/dev/null
+source "$root/scripts/toolchain.sh" >/dev/null
 env_file="${PORTCULLIS_STATE_DIR:-$root/.portcullis}/stack.env"
 if [ -z "${PORTCULLIS_DATABASE_URL:-}" ] && [ -f "$env_file" ]; then
   set -a
