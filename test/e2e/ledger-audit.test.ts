@@ -80,6 +80,19 @@ after(async () => {
 
 const cliEnv = () => ({ DATABASE_URL: stack.databaseUrl });
 
+/** True while the audit service is inside a ledger-writing transaction (not a checkpoint's). */
+async function inLedgerTransaction(): Promise<boolean> {
+  const { rows } = await ledger.query(
+    `SELECT 1 FROM pg_stat_activity
+     WHERE datname = current_database() AND application_name = 'portcullis-audit'
+       AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
+       AND (query LIKE 'INSERT INTO audit.ledger_events%' OR query LIKE 'SELECT event_id FROM audit.ledger_events%'
+            OR query LIKE 'INSERT INTO audit.chain_heads%' OR query LIKE 'UPDATE audit.chain_heads%'
+            OR query LIKE 'SELECT chain_id, seq, head_hash FROM audit.chain_heads WHERE chain_id%')`,
+  );
+  return rows.length > 0;
+}
+
 async function ledgerCount(): Promise<{ rows: number; distinct: number }> {
   const { rows } = await ledger.query(
     'SELECT count(*)::int AS rows, count(DISTINCT event_id)::int AS distinct FROM audit.ledger_events',
@@ -87,7 +100,7 @@ async function ledgerCount(): Promise<{ rows: number; distinct: number }> {
   return rows[0];
 }
 
-test('SIGKILL of the audit service mid-ingest loses nothing and duplicates nothing', async () => {
+test('SIGKILL of the audit service mid-batch loses nothing and duplicates nothing', async () => {
   const producer = await auditProducer(kafka);
   try {
     let killed = false;
@@ -96,10 +109,15 @@ test('SIGKILL of the audit service mid-ingest loses nothing and duplicates nothi
         onChunk: async (sent) => {
           // Kill it once it is busy writing, then bring it back on the same port.
           if (!killed && sent >= 1500) {
-            await waitFor('the ledger to be mid-ingest', async () => (await ledgerCount()).rows > 0, {
-              timeoutMs: 30000,
-              intervalMs: 20,
-            });
+            // Mid-batch: the service holds an open ledger transaction (between BEGIN and COMMIT).
+            await waitFor(
+              'the audit service to be inside a ledger transaction',
+              () => inLedgerTransaction(),
+              {
+                timeoutMs: 30000,
+                intervalMs: 2,
+              },
+            );
             killed = true;
             await audit.stop('SIGKILL');
             audit = await startAudit(Number(new URL(apiUrl).port));
