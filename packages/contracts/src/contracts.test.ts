@@ -3,6 +3,11 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { z } from 'zod';
 import {
+  AdminChangedV1,
+  ApprovalDecidedV1,
+  ApprovalRequestedV1,
+  CredentialLeaseIssuedV1,
+  CredentialLeaseRevokedV1,
   DecisionLogV1,
   DirectoryRecordV1,
   PolicyActivatedV1,
@@ -22,6 +27,11 @@ test('event schemas match their pinned JSON shape', () => {
     DirectoryRecordV1: z.toJSONSchema(DirectoryRecordV1),
     PolicyActivatedV1: z.toJSONSchema(PolicyActivatedV1),
     DecisionLogV1: z.toJSONSchema(DecisionLogV1),
+    ApprovalRequestedV1: z.toJSONSchema(ApprovalRequestedV1),
+    ApprovalDecidedV1: z.toJSONSchema(ApprovalDecidedV1),
+    CredentialLeaseIssuedV1: z.toJSONSchema(CredentialLeaseIssuedV1),
+    CredentialLeaseRevokedV1: z.toJSONSchema(CredentialLeaseRevokedV1),
+    AdminChangedV1: z.toJSONSchema(AdminChangedV1),
   };
   if (process.env.UPDATE_SNAPSHOTS === '1') {
     mkdirSync(new URL('./__snapshots__/', import.meta.url), { recursive: true });

@@ -31,6 +31,10 @@ export async function withTransaction<T>(
   fn: (client: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
   const client = await pool.connect();
+  // A checked-out client has no pool listener: without this one, a connection the server ends
+  // between two statements (a restart) would crash the process. The next statement fails instead.
+  const onError = () => {};
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const result = await fn(client);
@@ -40,6 +44,7 @@ export async function withTransaction<T>(
     await client.query('ROLLBACK').catch(() => {});
     throw error;
   } finally {
+    client.off('error', onError);
     client.release();
   }
 }

@@ -17,6 +17,11 @@ export interface BatchConsumerOptions {
    * delivered again, so the handler must be idempotent.
    */
   handleBatch: (messages: KafkaMessage[], context: BatchContext) => Promise<void>;
+  /**
+   * How many partitions' batches may be handled at once (default 1). Order within a partition is
+   * kept either way; more lets one partition's database round trip overlap another's parsing.
+   */
+  partitionsConsumedConcurrently?: number;
 }
 
 /**
@@ -24,7 +29,7 @@ export interface BatchConsumerOptions {
  * effect is durable. Per-partition order is kept because each batch holds one partition.
  */
 export async function startBatchConsumer(options: BatchConsumerOptions): Promise<Consumer> {
-  const { kafka, groupId, topics, logger, handleBatch } = options;
+  const { kafka, groupId, topics, logger, handleBatch, partitionsConsumedConcurrently = 1 } = options;
   const consumer = kafka.consumer({
     groupId,
     allowAutoTopicCreation: false,
@@ -36,6 +41,7 @@ export async function startBatchConsumer(options: BatchConsumerOptions): Promise
   await consumer.connect();
   await consumer.subscribe({ topics, fromBeginning: true });
   await consumer.run({
+    partitionsConsumedConcurrently,
     autoCommit: false,
     eachBatchAutoResolve: false,
     eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {

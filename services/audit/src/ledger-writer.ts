@@ -1,85 +1,184 @@
-import { type AuditEvent, parseAuditEvent } from '@portcullis/contracts';
+import { type LedgerEvent, parseLedgerEvent } from '@portcullis/contracts';
 import { withTransaction } from '@portcullis/db';
 import type { BatchContext } from '@portcullis/kafka';
 import type { KafkaMessage } from 'kafkajs';
 import type pg from 'pg';
+import { chainIdFor, genesisHash, type HashedRow, rowHash } from './chain.ts';
 
 export interface DeadLetter {
   message: KafkaMessage;
   reason: string;
 }
 
+export interface LedgerWriterOptions {
+  /** Events older than this many days cannot be placed: their partition is (or soon will be) detached. */
+  retentionDays: number;
+  /** Events dated further ahead than this are refused as implausible clocks. */
+  maxFutureMs?: number;
+  now?: () => Date;
+}
+
 interface Placed {
-  event: AuditEvent;
+  event: LedgerEvent;
+  occurredAt: Date;
+  chainId: string;
   offset: string;
 }
 
 /**
- * Turns one Kafka batch into ledger rows in one transaction. Rows are keyed by event id, so a batch
- * delivered twice (after a crash before the offset commit) adds nothing the second time.
- * Messages that are not valid audit events are handed to `deadLetter` first, never dropped.
+ * Turns one Kafka batch (one partition, in offset order) into ledger rows in one transaction that
+ * also extends the hash chains. Idempotent by event id: events already in the ledger are skipped
+ * before hashing, so a batch delivered twice (after a crash before the offset commit) adds nothing
+ * and leaves no gap in a chain. Messages that are not valid audit events, or cannot be placed in a
+ * partition, are handed to `deadLetter` first, never dropped.
  */
 export class LedgerWriter {
   readonly #pool: pg.Pool;
   readonly #deadLetter: (letters: DeadLetter[], context: BatchContext) => Promise<void>;
+  readonly #retentionMs: number;
+  readonly #maxFutureMs: number;
+  readonly #now: () => Date;
+  /** Days whose partition is known to exist, so the hot path skips the check. */
+  readonly #partitions = new Set<string>();
 
-  constructor(pool: pg.Pool, deadLetter: (letters: DeadLetter[], context: BatchContext) => Promise<void>) {
+  constructor(
+    pool: pg.Pool,
+    deadLetter: (letters: DeadLetter[], context: BatchContext) => Promise<void>,
+    options: LedgerWriterOptions,
+  ) {
     this.#pool = pool;
     this.#deadLetter = deadLetter;
+    this.#retentionMs = options.retentionDays * 86_400_000;
+    this.#maxFutureMs = options.maxFutureMs ?? 86_400_000;
+    this.#now = options.now ?? (() => new Date());
   }
 
   /** Returns how many new rows the batch added. */
   async writeBatch(messages: KafkaMessage[], context: BatchContext): Promise<number> {
+    const now = this.#now();
     const placed: Placed[] = [];
     const rejected: DeadLetter[] = [];
+    const seen = new Set<string>();
     for (const message of messages) {
-      const parsed = parseAuditEvent(message.value);
-      if (parsed.ok) placed.push({ event: parsed.event, offset: message.offset });
-      else rejected.push({ message, reason: parsed.reason });
+      const parsed = parseLedgerEvent(message.value);
+      if (!parsed.ok) {
+        rejected.push({ message, reason: parsed.reason });
+        continue;
+      }
+      const occurredAt = new Date(parsed.event.occurredAt);
+      const age = now.getTime() - occurredAt.getTime();
+      if (age > this.#retentionMs || -age > this.#maxFutureMs) {
+        rejected.push({
+          message,
+          reason: `occurredAt ${parsed.event.occurredAt} is outside the ledger's window (retention or clock skew)`,
+        });
+        continue;
+      }
+      // A duplicate inside one batch is the same event twice; the first copy is the one kept.
+      if (seen.has(parsed.event.eventId)) continue;
+      seen.add(parsed.event.eventId);
+      placed.push({
+        event: parsed.event,
+        occurredAt,
+        chainId: chainIdFor(occurredAt, context.topic, context.partition),
+        offset: message.offset,
+      });
     }
     if (rejected.length > 0) await this.#deadLetter(rejected, context);
     if (placed.length === 0) return 0;
-    return withTransaction(this.#pool, async (client) => {
-      const result = await client.query(
-        insertSql(placed.length),
-        placed.flatMap((p) => rowValues(p, context)),
-      );
-      return result.rowCount ?? 0;
-    });
+    await this.#ensurePartitions(placed);
+    return withTransaction(this.#pool, (client) => this.#append(client, placed, context, now));
   }
-}
 
-const COLUMNS = [
-  'event_id',
-  'call_id',
-  'event_type',
-  'event_version',
-  'occurred_at',
-  'payload',
-  'source_topic',
-  'source_partition',
-  'source_offset',
-] as const;
+  async #ensurePartitions(placed: Placed[]): Promise<void> {
+    const days = new Set(placed.map((p) => p.chainId.slice(0, 10)));
+    for (const day of days) {
+      if (this.#partitions.has(day)) continue;
+      await this.#pool.query('SELECT audit.ensure_partition($1::date)', [day]);
+      this.#partitions.add(day);
+    }
+  }
 
-function insertSql(rows: number): string {
-  const tuples = Array.from(
-    { length: rows },
-    (_, row) => `(${COLUMNS.map((_, column) => `$${row * COLUMNS.length + column + 1}`).join(', ')})`,
-  );
-  return `INSERT INTO audit.ledger_events (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}
-          ON CONFLICT (event_id) DO NOTHING`;
-}
+  async #append(client: pg.PoolClient, placed: Placed[], context: BatchContext, now: Date): Promise<number> {
+    const chainIds = [...new Set(placed.map((p) => p.chainId))];
+    // Create missing heads, then lock them: a second writer on the same partition (a stale
+    // consumer after a rebalance) waits here and then sees this batch's rows as already present.
+    await client.query(
+      `INSERT INTO audit.chain_heads (chain_id, chain_day, source_topic, source_partition, seq, head_hash)
+       SELECT id, left(id, 10)::date, $2, $3, 0, genesis
+       FROM unnest($1::text[], $4::text[]) AS h(id, genesis)
+       ON CONFLICT (chain_id) DO NOTHING`,
+      [chainIds, context.topic, context.partition, chainIds.map(genesisHash)],
+    );
+    const heads = await client.query<{ chain_id: string; seq: string; head_hash: string }>(
+      'SELECT chain_id, seq, head_hash FROM audit.chain_heads WHERE chain_id = ANY($1::text[]) ORDER BY chain_id FOR UPDATE',
+      [chainIds],
+    );
+    const head = new Map(heads.rows.map((r) => [r.chain_id, { seq: Number(r.seq), hash: r.head_hash }]));
 
-function rowValues({ event, offset }: Placed, { topic, partition }: BatchContext): unknown[] {
-  return [
-    event.eventId,
-    event.callId,
-    event.type,
-    event.version,
-    event.occurredAt,
-    JSON.stringify(event),
-    topic,
-    partition,
-    offset,
-  ];
+    let earliest = Number.POSITIVE_INFINITY;
+    let latest = Number.NEGATIVE_INFINITY;
+    for (const p of placed) {
+      earliest = Math.min(earliest, p.occurredAt.getTime());
+      latest = Math.max(latest, p.occurredAt.getTime());
+    }
+    const existing = await client.query<{ event_id: string }>(
+      `SELECT event_id FROM audit.ledger_events
+       WHERE event_id = ANY($1::uuid[]) AND occurred_at BETWEEN $2 AND $3`,
+      [placed.map((p) => p.event.eventId), new Date(earliest), new Date(latest)],
+    );
+    const present = new Set(existing.rows.map((r) => r.event_id));
+    const fresh = placed.filter((p) => !present.has(p.event.eventId));
+    if (fresh.length === 0) return 0;
+
+    const recordedAt = now.toISOString();
+    const rows: HashedRow[] = [];
+    for (const { event, occurredAt, chainId, offset } of fresh) {
+      const tip = head.get(chainId);
+      if (!tip) throw new Error(`chain head ${chainId} vanished inside its transaction`);
+      const row = {
+        eventId: event.eventId,
+        callId: 'callId' in event ? event.callId : null,
+        eventType: event.type,
+        eventVersion: event.version,
+        occurredAt: occurredAt.toISOString(),
+        recordedAt,
+        payload: event,
+        sourceTopic: context.topic,
+        sourcePartition: context.partition,
+        sourceOffset: offset,
+        chainId,
+        chainSeq: tip.seq + 1,
+        prevHash: tip.hash,
+      };
+      const hashed: HashedRow = Object.assign(row, { rowHash: rowHash(row) });
+      rows.push(hashed);
+      head.set(chainId, { seq: hashed.chainSeq, hash: hashed.rowHash });
+    }
+
+    // One multi-row INSERT per batch. The rows travel as one JSON array parameter: serialising it
+    // is native JSON.stringify, where pg's text-array encoding would escape every payload again.
+    await client.query(
+      `INSERT INTO audit.ledger_events (event_id, call_id, event_type, event_version, occurred_at,
+         recorded_at, payload, source_topic, source_partition, source_offset, chain_id, chain_seq,
+         prev_hash, row_hash)
+       SELECT r."eventId", r."callId", r."eventType", r."eventVersion", r."occurredAt",
+              r."recordedAt", r.payload, r."sourceTopic", r."sourcePartition", r."sourceOffset",
+              r."chainId", r."chainSeq", r."prevHash", r."rowHash"
+       FROM jsonb_to_recordset($1::jsonb) AS r("eventId" uuid, "callId" uuid, "eventType" text,
+         "eventVersion" int, "occurredAt" timestamptz, "recordedAt" timestamptz, payload jsonb,
+         "sourceTopic" text, "sourcePartition" int, "sourceOffset" bigint, "chainId" text,
+         "chainSeq" bigint, "prevHash" text, "rowHash" text)`,
+      [JSON.stringify(rows)],
+    );
+    const touched = new Set(rows.map((r) => r.chainId));
+    const changed = [...head.entries()].filter(([id]) => touched.has(id));
+    await client.query(
+      `UPDATE audit.chain_heads h SET seq = n.seq, head_hash = n.hash, updated_at = now()
+       FROM unnest($1::text[], $2::bigint[], $3::text[]) AS n(id, seq, hash)
+       WHERE h.chain_id = n.id`,
+      [changed.map(([id]) => id), changed.map(([, t]) => t.seq), changed.map(([, t]) => t.hash)],
+    );
+    return rows.length;
+  }
 }

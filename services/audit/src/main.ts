@@ -10,9 +10,13 @@ import {
 } from '@portcullis/kafka';
 import { runService } from '@portcullis/runtime';
 import { Counter } from 'prom-client';
+import { parseSigningKey, writeCheckpoint } from './checkpoints.ts';
 import { readEnv } from './env.ts';
 import { LedgerWriter } from './ledger-writer.ts';
+import { startMaintenance } from './maintenance.ts';
+import { mountQueryApi } from './query-api.ts';
 import { AUDIT_SCHEMA, LEDGER_CONSUMER_GROUP, MIGRATIONS_DIR } from './schema.ts';
+import { startSiemExport } from './siem/wiring.ts';
 
 // Composition root of the audit service: audit topic → ledger rows in Postgres.
 const env = readEnv();
@@ -27,7 +31,9 @@ await runService(
     drainDelayMs: env.SHUTDOWN_DRAIN_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
   },
-  async ({ logger, health, shutdown, metrics }) => {
+  async ({ logger, health, shutdown, metrics, app }) => {
+    // Parse the key before anything else, so a bad key fails start-up instead of the first checkpoint.
+    const signingKey = env.AUDIT_SIGNING_KEY ? parseSigningKey(env.AUDIT_SIGNING_KEY) : undefined;
     await migrate({ databaseUrl: env.DATABASE_URL, schema: AUDIT_SCHEMA, dir: MIGRATIONS_DIR, logger });
     const pool = createPool({
       connectionString: env.DATABASE_URL,
@@ -57,30 +63,72 @@ await runService(
       registers: [metrics],
     });
 
-    const writer = new LedgerWriter(pool, async (letters, context) => {
-      await sendDurably(
-        deadLetterProducer,
-        deadLetterTopic,
-        letters.map(({ message, reason }) => ({
-          key: message.key?.toString('utf8') ?? '',
-          value: message.value?.toString('utf8') ?? '',
-          headers: {
-            'x-dead-letter-reason': reason.slice(0, 2000),
-            'x-source-topic': context.topic,
-            'x-source-partition': String(context.partition),
-            'x-source-offset': message.offset,
-          },
-        })),
-      );
-      deadLettered.inc(letters.length);
-      logger.warn({ count: letters.length, ...context }, 'audit messages dead-lettered');
+    const maintenance = await startMaintenance({
+      pool,
+      logger,
+      daysAhead: env.PARTITIONS_AHEAD_DAYS,
+      retentionDays: env.RETENTION_DAYS,
+      intervalMs: env.MAINTENANCE_INTERVAL_MS,
     });
+    shutdown.add('close', 'partition maintenance', maintenance.stop);
+
+    if (signingKey) {
+      const checkpoint = async () => {
+        const written = await writeCheckpoint(pool, signingKey);
+        if (written)
+          logger.info(
+            { checkpointId: written.checkpointId, chains: written.body.heads.length },
+            'checkpoint signed',
+          );
+      };
+      const timer = setInterval(() => {
+        checkpoint().catch((error) => logger.error({ err: error }, 'checkpoint failed; will retry'));
+      }, env.CHECKPOINT_INTERVAL_MS);
+      // After the consumer stopped, sign what it wrote last, so a clean stop leaves no unsigned tail.
+      shutdown.add('flush', 'final checkpoint', async () => {
+        clearInterval(timer);
+        await checkpoint();
+      });
+    } else {
+      logger.warn(
+        'AUDIT_SIGNING_KEY is not set: no signed checkpoints, so truncation of a chain tail is not detectable',
+      );
+    }
+
+    mountQueryApi(app, pool, env.QUERY_API_TOKEN_SHA256);
+
+    const siem = await startSiemExport(env, pool, logger);
+    shutdown.add('flush', 'SIEM exporters', siem.stop);
+
+    const writer = new LedgerWriter(
+      pool,
+      async (letters, context) => {
+        await sendDurably(
+          deadLetterProducer,
+          deadLetterTopic,
+          letters.map(({ message, reason }) => ({
+            key: message.key?.toString('utf8') ?? '',
+            value: message.value?.toString('utf8') ?? '',
+            headers: {
+              'x-dead-letter-reason': reason.slice(0, 2000),
+              'x-source-topic': context.topic,
+              'x-source-partition': String(context.partition),
+              'x-source-offset': message.offset,
+            },
+          })),
+        );
+        deadLettered.inc(letters.length);
+        logger.warn({ count: letters.length, ...context }, 'audit messages dead-lettered');
+      },
+      { retentionDays: env.RETENTION_DAYS },
+    );
 
     const consumer = await startBatchConsumer({
       kafka,
       groupId: consumerGroupName(env.KAFKA_TOPIC_PREFIX, LEDGER_CONSUMER_GROUP),
       topics: [topicName(env.KAFKA_TOPIC_PREFIX, Topics.audit)],
       logger,
+      partitionsConsumedConcurrently: env.PARTITIONS_CONSUMED_CONCURRENTLY,
       handleBatch: async (messages, context) => {
         written.inc(await writer.writeBatch(messages, context));
       },

@@ -1,0 +1,495 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { after, test } from 'node:test';
+import { migrate } from '@portcullis/db';
+import { createLogger } from '@portcullis/runtime';
+import { createTestDatabase } from '@portcullis/testing';
+import type { KafkaMessage } from 'kafkajs';
+import pg from 'pg';
+import { rowHash } from './chain.ts';
+import { writeCheckpoint } from './checkpoints.ts';
+import { databaseSource } from './ledger-source.ts';
+import { type DeadLetter, LedgerWriter } from './ledger-writer.ts';
+import { AUDIT_SCHEMA, MIGRATIONS_DIR } from './schema.ts';
+import { completedEvent, requestedEvent } from './testing/events.ts';
+import { verifyLedger } from './verify.ts';
+
+// The ledger writer and verifier against a real Postgres: chains, idempotency, and tamper
+// detection for rows changed, deleted or inserted by a superuser who bypasses the triggers.
+
+const logger = createLogger({ service: 'audit-test', level: 'silent', instanceId: 'test', redact: [] });
+const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+const TOPIC = 't.portcullis.audit.v1';
+
+interface Ledger {
+  pool: pg.Pool;
+  writer: LedgerWriter;
+  letters: DeadLetter[];
+  /** Writes `events` as one batch of `partition`, with offsets continuing that partition's log. */
+  write: (events: unknown[], partition?: number) => Promise<number>;
+  replay: (partition: number, from: number, to: number) => Promise<number>;
+}
+
+async function freshLedger(): Promise<Ledger> {
+  const database = await createTestDatabase();
+  await migrate({ databaseUrl: database.url, schema: AUDIT_SCHEMA, dir: MIGRATIONS_DIR, logger });
+  const pool = new pg.Pool({ connectionString: database.url, max: 4 });
+  cleanups.push(async () => {
+    await pool.end();
+    await database.drop();
+  });
+  const letters: DeadLetter[] = [];
+  const writer = new LedgerWriter(pool, async (l) => void letters.push(...l), { retentionDays: 30 });
+  const logs = new Map<number, KafkaMessage[]>();
+  const write = async (events: unknown[], partition = 0) => {
+    const log = logs.get(partition) ?? [];
+    const batch = events.map(
+      (event, i) =>
+        ({
+          key: null,
+          value: Buffer.from(typeof event === 'string' ? event : JSON.stringify(event)),
+          offset: String(log.length + i),
+          timestamp: String(Date.now()),
+          attributes: 0,
+          headers: {},
+        }) as KafkaMessage,
+    );
+    log.push(...batch);
+    logs.set(partition, log);
+    return writer.writeBatch(batch, { topic: TOPIC, partition });
+  };
+  const replay = (partition: number, from: number, to: number) =>
+    writer.writeBatch((logs.get(partition) ?? []).slice(from, to), { topic: TOPIC, partition });
+  return { pool, writer, letters, write, replay };
+}
+
+function calls(count: number): unknown[] {
+  const events: unknown[] = [];
+  for (let i = 0; i < count; i++) {
+    const requested = requestedEvent();
+    events.push(requested, completedEvent(requested));
+  }
+  return events;
+}
+
+async function verify(pool: pg.Pool) {
+  return verifyLedger(databaseSource(pool, 37), publicKey);
+}
+
+async function asSuperuser(pool: pg.Pool, sql: string, params: unknown[] = []): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('SET session_replication_role = replica');
+    await client.query(sql, params);
+  } finally {
+    await client.query('RESET session_replication_role');
+    client.release();
+  }
+}
+
+async function chainOf(pool: pg.Pool, partition = 0): Promise<string> {
+  const { rows } = await pool.query<{ chain_id: string }>(
+    'SELECT chain_id FROM audit.ledger_events WHERE source_partition = $1 LIMIT 1',
+    [partition],
+  );
+  return rows[0]!.chain_id;
+}
+
+test('batches extend one chain per day and Kafka partition; replays add nothing', async () => {
+  const ledger = await freshLedger();
+  assert.equal(await ledger.write(calls(100), 0), 200);
+  assert.equal(await ledger.write(calls(50), 1), 100);
+  assert.equal(await ledger.write(calls(20), 0), 40);
+  // A crash before the offset commit: the same batches come again, whole or overlapping.
+  assert.equal(await ledger.replay(0, 0, 240), 0);
+  assert.equal(await ledger.replay(1, 50, 100), 0);
+  const { rows } = await ledger.pool.query(
+    'SELECT chain_id, count(*)::int AS n, max(chain_seq)::int AS top FROM audit.ledger_events GROUP BY chain_id ORDER BY chain_id',
+  );
+  assert.equal(rows.length, 2);
+  assert.deepEqual(
+    rows.map((r) => [r.n, r.top]),
+    [
+      [240, 240],
+      [100, 100],
+    ],
+  );
+  const report = await verify(ledger.pool);
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+  assert.equal(report.rows, 340);
+});
+
+test('the same event published twice at different offsets is stored once', async () => {
+  const ledger = await freshLedger();
+  const event = requestedEvent();
+  assert.equal(await ledger.write([event, event, requestedEvent()]), 2);
+  assert.equal(await ledger.write([event]), 0);
+  assert.equal((await verify(ledger.pool)).ok, true);
+});
+
+test('two writers racing on one partition (a stale consumer) neither duplicate nor fork the chain', async () => {
+  const ledger = await freshLedger();
+  const events = calls(200);
+  await Promise.all([
+    ledger.write(events.slice(0, 300)),
+    ledger.replay(0, 0, 300),
+    ledger.replay(0, 100, 300),
+  ]);
+  await ledger.write(events.slice(300));
+  const { rows } = await ledger.pool.query('SELECT count(*)::int AS n FROM audit.ledger_events');
+  assert.equal(rows[0].n, 400);
+  assert.equal((await verify(ledger.pool)).ok, true);
+});
+
+test('unparseable events and events outside the retention window are dead-lettered with a reason', async () => {
+  const ledger = await freshLedger();
+  const old = requestedEvent({ occurredAt: new Date(Date.now() - 40 * 86_400_000).toISOString() });
+  const future = requestedEvent({ occurredAt: new Date(Date.now() + 3 * 86_400_000).toISOString() });
+  assert.equal(await ledger.write(['not json', old, future, requestedEvent()]), 1);
+  assert.deepEqual(
+    ledger.letters.map((l) => l.message.offset),
+    ['0', '1', '2'],
+  );
+  assert.match(ledger.letters[0]!.reason, /not JSON/);
+  assert.match(ledger.letters[1]!.reason, /outside the ledger's window/);
+});
+
+test('approvals, credential events and admin changes land in the ledger and their views', async () => {
+  const ledger = await freshLedger();
+  const requested = requestedEvent({ actionClass: 'delete', onBehalfOf: { userId: 'bob' } });
+  const approvalId = crypto.randomUUID();
+  const now = new Date().toISOString();
+  const envelope = { occurredAt: now, callId: requested.callId, source: requested.source };
+  await ledger.write([
+    requested,
+    {
+      type: 'approval.requested',
+      version: 1,
+      eventId: crypto.randomUUID(),
+      ...envelope,
+      approvalId,
+      agent: requested.agent,
+      app: requested.app,
+      tool: requested.tool,
+      requestDigest: 'c'.repeat(64),
+      approvers: ['alice@example.com'],
+      expiresAt: now,
+    },
+    {
+      type: 'approval.decided',
+      version: 1,
+      eventId: crypto.randomUUID(),
+      ...envelope,
+      approvalId,
+      outcome: 'approved',
+      decidedBy: 'alice@example.com',
+      channel: 'slack',
+    },
+    {
+      type: 'credential.lease_issued',
+      version: 1,
+      eventId: crypto.randomUUID(),
+      ...envelope,
+      leaseId: 'lease-1',
+      agentId: 'agt_1',
+      appId: 'demo',
+      credentialKind: 'personal',
+      userId: 'bob',
+      expiresAt: now,
+    },
+    completedEvent(requested, { approvalId, credentialLeaseId: 'lease-1' }),
+    {
+      type: 'admin.changed',
+      version: 1,
+      eventId: crypto.randomUUID(),
+      occurredAt: now,
+      source: { service: 'decision', instanceId: 'd1' },
+      actor: 'root@example.com',
+      action: 'entitlement.granted',
+      target: { kind: 'agent', id: 'agt_1' },
+    },
+  ]);
+  const q = async (sql: string) => (await ledger.pool.query(sql)).rows;
+  assert.deepEqual(await q('SELECT approval_id, outcome, decided_by FROM audit.approvals'), [
+    { approval_id: approvalId, outcome: 'approved', decided_by: 'alice@example.com' },
+  ]);
+  assert.deepEqual(
+    await q('SELECT on_behalf_of, approval_id, credential_lease_id, outcome FROM audit.deletes'),
+    [{ on_behalf_of: 'bob', approval_id: approvalId, credential_lease_id: 'lease-1', outcome: 'succeeded' }],
+  );
+  assert.deepEqual(await q('SELECT lease_id, user_id FROM audit.credential_events'), [
+    { lease_id: 'lease-1', user_id: 'bob' },
+  ]);
+  assert.deepEqual(await q('SELECT actor, target_id FROM audit.admin_changes'), [
+    { actor: 'root@example.com', target_id: 'agt_1' },
+  ]);
+  assert.equal((await verify(ledger.pool)).ok, true);
+});
+
+test('UPDATE, DELETE and TRUNCATE are refused by trigger, and by grants for the writer role', async () => {
+  const ledger = await freshLedger();
+  await ledger.write(calls(2));
+  await writeCheckpoint(ledger.pool, privateKey);
+  for (const sql of [
+    "UPDATE audit.ledger_events SET event_type = 'x'",
+    'DELETE FROM audit.ledger_events',
+    'TRUNCATE audit.ledger_events',
+    'DELETE FROM audit.checkpoints',
+  ]) {
+    await assert.rejects(ledger.pool.query(sql), /append-only/, sql);
+  }
+  // A partition reached directly is guarded too.
+  const { rows } = await ledger.pool.query<{ name: string }>(
+    "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'audit.ledger_events'::regclass LIMIT 1",
+  );
+  await assert.rejects(ledger.pool.query(`TRUNCATE audit.${rows[0]!.name}`), /append-only/);
+
+  const client = await ledger.pool.connect();
+  try {
+    await client.query('SET ROLE portcullis_audit_writer');
+    await assert.rejects(
+      client.query("UPDATE audit.ledger_events SET event_type = 'x'"),
+      /permission denied/,
+    );
+    await assert.rejects(client.query('DELETE FROM audit.ledger_events'), /permission denied/);
+    await client.query('RESET ROLE');
+    await client.query('SET ROLE portcullis_auditor');
+    assert.equal((await client.query('SELECT count(*)::int AS n FROM audit.tool_calls')).rows[0].n, 2);
+    await assert.rejects(
+      client.query(
+        "INSERT INTO audit.checkpoints (created_at, key_id, body, signature) VALUES (now(), 'k', '{}', 's')",
+      ),
+      /permission denied/,
+    );
+  } finally {
+    await client.query('RESET ROLE');
+    client.release();
+  }
+});
+
+test('tamper: a row changed by a superuser is located by its chain and sequence', async () => {
+  const ledger = await freshLedger();
+  await ledger.write(calls(30));
+  await writeCheckpoint(ledger.pool, privateKey);
+  const chain = await chainOf(ledger.pool);
+  await asSuperuser(
+    ledger.pool,
+    `UPDATE audit.ledger_events SET payload = jsonb_set(payload, '{agent,owner}', '"mallory@example.com"')
+     WHERE chain_id = $1 AND chain_seq = 17`,
+    [chain],
+  );
+  const report = await verify(ledger.pool);
+  assert.equal(report.ok, false);
+  assert.deepEqual(
+    [report.firstProblem?.kind, report.firstProblem?.chainId, report.firstProblem?.seq],
+    ['row_changed', chain, 17],
+  );
+});
+
+test('tamper: a row changed and every later hash recomputed is caught by the signed checkpoint', async () => {
+  const ledger = await freshLedger();
+  await ledger.write(calls(20));
+  await writeCheckpoint(ledger.pool, privateKey);
+  const chain = await chainOf(ledger.pool);
+  // The attacker knows the algorithm: rewrite seq 5 and rehash the rest of the chain.
+  const { rows } = await ledger.pool.query(
+    'SELECT * FROM audit.ledger_events WHERE chain_id = $1 ORDER BY chain_seq',
+    [chain],
+  );
+  const { fromDbRow } = await import('./ledger-source.ts');
+  let prev = '';
+  for (const raw of rows) {
+    const row = fromDbRow(raw);
+    if (row.chainSeq === 5) (row.payload as { tool: { name: string } }).tool.name = 'innocent_tool';
+    if (row.chainSeq >= 5) {
+      row.prevHash = prev;
+      row.rowHash = rowHash(row);
+      await asSuperuser(
+        ledger.pool,
+        'UPDATE audit.ledger_events SET payload = $1, prev_hash = $2, row_hash = $3 WHERE event_id = $4',
+        [JSON.stringify(row.payload), row.prevHash, row.rowHash, row.eventId],
+      );
+    }
+    prev = row.rowHash;
+  }
+  const report = await verify(ledger.pool);
+  assert.equal(report.ok, false);
+  assert.equal(report.firstProblem?.kind, 'row_changed');
+  assert.equal(report.firstProblem?.chainId, chain);
+  assert.equal(report.firstProblem?.checkpointId, 1);
+});
+
+test('tamper: a deleted row is named, with triggers disabled by ALTER TABLE', async () => {
+  const ledger = await freshLedger();
+  await ledger.write(calls(15));
+  const chain = await chainOf(ledger.pool);
+  await ledger.pool.query('ALTER TABLE audit.ledger_events DISABLE TRIGGER ledger_events_no_update_delete');
+  await ledger.pool.query('DELETE FROM audit.ledger_events WHERE chain_id = $1 AND chain_seq = 9', [chain]);
+  await ledger.pool.query('ALTER TABLE audit.ledger_events ENABLE TRIGGER ledger_events_no_update_delete');
+  const report = await verify(ledger.pool);
+  assert.deepEqual(
+    [report.firstProblem?.kind, report.firstProblem?.chainId, report.firstProblem?.seq],
+    ['row_missing', chain, 9],
+  );
+});
+
+test('tamper: deleting the tail of a chain, or a whole chain, contradicts the checkpoint', async () => {
+  const ledger = await freshLedger();
+  await ledger.write(calls(10), 0);
+  await ledger.write(calls(10), 1);
+  await writeCheckpoint(ledger.pool, privateKey);
+  const tail = await chainOf(ledger.pool, 0);
+  const whole = await chainOf(ledger.pool, 1);
+  await asSuperuser(ledger.pool, 'DELETE FROM audit.ledger_events WHERE chain_id = $1 AND chain_seq > 17', [
+    tail,
+  ]);
+  await asSuperuser(ledger.pool, 'DELETE FROM audit.ledger_events WHERE chain_id = $1', [whole]);
+  const report = await verify(ledger.pool);
+  const found = report.problems.map((p) => [p.kind, p.chainId, p.seq]);
+  assert.deepEqual(
+    found.sort(),
+    [
+      ['chain_missing', whole, 20],
+      ['chain_truncated', tail, 18],
+    ].sort(),
+  );
+});
+
+test('tamper: a row inserted into the middle of a chain is located', async () => {
+  const ledger = await freshLedger();
+  await ledger.write(calls(10));
+  const chain = await chainOf(ledger.pool);
+  const { rows } = await ledger.pool.query(
+    'SELECT * FROM audit.ledger_events WHERE chain_id = $1 AND chain_seq = 6',
+    [chain],
+  );
+  const original = rows[0];
+  const forged = requestedEvent({ occurredAt: new Date(original.occurred_at.getTime() + 1).toISOString() });
+  await asSuperuser(
+    ledger.pool,
+    `INSERT INTO audit.ledger_events (event_id, call_id, event_type, event_version, occurred_at, recorded_at, payload,
+       source_topic, source_partition, source_offset, chain_id, chain_seq, prev_hash, row_hash)
+     VALUES ($1, $2, 'tool_call.requested', 1, $3, now(), $4, $5, 0, 999, $6, 6, $7, $8)`,
+    [
+      forged.eventId,
+      forged.callId,
+      forged.occurredAt,
+      JSON.stringify(forged),
+      TOPIC,
+      chain,
+      original.prev_hash,
+      'f'.repeat(64),
+    ],
+  );
+  const report = await verify(ledger.pool);
+  assert.equal(report.firstProblem?.chainId, chain);
+  assert.equal(report.firstProblem?.seq, 6);
+  assert.ok(['row_inserted', 'row_changed'].includes(report.firstProblem!.kind), report.firstProblem!.kind);
+});
+
+test('tamper: an altered checkpoint fails its signature; a removed one breaks the checkpoint links', async () => {
+  const ledger = await freshLedger();
+  await ledger.write(calls(3));
+  await writeCheckpoint(ledger.pool, privateKey);
+  await ledger.write(calls(3));
+  await writeCheckpoint(ledger.pool, privateKey);
+  await ledger.write(calls(3));
+  await writeCheckpoint(ledger.pool, privateKey);
+  assert.equal((await verify(ledger.pool)).ok, true);
+  await asSuperuser(
+    ledger.pool,
+    `UPDATE audit.checkpoints SET body = jsonb_set(body, '{heads,0,seq}', '2') WHERE checkpoint_id = 1`,
+  );
+  await asSuperuser(ledger.pool, 'DELETE FROM audit.checkpoints WHERE checkpoint_id = 2');
+  const report = await verify(ledger.pool);
+  assert.deepEqual(
+    report.problems.filter((p) => p.checkpointId !== undefined).map((p) => [p.kind, p.checkpointId]),
+    [
+      ['bad_signature', 1],
+      ['checkpoint_missing', 3],
+    ],
+  );
+  // A key other than the auditor's is refused outright.
+  const other = generateKeyPairSync('ed25519');
+  const foreign = await verifyLedger(databaseSource(ledger.pool), other.publicKey);
+  assert.ok(foreign.problems.some((p) => p.kind === 'unknown_key'));
+});
+
+test('retention detaches old day partitions, and verify tells retired chains from deleted ones', async () => {
+  const ledger = await freshLedger();
+  const day = (ago: number) => new Date(Date.now() - ago * 86_400_000).toISOString();
+  await ledger.write([requestedEvent({ occurredAt: day(20) }), requestedEvent({ occurredAt: day(0) })]);
+  await writeCheckpoint(ledger.pool, privateKey);
+  const { maintainPartitions } = await import('./maintenance.ts');
+  const done = await maintainPartitions(ledger.pool, 3, 10);
+  assert.equal(done.filter((d) => d.action === 'detached').length, 1);
+  assert.ok(done.filter((d) => d.action === 'ensured').length === 4);
+  const report = await verify(ledger.pool);
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+  assert.equal(report.retiredChains, 1);
+  assert.equal(report.rows, 1);
+});
+
+test('key rotation: checkpoints of two keys verify with both public keys, not with one', async () => {
+  const ledger = await freshLedger();
+  const next = generateKeyPairSync('ed25519');
+  await ledger.write(calls(3));
+  await writeCheckpoint(ledger.pool, privateKey);
+  await ledger.write(calls(3));
+  await writeCheckpoint(ledger.pool, next.privateKey);
+  const both = await verifyLedger(databaseSource(ledger.pool), [publicKey, next.publicKey]);
+  assert.equal(both.ok, true, JSON.stringify(both.problems));
+  const old = await verifyLedger(databaseSource(ledger.pool), [publicKey]);
+  assert.deepEqual(
+    old.problems.map((p) => [p.kind, p.checkpointId]),
+    [['unknown_key', 2]],
+  );
+});
+
+test('unused_entitlements: lists entitlements without an allowed call in N days, and degrades without a directory', async () => {
+  const ledger = await freshLedger();
+  // Without the decision service's schema: no rows, no error.
+  const { rows: none } = await ledger.pool.query('SELECT * FROM audit.unused_entitlements(30)');
+  assert.deepEqual(none, []);
+
+  // With the directory as the decision service migrates it.
+  const database = ledger.pool.options.connectionString!;
+  await migrate({
+    databaseUrl: database,
+    schema: 'directory',
+    dir: new URL('../../decision/migrations', import.meta.url).pathname,
+    logger,
+  });
+  await ledger.pool.query(`INSERT INTO directory.apps (id, name) VALUES ('demo', 'Demo'), ('crm', 'CRM')`);
+  await ledger.pool.query(
+    `INSERT INTO directory.agents (id, name, owner) VALUES ('agt_1', 'triage-bot', 'alice@example.com')`,
+  );
+  await ledger.pool.query(`INSERT INTO directory.entitlements (agent_id, app_id, action_class, granted_by)
+    VALUES ('agt_1', 'demo', 'read', 'root'), ('agt_1', 'crm', 'write', 'root'), ('agt_1', 'demo', 'delete', 'root')`);
+  const old = new Date(Date.now() - 20 * 86_400_000).toISOString();
+  await ledger.write([
+    requestedEvent(), // agt_1 read on demo, allowed, today
+    requestedEvent({ app: { id: 'crm' }, actionClass: 'write', occurredAt: old }),
+    requestedEvent({
+      actionClass: 'delete',
+      decision: {
+        decisionId: crypto.randomUUID(),
+        outcome: 'deny',
+        reasons: ['no_entitlement'],
+        policyRevision: 'r1',
+      },
+    }),
+  ]);
+  const { rows } = await ledger.pool.query(
+    'SELECT app_id, action_class, last_used_at IS NOT NULL AS used_before FROM audit.unused_entitlements(7)',
+  );
+  assert.deepEqual(rows, [
+    { app_id: 'crm', action_class: 'write', used_before: true },
+    { app_id: 'demo', action_class: 'delete', used_before: false },
+  ]);
+});
