@@ -104,7 +104,15 @@ key="$(DATABASE_URL="$database_url" node services/decision/src/cli.ts issue-key 
   node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).key))')"
 
 start credential "$credential_port" services/credential/src/main.ts
-start audit "$audit_port" services/audit/src/main.ts
+# The ledger signs checkpoints of its hash chains with an Ed25519 key made once for this machine;
+# auditors verify with the public half. The private key reaches the service through its
+# environment only, never a command line.
+ledger_keys="$run_dir/ledger-keys"
+if [ ! -s "$ledger_keys/signing-key.pem" ]; then
+  node services/audit/src/cli.ts keygen --out "$ledger_keys" >/dev/null
+fi
+AUDIT_SIGNING_KEY="$(cat "$ledger_keys/signing-key.pem")" CHECKPOINT_INTERVAL_MS=2000 \
+  start audit "$audit_port" services/audit/src/main.ts
 start broker "$broker_port" services/broker/src/main.ts \
   "REDIS_URL=$PORTCULLIS_REDIS_URL" \
   "POLICY_BUNDLE_PATH=$root/rego/build/bundle.tar.gz" \
@@ -152,5 +160,7 @@ Portcullis is running.
     bin/portcullis policy bundles
   See every call in the ledger:
     psql '$database_url' -c 'SELECT * FROM audit.tool_calls'
+  Verify that nothing in it was altered (docs/auditor-guide.md):
+    DATABASE_URL='$database_url' bin/portcullis ledger verify --public-key $ledger_keys/public-key.pem
   Logs: $logs    Stop the services: scripts/quickstart.sh stop    Stop the infrastructure: bash infra/local/down.sh
 INFO
