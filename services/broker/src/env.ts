@@ -1,5 +1,6 @@
 import { commonServiceEnv, env, loadEnv } from '@portcullis/config';
 import { z } from 'zod';
+import { LOOPBACK_HOSTS, LOOPBACK_ORIGINS } from './host-origin.ts';
 import { DEFAULT_RATE_CLASSES, RateClasses } from './rate-limit.ts';
 
 // The only module of the broker that reads process.env.
@@ -42,17 +43,10 @@ export const BrokerEnv = z.object({
     .default(1000),
   MCP_ALLOWED_HOSTS: env
     .csv('Host header values /mcp answers to (DNS-rebinding protection): host, host:port or host:*')
-    .default(['localhost:*', '127.0.0.1:*', '[::1]:*']),
+    .default(LOOPBACK_HOSTS),
   MCP_ALLOWED_ORIGINS: env
     .csv('browser origins allowed on /mcp: scheme://host, scheme://host:port or scheme://host:*')
-    .default([
-      'http://localhost:*',
-      'http://127.0.0.1:*',
-      'http://[::1]:*',
-      'https://localhost:*',
-      'https://127.0.0.1:*',
-      'https://[::1]:*',
-    ]),
+    .default(LOOPBACK_ORIGINS),
   RATE_LIMIT_CLASSES: z
     .string()
     .default(JSON.stringify(DEFAULT_RATE_CLASSES))
