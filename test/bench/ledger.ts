@@ -14,7 +14,8 @@
  *
  * Options (env): BENCH_EVENTS (default 60000), BENCH_RATE (events/s in phase 2, default 5000),
  * BENCH_SECONDS (phase 2 length, default 10), BENCH_CONCURRENCY (partitions handled at once, default 3,
- * as the audit service's PARTITIONS_CONSUMED_CONCURRENTLY).
+ * as the audit service's PARTITIONS_CONSUMED_CONCURRENTLY). For profiling: BENCH_ONLY (ledger or baseline)
+ * runs one contestant, BENCH_SKIP_LAG=1 skips phase 2.
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
