@@ -14,7 +14,8 @@
  *
  * Options (env): BENCH_EVENTS (default 60000), BENCH_RATE (events/s in phase 2, default 5000),
  * BENCH_SECONDS (phase 2 length, default 10), BENCH_CONCURRENCY (partitions handled at once, default 3,
- * as the audit service's PARTITIONS_CONSUMED_CONCURRENTLY).
+ * as the audit service's PARTITIONS_CONSUMED_CONCURRENTLY). For profiling: BENCH_ONLY (ledger or baseline)
+ * runs one contestant, BENCH_SKIP_LAG=1 skips phase 2.
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -33,6 +34,7 @@ const EVENTS = Number(process.env.BENCH_EVENTS ?? 60000);
 const RATE = Number(process.env.BENCH_RATE ?? 5000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 3);
+const SKIP_LAG = process.env.BENCH_SKIP_LAG === '1';
 
 const logger = createLogger({ service: 'bench', level: 'warn', instanceId: 'bench', redact: [] });
 const infra = stackEnv();
@@ -213,11 +215,18 @@ async function main(): Promise<void> {
   );
   const results: { name: string; eps: number; p50: number; p99: number; max: number; achieved: number }[] =
     [];
-  for (const make of [ledgerContestant, baselineContestant]) {
+  // BENCH_ONLY=ledger runs one contestant alone, for profiling; the report needs both.
+  const only = process.env.BENCH_ONLY;
+  const contestants = [ledgerContestant, baselineContestant].filter(
+    (make) => !only || (make === ledgerContestant ? only === 'ledger' : only === 'baseline'),
+  );
+  for (const make of contestants) {
     const contestant = await make();
     try {
       const eps = await throughput(contestant);
-      const l = await lag(contestant);
+      const l = SKIP_LAG
+        ? { p50: Number.NaN, p99: Number.NaN, max: Number.NaN, achieved: 0 }
+        : await lag(contestant);
       results.push({ name: contestant.name, eps, ...l });
     } finally {
       await contestant.close();
@@ -232,6 +241,7 @@ async function main(): Promise<void> {
       `${pad(r.name, 34)} ${pad(r.eps.toFixed(0), 10)} ${pad(r.p50.toFixed(0), 11)} ${pad(r.p99.toFixed(0), 11)} ${r.max.toFixed(0)}`,
     );
   }
+  if (results.length < 2) return;
   const [ledger, baseline] = results as [(typeof results)[0], (typeof results)[0]];
   console.log(
     `\nratio ledger/baseline: throughput ×${(ledger.eps / baseline.eps).toFixed(2)}, lag p99 ×${(ledger.p99 / baseline.p99).toFixed(2)}`,

@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import canonicalize from 'canonicalize';
+import { canonicalJson } from './canonical-json.ts';
 
 /**
  * The hash-chain rules of the ledger (docs/adr/0010-ledger-hash-chains.md). Both the writer and
@@ -50,9 +51,12 @@ export function genesisHash(chainId: string): string {
   return sha256Hex(canonicalize({ format: CHAIN_FORMAT, genesis: chainId }) ?? '');
 }
 
-/** SHA-256 over the canonical row content (every column but the hash, prevHash included). */
-export function rowHash(row: LedgerRow): string {
-  const content = canonicalize({
+/**
+ * The RFC 8785 text of what a row's hash covers: every column but rowHash, plus the format tag.
+ * It is itself the JSON of those columns, so the writer also sends it to Postgres as the row.
+ */
+export function canonicalRowContent(row: LedgerRow): string {
+  return canonicalJson({
     format: CHAIN_FORMAT,
     eventId: row.eventId,
     callId: row.callId,
@@ -68,10 +72,14 @@ export function rowHash(row: LedgerRow): string {
     chainSeq: row.chainSeq,
     prevHash: row.prevHash,
   });
-  if (content === undefined) throw new Error('ledger row cannot be canonicalized');
-  return sha256Hex(content);
+}
+
+/** SHA-256 over the canonical row content (every column but the hash, prevHash included). */
+export function rowHash(row: LedgerRow): string {
+  return sha256Hex(canonicalRowContent(row));
 }
 
 export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+  // One-shot hashing: no Hash object per row.
+  return hash('sha256', text, 'hex');
 }

@@ -3,7 +3,7 @@ import { withTransaction } from '@portcullis/db';
 import type { BatchContext } from '@portcullis/kafka';
 import type { KafkaMessage } from 'kafkajs';
 import type pg from 'pg';
-import { chainIdFor, genesisHash, type HashedRow, rowHash } from './chain.ts';
+import { canonicalRowContent, chainIdFor, genesisHash, type LedgerRow, sha256Hex } from './chain.ts';
 
 export interface DeadLetter {
   message: KafkaMessage;
@@ -132,11 +132,12 @@ export class LedgerWriter {
     if (fresh.length === 0) return 0;
 
     const recordedAt = now.toISOString();
-    const rows: HashedRow[] = [];
+    const rows: string[] = [];
+    const touched = new Set<string>();
     for (const { event, occurredAt, chainId, offset } of fresh) {
       const tip = head.get(chainId);
       if (!tip) throw new Error(`chain head ${chainId} vanished inside its transaction`);
-      const row = {
+      const row: LedgerRow = {
         eventId: event.eventId,
         callId: 'callId' in event ? event.callId : null,
         eventType: event.type,
@@ -151,13 +152,17 @@ export class LedgerWriter {
         chainSeq: tip.seq + 1,
         prevHash: tip.hash,
       };
-      const hashed: HashedRow = Object.assign(row, { rowHash: rowHash(row) });
-      rows.push(hashed);
-      head.set(chainId, { seq: hashed.chainSeq, hash: hashed.rowHash });
+      // The canonical text the hash covers is also the row's JSON for the INSERT (the extra
+      // "format" member is ignored there), so each row is serialised once, not twice.
+      const content = canonicalRowContent(row);
+      const hash = sha256Hex(content);
+      rows.push(`${content.slice(0, -1)},"rowHash":"${hash}"}`);
+      head.set(chainId, { seq: row.chainSeq, hash });
+      touched.add(chainId);
     }
 
-    // One multi-row INSERT per batch. The rows travel as one JSON array parameter: serialising it
-    // is native JSON.stringify, where pg's text-array encoding would escape every payload again.
+    // One multi-row INSERT per batch. The rows travel as one JSON array parameter: pg's
+    // text-array encoding would escape every payload again.
     await client.query(
       `INSERT INTO audit.ledger_events (event_id, call_id, event_type, event_version, occurred_at,
          recorded_at, payload, source_topic, source_partition, source_offset, chain_id, chain_seq,
@@ -169,9 +174,8 @@ export class LedgerWriter {
          "eventVersion" int, "occurredAt" timestamptz, "recordedAt" timestamptz, payload jsonb,
          "sourceTopic" text, "sourcePartition" int, "sourceOffset" bigint, "chainId" text,
          "chainSeq" bigint, "prevHash" text, "rowHash" text)`,
-      [JSON.stringify(rows)],
+      [`[${rows.join(',')}]`],
     );
-    const touched = new Set(rows.map((r) => r.chainId));
     const changed = [...head.entries()].filter(([id]) => touched.has(id));
     await client.query(
       `UPDATE audit.chain_heads h SET seq = n.seq, head_hash = n.hash, updated_at = now()
