@@ -3,6 +3,7 @@ import { withTransaction } from '@portcullis/db';
 import type { BatchContext } from '@portcullis/kafka';
 import type { KafkaMessage } from 'kafkajs';
 import type pg from 'pg';
+import { canonicalJson } from './canonical-json.ts';
 import { canonicalRowContent, chainIdFor, genesisHash, type LedgerRow, sha256Hex } from './chain.ts';
 
 export interface DeadLetter {
@@ -72,6 +73,13 @@ export class LedgerWriter {
           message,
           reason: `occurredAt ${parsed.event.occurredAt} is outside the ledger's window (retention or clock skew)`,
         });
+        continue;
+      }
+      // A lone surrogate (e.g. "\ud800") passes JSON.parse and the schema but has no RFC 8785 form,
+      // so its row could never be hashed: the batch would fail on every redelivery and block the
+      // partition. Only text with \u escapes can carry one, so only that text pays for the check.
+      if (message.value?.includes('\\u') && !hasCanonicalForm(parsed.event)) {
+        rejected.push({ message, reason: 'has no RFC 8785 canonical form (a lone surrogate in a string)' });
         continue;
       }
       // A duplicate inside one batch is the same event twice; the first copy is the one kept.
@@ -184,5 +192,14 @@ export class LedgerWriter {
       [changed.map(([id]) => id), changed.map(([, t]) => t.seq), changed.map(([, t]) => t.hash)],
     );
     return rows.length;
+  }
+}
+
+function hasCanonicalForm(event: LedgerEvent): boolean {
+  try {
+    canonicalJson(event);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -159,6 +159,20 @@ test('unparseable events and events outside the retention window are dead-letter
   assert.match(ledger.letters[1]!.reason, /outside the ledger's window/);
 });
 
+test('an event with a lone surrogate is dead-lettered instead of blocking its partition', async () => {
+  const ledger = await freshLedger();
+  const poisoned = JSON.stringify(requestedEvent()).replace('"triage-bot"', '"triage\\ud800bot"');
+  assert.match(poisoned, /\\ud800/);
+  // A \u escape that is a whole character is fine and pays only for the check.
+  const escapedButFine = JSON.stringify(requestedEvent()).replace('"triage-bot"', '"caf\\u00e9-bot"');
+  assert.equal(await ledger.write([poisoned, requestedEvent(), escapedButFine]), 2);
+  assert.deepEqual(
+    ledger.letters.map((l) => [l.message.offset, l.reason]),
+    [['0', 'has no RFC 8785 canonical form (a lone surrogate in a string)']],
+  );
+  assert.equal((await verify(ledger.pool)).ok, true);
+});
+
 test('approvals, credential events and admin changes land in the ledger and their views', async () => {
   const ledger = await freshLedger();
   const requested = requestedEvent({ actionClass: 'delete', onBehalfOf: { userId: 'bob' } });
