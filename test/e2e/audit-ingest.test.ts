@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { consumerGroupName, type ToolCallRequestedV1, Topics, topicName } from '@portcullis/contracts';
+import { Topics, topicName } from '@portcullis/contracts';
 import { stackEnv, waitFor } from '@portcullis/testing';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import pg from 'pg';
+import { ledgerCaughtUp, loadEvent } from '../support/ledger.ts';
 import { TestStack } from '../support/stack.ts';
 
 // The audit service as a process: idempotent by event id, dead-letters what it cannot place,
@@ -30,27 +31,10 @@ after(async () => {
   await stack?.stop();
 });
 
-function requestedEvent(): ToolCallRequestedV1 {
-  return {
-    type: 'tool_call.requested',
-    version: 1,
-    eventId: randomUUID(),
-    occurredAt: new Date().toISOString(),
-    callId: randomUUID(),
-    source: { service: 'broker', instanceId: 'test' },
-    agent: { id: 'agt_1', name: 'agent', owner: 'owner@example.com' },
-    app: { id: 'demo' },
-    tool: { name: 'read_record' },
-    actionClass: 'read',
-    argumentsDigest: 'b'.repeat(64),
-    decision: { decisionId: randomUUID(), outcome: 'allow', reasons: ['allowed'], policyRevision: 'r' },
-  };
-}
-
 test('a replayed event adds nothing; unparseable messages go to the dead-letter topic with a reason', async () => {
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
-  const event = requestedEvent();
+  const event = loadEvent(1);
   const message = { key: event.callId, value: JSON.stringify(event) };
   await producer.send({
     topic: topicName(stack.prefix, Topics.audit),
@@ -84,7 +68,9 @@ test('a replayed event adds nothing; unparseable messages go to the dead-letter 
   assert.match(letters.find((l) => l.key === 'wrong-shape')!.reason, /version/);
 
   // Once the audit service has committed everything produced, exactly one row may exist.
-  await waitFor('the audit service to commit every offset', () => fullyConsumed(), { timeoutMs: 30000 });
+  await waitFor('the audit service to commit every offset', () => ledgerCaughtUp(kafka, stack.prefix), {
+    timeoutMs: 30000,
+  });
   const { rows } = await ledger.query('SELECT event_id FROM audit.ledger_events');
   assert.deepEqual(rows, [{ event_id: event.eventId }]);
 });
@@ -102,23 +88,3 @@ test('the ledger refuses UPDATE, DELETE and TRUNCATE', async () => {
     await assert.rejects(ledger.query(sql), /append-only/, sql);
   }
 });
-
-/** True when the ledger's consumer group has committed up to the end of every audit partition. */
-async function fullyConsumed(): Promise<boolean> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const topic = topicName(stack.prefix, Topics.audit);
-    const ends = await admin.fetchTopicOffsets(topic);
-    const [committed] = await admin.fetchOffsets({
-      groupId: consumerGroupName(stack.prefix, 'portcullis.audit.ledger'),
-      topics: [topic],
-    });
-    return ends.every(({ partition, offset }) => {
-      const done = committed?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
-      return offset === '0' || done === offset;
-    });
-  } finally {
-    await admin.disconnect();
-  }
-}
