@@ -53,10 +53,14 @@ export function genesisHash(chainId: string): string {
 
 /**
  * The RFC 8785 text of what a row's hash covers: every column but rowHash, plus the format tag.
- * It is itself the JSON of those columns, so the writer also sends it to Postgres as the row.
+ * `canonicalPayload`, if given, must be canonicalJson(row.payload): the writer has it already.
  */
-export function canonicalRowContent(row: LedgerRow): string {
-  return canonicalJson({
+export function canonicalRowContent(row: LedgerRow, canonicalPayload?: string): string {
+  return fixedColumnsText(row, canonicalPayload) ?? canonicalJson(rowObject(row));
+}
+
+function rowObject(row: LedgerRow): Record<string, unknown> {
+  return {
     format: CHAIN_FORMAT,
     eventId: row.eventId,
     callId: row.callId,
@@ -71,7 +75,35 @@ export function canonicalRowContent(row: LedgerRow): string {
     chainId: row.chainId,
     chainSeq: row.chainSeq,
     prevHash: row.prevHash,
-  });
+  };
+}
+
+/**
+ * The same text without sorting and copying the row's own columns for every row (the ingest's hot
+ * path): their names are fixed, so they are written in RFC 8785 order (UTF-16 code units) here and
+ * only the payload goes through canonicalJson. Undefined (the general path decides) when a column
+ * is not the plain string or safe integer this relies on, or a string needs a \ud escape, which
+ * JSON.stringify writes for a lone surrogate where RFC 8785 refuses it.
+ */
+function fixedColumnsText(row: LedgerRow, canonicalPayload: string | undefined): string | undefined {
+  const { callId, eventVersion, sourcePartition, chainSeq } = row;
+  if (callId !== null && typeof callId !== 'string') return undefined;
+  if (!Number.isSafeInteger(eventVersion) || !Number.isSafeInteger(sourcePartition)) return undefined;
+  if (!Number.isSafeInteger(chainSeq)) return undefined;
+  const strings = [row.chainId, row.eventId, row.eventType, row.occurredAt, row.prevHash];
+  strings.push(row.recordedAt, row.sourceOffset, row.sourceTopic);
+  if (strings.some((s) => typeof s !== 'string')) return undefined;
+  const head =
+    `{"callId":${callId === null ? 'null' : JSON.stringify(callId)},"chainId":${JSON.stringify(row.chainId)}` +
+    `,"chainSeq":${chainSeq},"eventId":${JSON.stringify(row.eventId)},"eventType":${JSON.stringify(row.eventType)}` +
+    `,"eventVersion":${eventVersion},"format":"${CHAIN_FORMAT}","occurredAt":${JSON.stringify(row.occurredAt)}` +
+    ',"payload":';
+  const tail =
+    `,"prevHash":${JSON.stringify(row.prevHash)},"recordedAt":${JSON.stringify(row.recordedAt)}` +
+    `,"sourceOffset":${JSON.stringify(row.sourceOffset)},"sourcePartition":${sourcePartition}` +
+    `,"sourceTopic":${JSON.stringify(row.sourceTopic)}}`;
+  if (head.includes('\\ud') || tail.includes('\\ud')) return undefined;
+  return `${head}${canonicalPayload ?? canonicalJson(row.payload)}${tail}`;
 }
 
 /** SHA-256 over the canonical row content (every column but the hash, prevHash included). */

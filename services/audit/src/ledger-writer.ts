@@ -1,8 +1,11 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { type LedgerEvent, parseLedgerEvent } from '@portcullis/contracts';
 import { withTransaction } from '@portcullis/db';
 import type { BatchContext } from '@portcullis/kafka';
 import type { KafkaMessage } from 'kafkajs';
 import type pg from 'pg';
+import pgCopy from 'pg-copy-streams';
 import { canonicalJson } from './canonical-json.ts';
 import { canonicalRowContent, chainIdFor, genesisHash, type LedgerRow, sha256Hex } from './chain.ts';
 
@@ -41,6 +44,8 @@ export class LedgerWriter {
   readonly #now: () => Date;
   /** Days whose partition is known to exist, so the hot path skips the check. */
   readonly #partitions = new Set<string>();
+  /** Connections whose session already has the staging table (a temp table lives per session). */
+  readonly #staged = new WeakSet<pg.PoolClient>();
 
   constructor(
     pool: pg.Pool,
@@ -95,7 +100,13 @@ export class LedgerWriter {
     if (rejected.length > 0) await this.#deadLetter(rejected, context);
     if (placed.length === 0) return 0;
     await this.#ensurePartitions(placed);
-    return withTransaction(this.#pool, (client) => this.#append(client, placed, context, now));
+    const staging: { createdOn?: pg.PoolClient } = {};
+    const added = await withTransaction(this.#pool, (client) =>
+      this.#append(client, placed, context, now, staging),
+    );
+    // Only after the commit: a rolled-back transaction also rolls back the table's creation.
+    if (staging.createdOn) this.#staged.add(staging.createdOn);
+    return added;
   }
 
   async #ensurePartitions(placed: Placed[]): Promise<void> {
@@ -107,7 +118,13 @@ export class LedgerWriter {
     }
   }
 
-  async #append(client: pg.PoolClient, placed: Placed[], context: BatchContext, now: Date): Promise<number> {
+  async #append(
+    client: pg.PoolClient,
+    placed: Placed[],
+    context: BatchContext,
+    now: Date,
+    staging: { createdOn?: pg.PoolClient },
+  ): Promise<number> {
     const chainIds = [...new Set(placed.map((p) => p.chainId))];
     // Create missing heads, then lock them: a second writer on the same partition (a stale
     // consumer after a rebalance) waits here and then sees this batch's rows as already present.
@@ -140,8 +157,9 @@ export class LedgerWriter {
     if (fresh.length === 0) return 0;
 
     const recordedAt = now.toISOString();
-    const rows: string[] = [];
+    const lines: string[] = [];
     const touched = new Set<string>();
+    const topic = copyText(context.topic);
     for (const { event, occurredAt, chainId, offset } of fresh) {
       const tip = head.get(chainId);
       if (!tip) throw new Error(`chain head ${chainId} vanished inside its transaction`);
@@ -160,29 +178,37 @@ export class LedgerWriter {
         chainSeq: tip.seq + 1,
         prevHash: tip.hash,
       };
-      // The canonical text the hash covers is also the row's JSON for the INSERT (the extra
-      // "format" member is ignored there), so each row is serialised once, not twice.
-      const content = canonicalRowContent(row);
-      const hash = sha256Hex(content);
-      rows.push(`${content.slice(0, -1)},"rowHash":"${hash}"}`);
+      // The payload is canonicalised once: the hashed row content embeds it, and it is the stored
+      // payload column (JSONB keeps the same value whatever the member order).
+      const payload = canonicalJson(event);
+      const hash = sha256Hex(canonicalRowContent(row, payload));
+      lines.push(
+        `${row.occurredAt}\t${row.eventId}\t${row.callId === null ? '\\N' : copyText(row.callId)}\t${copyText(row.eventType)}` +
+          `\t${row.eventVersion}\t${recordedAt}\t${copyText(payload)}\t${topic}\t${row.sourcePartition}` +
+          `\t${offset}\t${copyText(chainId)}\t${row.chainSeq}\t${row.prevHash}\t${hash}\n`,
+      );
       head.set(chainId, { seq: row.chainSeq, hash });
       touched.add(chainId);
     }
 
-    // One multi-row INSERT per batch. The rows travel as one JSON array parameter: pg's
-    // text-array encoding would escape every payload again.
+    // The batch goes to a session-local staging table by COPY (text format: no JSON array to parse
+    // and pick apart server-side), then into the ledger by one INSERT … SELECT in this transaction.
+    // No ON CONFLICT: the present-id check above runs under the chain-head locks, so a conflict
+    // here means something is wrong and must abort the batch rather than leave a gap in a chain.
+    if (!this.#staged.has(client)) {
+      await client.query(
+        `CREATE TEMP TABLE IF NOT EXISTS ledger_staging (${STAGING_COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')})
+         ON COMMIT DELETE ROWS`,
+      );
+      staging.createdOn = client;
+    }
+    const columns = STAGING_COLUMNS.map(([name]) => name).join(', ');
+    await pipeline(
+      Readable.from([lines.join('')]),
+      client.query(pgCopy.from(`COPY pg_temp.ledger_staging (${columns}) FROM STDIN`)),
+    );
     await client.query(
-      `INSERT INTO audit.ledger_events (event_id, call_id, event_type, event_version, occurred_at,
-         recorded_at, payload, source_topic, source_partition, source_offset, chain_id, chain_seq,
-         prev_hash, row_hash)
-       SELECT r."eventId", r."callId", r."eventType", r."eventVersion", r."occurredAt",
-              r."recordedAt", r.payload, r."sourceTopic", r."sourcePartition", r."sourceOffset",
-              r."chainId", r."chainSeq", r."prevHash", r."rowHash"
-       FROM jsonb_to_recordset($1::jsonb) AS r("eventId" uuid, "callId" uuid, "eventType" text,
-         "eventVersion" int, "occurredAt" timestamptz, "recordedAt" timestamptz, payload jsonb,
-         "sourceTopic" text, "sourcePartition" int, "sourceOffset" bigint, "chainId" text,
-         "chainSeq" bigint, "prevHash" text, "rowHash" text)`,
-      [`[${rows.join(',')}]`],
+      `INSERT INTO audit.ledger_events (${columns}) SELECT ${columns} FROM pg_temp.ledger_staging`,
     );
     const changed = [...head.entries()].filter(([id]) => touched.has(id));
     await client.query(
@@ -191,7 +217,7 @@ export class LedgerWriter {
        WHERE h.chain_id = n.id`,
       [changed.map(([id]) => id), changed.map(([, t]) => t.seq), changed.map(([, t]) => t.hash)],
     );
-    return rows.length;
+    return lines.length;
   }
 }
 
@@ -202,4 +228,31 @@ function hasCanonicalForm(event: LedgerEvent): boolean {
   } catch {
     return false;
   }
+}
+
+/** The ledger's columns, in the order of each COPY line. */
+const STAGING_COLUMNS: ReadonlyArray<readonly [string, string]> = [
+  ['occurred_at', 'timestamptz'],
+  ['event_id', 'uuid'],
+  ['call_id', 'uuid'],
+  ['event_type', 'text'],
+  ['event_version', 'integer'],
+  ['recorded_at', 'timestamptz'],
+  ['payload', 'jsonb'],
+  ['source_topic', 'text'],
+  ['source_partition', 'integer'],
+  ['source_offset', 'bigint'],
+  ['chain_id', 'text'],
+  ['chain_seq', 'bigint'],
+  ['prev_hash', 'char(64)'],
+  ['row_hash', 'char(64)'],
+];
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/** A value as a field of COPY's text format: backslash, tab, newline and carriage return escaped. */
+function copyText(value: string): string {
+  return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c] ?? c) : value;
 }
