@@ -1,6 +1,7 @@
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { closedLoop } from '@portcullis/testing';
 import { Spool } from './spool.ts';
 
 // Spool benchmark: durable appends per second and latency at several concurrency levels, beside
@@ -11,22 +12,8 @@ const print = (...cells: string[]) => process.stdout.write(`${cells.join(' ')}\n
 const RECORD = Buffer.from(JSON.stringify({ type: 'tool_call.requested', pad: 'x'.repeat(600) }));
 const DURATION_MS = 1500;
 
-async function drive(concurrency: number, append: () => Promise<void>) {
-  const latencies: number[] = [];
-  const deadline = performance.now() + DURATION_MS;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < deadline) {
-        const started = performance.now();
-        await append();
-        latencies.push(performance.now() - started);
-      }
-    }),
-  );
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
-  return { perSecond: (latencies.length / DURATION_MS) * 1000, p50: at(0.5), p99: at(0.99) };
-}
+const drive = (concurrency: number, op: (worker: number) => Promise<unknown>) =>
+  closedLoop(concurrency, DURATION_MS, op);
 
 print(
   'concurrency',

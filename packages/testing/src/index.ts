@@ -1,3 +1,4 @@
+export * from './bench.ts';
 export * from './infrastructure.ts';
 export * from './processes.ts';
 export * from './wait.ts';

@@ -1,4 +1,4 @@
-import { stackEnv, uniqueName } from '@portcullis/testing';
+import { closedLoop, stackEnv, uniqueName } from '@portcullis/testing';
 import { Redis } from 'ioredis';
 import { RateLimiter } from './rate-limit.ts';
 
@@ -13,24 +13,10 @@ await redis.connect();
 const prefix = `${uniqueName('rlbench')}:`;
 // Limits high enough that every call is allowed: the cost measured is the check itself.
 const huge = { limit: 1e9, periodMs: 1000, burst: 1e9 };
-const limiter = new RateLimiter(redis, prefix, { default: { perAgent: huge, perTool: huge } });
+const limiter = new RateLimiter(redis, prefix, { standard: { perAgent: huge, perTool: huge } });
 
-async function drive(concurrency: number, op: (worker: number) => Promise<unknown>) {
-  const latencies: number[] = [];
-  const deadline = performance.now() + DURATION_MS;
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, worker) => {
-      while (performance.now() < deadline) {
-        const started = performance.now();
-        await op(worker);
-        latencies.push(performance.now() - started);
-      }
-    }),
-  );
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
-  return { perSecond: (latencies.length / DURATION_MS) * 1000, p50: at(0.5), p99: at(0.99) };
-}
+const drive = (concurrency: number, op: (worker: number) => Promise<unknown>) =>
+  closedLoop(concurrency, DURATION_MS, op);
 
 print(
   'concurrency',
