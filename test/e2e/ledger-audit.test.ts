@@ -1,11 +1,18 @@
 import assert from 'node:assert/strict';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Topics, topicName } from '@portcullis/contracts';
-import { freePort, type ServiceProcess, stackEnv, startProcess, waitFor } from '@portcullis/testing';
+import {
+  completedEvent,
+  freePort,
+  type ServiceProcess,
+  stackEnv,
+  startProcess,
+  waitFor,
+} from '@portcullis/testing';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { LocalHec } from '../../services/audit/src/siem/testing/local-hec.ts';
@@ -298,16 +305,7 @@ test('the running service exports completed calls to Splunk HEC as OCSF', async 
     const messages = [];
     for (let i = 0; i < 200; i++) {
       const requested = loadEvent(10_000 + i);
-      const completed = {
-        type: 'tool_call.completed',
-        version: 1,
-        eventId: randomUUID(),
-        occurredAt: new Date().toISOString(),
-        callId: requested.callId,
-        source: requested.source,
-        outcome: requested.decision.outcome === 'allow' ? 'succeeded' : 'not_executed',
-        durationMs: 2,
-      };
+      const completed = completedEvent(requested, { durationMs: 2 });
       completedIds.add(completed.eventId);
       messages.push(
         { key: requested.callId, value: JSON.stringify(requested) },

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { consumerGroupName, type ToolCallRequestedV1, Topics, topicName } from '@portcullis/contracts';
+import { requestedEvent } from '@portcullis/testing';
 import { type Kafka, Partitioners, type Producer } from 'kafkajs';
 import { repoRoot } from './stack.ts';
 
@@ -38,15 +39,9 @@ export async function ledgerCli(
 
 /** A tool-call request event for load tests: small, valid, unique. */
 export function loadEvent(i: number): ToolCallRequestedV1 {
-  return {
-    type: 'tool_call.requested',
-    version: 1,
-    eventId: randomUUID(),
-    occurredAt: new Date().toISOString(),
-    callId: randomUUID(),
+  return requestedEvent({
     source: { service: 'broker', instanceId: 'load' },
     agent: { id: `agt_${i % 7}`, name: `agent-${i % 7}`, owner: 'owner@example.com' },
-    app: { id: 'demo' },
     tool: { name: i % 5 === 0 ? 'delete_record' : 'read_record' },
     actionClass: i % 5 === 0 ? 'delete' : 'read',
     argumentsDigest: 'a'.repeat(64),
@@ -57,7 +52,7 @@ export function loadEvent(i: number): ToolCallRequestedV1 {
       policyRevision: 'r1',
     },
     ...(i % 4 === 0 ? { onBehalfOf: { userId: `user-${i % 3}` } } : {}),
-  };
+  });
 }
 
 /** An idempotent producer to the audit topic of a prefix. */

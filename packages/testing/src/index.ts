@@ -1,3 +1,4 @@
+export * from './audit-events.ts';
 export * from './bench.ts';
 export * from './infrastructure.ts';
 export * from './processes.ts';

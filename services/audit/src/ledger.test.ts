@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { after, test } from 'node:test';
 import { migrate } from '@portcullis/db';
 import { createLogger } from '@portcullis/runtime';
-import { createTestDatabase } from '@portcullis/testing';
+import { completedEvent, createTestDatabase, requestedEvent } from '@portcullis/testing';
 import type { KafkaMessage } from 'kafkajs';
 import pg from 'pg';
 import { rowHash } from './chain.ts';
@@ -11,7 +11,6 @@ import { writeCheckpoint } from './checkpoints.ts';
 import { databaseSource } from './ledger-source.ts';
 import { type DeadLetter, LedgerWriter } from './ledger-writer.ts';
 import { AUDIT_SCHEMA, MIGRATIONS_DIR } from './schema.ts';
-import { completedEvent, requestedEvent } from './testing/events.ts';
 import { verifyLedger } from './verify.ts';
 
 // The ledger writer and verifier against a real Postgres: chains, idempotency, and tamper
