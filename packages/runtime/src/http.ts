@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
@@ -104,10 +104,15 @@ export function toProblem(error: unknown): { status: number; body: ReturnType<ty
 }
 
 /** Starts listening; resolves once the port is bound (port 0 picks a free one). */
-export function listen(app: Express, host: string, port: number): Promise<Server> {
+export function listen(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  host: string,
+  port: number,
+): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host, (error?: Error) => (error ? reject(error) : resolve(server)));
+    const server = createServer(handler);
     server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
   });
 }
 

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -27,7 +28,15 @@ export interface ServiceContext {
   shutdown: ShutdownManager;
   /** Has /livez, /readyz and /metrics; add routes, the error handlers are added after. */
   app: Express;
+  /**
+   * Handlers that see each request before express does, on the same listener; one returns true
+   * when it answered. For hot paths that must not pay for express middleware (the MCP gateway).
+   */
+  rawHandlers: RawHandler[];
 }
+
+/** A plain node:http handler that claims a request by returning true. */
+export type RawHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 export interface RunningService extends ServiceContext {
   port: number;
@@ -63,11 +72,19 @@ export async function runService(
   });
 
   const app = createHttpApp({ logger, health, metrics });
-  const context: ServiceContext = { logger, health, metrics, shutdown, app };
+  const context: ServiceContext = { logger, health, metrics, shutdown, app, rawHandlers: [] };
   try {
     await compose(context);
     installErrorHandlers(app);
-    const server = await listen(app, options.httpHost, options.httpPort);
+    const rawHandlers = context.rawHandlers;
+    const handler =
+      rawHandlers.length === 0
+        ? app
+        : (req: IncomingMessage, res: ServerResponse) => {
+            for (const raw of rawHandlers) if (raw(req, res)) return;
+            app(req, res);
+          };
+    const server = await listen(handler, options.httpHost, options.httpPort);
     shutdown.add('stop-intake', 'http server', () => closeServer(server, options.shutdownTimeoutMs / 2));
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : options.httpPort;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { actionClassOf } from './action-class.ts';
-import { digestOf } from './tool-call.ts';
+import { digestOf } from './gateway/enforcement.ts';
 
 test('action class comes from the tool annotations', () => {
   assert.equal(actionClassOf({ readOnlyHint: true }), 'read');

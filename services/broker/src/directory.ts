@@ -13,6 +13,16 @@ export interface Agent {
   clientType?: string;
 }
 
+/** What a batch of directory records changed, for listeners such as the gateway's list_changed. */
+export interface DirectoryChangeSummary {
+  /** Agents whose state, keys, entitlements or delegations changed. */
+  agents: Set<string>;
+  /** Apps whose settings or connection changed. */
+  apps: Set<string>;
+  /** True when the change may affect every agent (a policy activation, a delegation). */
+  everyone: boolean;
+}
+
 interface KeyRecord {
   agentId: string;
   secretSha256: Buffer;
@@ -43,6 +53,7 @@ export class DirectoryFeed {
     delegations: {},
   };
   #reader: CompactedReader | undefined;
+  readonly #listeners: ((change: DirectoryChangeSummary) => void)[] = [];
   #revision = -1;
   #policyRevision: string | undefined;
 
@@ -94,13 +105,25 @@ export class DirectoryFeed {
     return this.#agents.get(agentId);
   }
 
+  /** Calls `listener` after each applied batch of changes (not during the bootstrap). */
+  onChange(listener: (change: DirectoryChangeSummary) => void): void {
+    this.#listeners.push(listener);
+  }
+
   async #apply(records: CompactedRecord[]): Promise<void> {
     const changes: DirectoryChange[] = [];
     const after: (() => void)[] = [];
+    const summary: DirectoryChangeSummary = { agents: new Set(), apps: new Set(), everyone: false };
     for (const record of records) {
-      if (record.topic === this.#policyTopic) await this.#activate(record);
-      else this.#directoryRecord(record, changes, after);
+      if (record.topic === this.#policyTopic) {
+        await this.#activate(record);
+        summary.everyone = true;
+      } else {
+        this.#directoryRecord(record, changes, after);
+        summarize(record.key, summary);
+      }
     }
+    if (!this.#pending) after.push(() => this.#notify(summary));
     // Engine first: a key that authenticates must never meet a policy that has not seen its agent.
     if (this.#pending) for (const change of changes) setPath(this.#pending, change);
     else if (changes.length > 0) this.#engine.applyDirectoryChanges(changes);
@@ -156,6 +179,24 @@ export class DirectoryFeed {
     }
   }
 
+  #notify(summary: DirectoryChangeSummary): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(summary);
+      } catch (error) {
+        this.#logger.error({ err: error }, 'directory change listener failed');
+      }
+    }
+  }
+
+  /** Ids of the apps an agent holds entitlements for (the aggregate endpoint's apps). */
+  entitledApps(agentId: string): string[] {
+    const entitlements = (
+      this.#engine.directory?.entitlements as Record<string, Record<string, unknown>> | undefined
+    )?.[agentId];
+    return entitlements ? Object.keys(entitlements) : [];
+  }
+
   #setAgent(id: string, agent: Agent | undefined, keys: { keyId: string; secretSha256: string }[]): void {
     for (const keyId of this.#keysOfAgent.get(id) ?? []) this.#keys.delete(keyId);
     if (!agent) {
@@ -190,6 +231,18 @@ export class DirectoryFeed {
       // The active bundle stays: a broken activation never leaves the broker without a policy.
       this.#logger.error({ err: error }, 'policy activation rejected; keeping the active bundle');
     }
+  }
+}
+
+function summarize(key: string, summary: DirectoryChangeSummary): void {
+  const at = key.indexOf(':');
+  const kind = key.slice(0, at);
+  const id = key.slice(at + 1);
+  if (kind === 'agent' || kind === 'entitlements') summary.agents.add(id);
+  else if (kind === 'delegations') summary.everyone = true;
+  else if (kind === 'app' || kind.startsWith('app_')) {
+    summary.apps.add(id);
+    summary.everyone = true;
   }
 }
 

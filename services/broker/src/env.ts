@@ -4,66 +4,87 @@ import { LOOPBACK_HOSTS, LOOPBACK_ORIGINS } from './host-origin.ts';
 import { DEFAULT_RATE_CLASSES, RateClasses } from './rate-limit.ts';
 
 // The only module of the broker that reads process.env.
-export const BrokerEnv = z.object({
-  ...commonServiceEnv,
-  HTTP_PORT: env.port('port of the MCP endpoint (/mcp) and of health, readiness and metrics').default(8080),
-  REDIS_URL: env.url('Redis for shared runtime state (MCP session bindings)', ['redis', 'rediss']),
-  REDIS_KEY_PREFIX: z
-    .string()
-    .regex(/^[\w.:-]*$/, 'letters, digits, dot, colon, dash and underscore only')
-    .default('')
-    .describe('prefix for every Redis key this broker writes'),
-  POLICY_BUNDLE_PATH: z
-    .preprocess((value) => (value === '' ? undefined : value), z.string().min(1).optional())
-    .describe('a local bundle.tar.gz (rego/build.sh) used until an activation arrives on the policy topic'),
-  UPSTREAM_URL: env.url('Streamable HTTP URL of the upstream MCP server', ['http', 'https']),
-  UPSTREAM_APP_ID: z
-    .string()
-    .regex(/^[a-z][a-z0-9-]{0,62}$/, 'an app id from the directory')
-    .describe('directory id of the app the upstream serves; entitlements name it'),
-  UPSTREAM_TIMEOUT_MS: env.positiveInt('longest wait for one upstream request').default(30000),
-  MAX_REQUEST_BYTES: env.positiveInt('largest accepted MCP request body').default(1024 * 1024),
-  AUDIT_SPOOL_DIR: z
-    .string()
-    .min(1)
-    .describe(
-      "directory of this replica's audit spool (audit events written while Kafka is away); must persist across restarts and belong to one replica",
-    ),
-  AUDIT_SPOOL_MAX_BYTES: env
-    .positiveInt('largest size of the audit spool; beyond it calls fail closed')
-    .default(64 * 1024 * 1024),
-  AUDIT_SPOOL_MAX_EVENTS: env
-    .positiveInt('most audit events the spool holds; beyond it calls fail closed')
-    .default(100000),
-  AUDIT_SEND_TIMEOUT_MS: env
-    .positiveInt('longest a call waits for Kafka to acknowledge its audit event before it is spooled')
-    .default(1000),
-  AUDIT_REPLAY_INTERVAL_MS: env
-    .positiveInt('pause between attempts to replay the spool to Kafka')
-    .default(1000),
-  MCP_ALLOWED_HOSTS: env
-    .csv('Host header values /mcp answers to (DNS-rebinding protection): host, host:port or host:*')
-    .default(LOOPBACK_HOSTS),
-  MCP_ALLOWED_ORIGINS: env
-    .csv('browser origins allowed on /mcp: scheme://host, scheme://host:port or scheme://host:*')
-    .default(LOOPBACK_ORIGINS),
-  RATE_LIMIT_CLASSES: z
-    .string()
-    .default(JSON.stringify(DEFAULT_RATE_CLASSES))
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'not JSON' });
-        return z.NEVER;
-      }
-    })
-    .pipe(RateClasses)
-    .describe(
-      'rate-limit classes as JSON: {"<class>": {"perAgent": {"limit", "periodMs", "burst"}, "perTool": {…}}}; "standard" is required',
-    ),
-  SESSION_TTL_SECONDS: env.positiveInt('how long an idle MCP session binding is kept').default(24 * 3600),
-});
+export const BrokerEnv = z
+  .object({
+    ...commonServiceEnv,
+    HTTP_PORT: env.port('port of the MCP endpoint (/mcp) and of health, readiness and metrics').default(8080),
+    REDIS_URL: env.url('Redis for shared runtime state (MCP session bindings)', ['redis', 'rediss']),
+    REDIS_KEY_PREFIX: z
+      .string()
+      .regex(/^[\w.:-]*$/, 'letters, digits, dot, colon, dash and underscore only')
+      .default('')
+      .describe('prefix for every Redis key this broker writes'),
+    POLICY_BUNDLE_PATH: z
+      .preprocess((value) => (value === '' ? undefined : value), z.string().min(1).optional())
+      .describe('a local bundle.tar.gz (rego/build.sh) used until an activation arrives on the policy topic'),
+    UPSTREAM_URL: z
+      .preprocess((value) => (value === '' ? undefined : value), z.url({ protocol: /^https?$/ }).optional())
+      .describe(
+        'Streamable HTTP URL of a static app for development (no registration, no tool pinning); apps registered through the decision service need no variable',
+      ),
+    UPSTREAM_APP_ID: z
+      .preprocess(
+        (value) => (value === '' ? undefined : value),
+        z
+          .string()
+          .regex(/^[a-z][a-z0-9-]{0,62}$/, 'an app id from the directory')
+          .optional(),
+      )
+      .describe('directory id of the static app UPSTREAM_URL serves'),
+    UPSTREAM_TIMEOUT_MS: env
+      .positiveInt('longest wait for one upstream answer (restarted by progress notifications)')
+      .default(30000),
+    CLIENT_RESPONSE_TIMEOUT_MS: env
+      .positiveInt('longest an upstream waits for the agent to answer sampling, elicitation or roots')
+      .default(300000),
+    MAX_JSON_DEPTH: env.positiveInt('deepest JSON nesting accepted in an MCP request').default(64),
+    SSE_KEEPALIVE_MS: env.positiveInt('interval of keep-alive comments on idle MCP streams').default(15000),
+    MAX_REQUEST_BYTES: env.positiveInt('largest accepted MCP request body').default(1024 * 1024),
+    AUDIT_SPOOL_DIR: z
+      .string()
+      .min(1)
+      .describe(
+        "directory of this replica's audit spool (audit events written while Kafka is away); must persist across restarts and belong to one replica",
+      ),
+    AUDIT_SPOOL_MAX_BYTES: env
+      .positiveInt('largest size of the audit spool; beyond it calls fail closed')
+      .default(64 * 1024 * 1024),
+    AUDIT_SPOOL_MAX_EVENTS: env
+      .positiveInt('most audit events the spool holds; beyond it calls fail closed')
+      .default(100000),
+    AUDIT_SEND_TIMEOUT_MS: env
+      .positiveInt('longest a call waits for Kafka to acknowledge its audit event before it is spooled')
+      .default(1000),
+    AUDIT_REPLAY_INTERVAL_MS: env
+      .positiveInt('pause between attempts to replay the spool to Kafka')
+      .default(1000),
+    MCP_ALLOWED_HOSTS: env
+      .csv('Host header values /mcp answers to (DNS-rebinding protection): host, host:port or host:*')
+      .default(LOOPBACK_HOSTS),
+    MCP_ALLOWED_ORIGINS: env
+      .csv('browser origins allowed on /mcp: scheme://host, scheme://host:port or scheme://host:*')
+      .default(LOOPBACK_ORIGINS),
+    RATE_LIMIT_CLASSES: z
+      .string()
+      .default(JSON.stringify(DEFAULT_RATE_CLASSES))
+      .transform((text, ctx) => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'not JSON' });
+          return z.NEVER;
+        }
+      })
+      .pipe(RateClasses)
+      .describe(
+        'rate-limit classes as JSON: {"<class>": {"perAgent": {"limit", "periodMs", "burst"}, "perTool": {…}}}; "standard" is required',
+      ),
+    SESSION_TTL_SECONDS: env.positiveInt('how long an idle MCP session binding is kept').default(24 * 3600),
+  })
+  .refine((value) => (value.UPSTREAM_URL === undefined) === (value.UPSTREAM_APP_ID === undefined), {
+    message: 'UPSTREAM_URL and UPSTREAM_APP_ID go together',
+    path: ['UPSTREAM_APP_ID'],
+  });
 export type BrokerEnv = z.infer<typeof BrokerEnv>;
 
 export function readEnv(source: Record<string, string | undefined> = process.env): BrokerEnv {

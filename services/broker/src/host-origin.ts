@@ -53,8 +53,19 @@ function parseOriginPattern(origin: string): { scheme: string; authority: HostPa
   return match && authority ? { scheme: match[1]!.toLowerCase(), authority } : undefined;
 }
 
-/** Builds the middleware; throws at start-up on a malformed allow-list entry. */
-export function hostOriginProtection(options: HostOriginOptions): RequestHandler {
+/** Why a request was refused, as the problem+json it is answered with. */
+export interface HostOriginRefusal {
+  code: 'host_not_allowed' | 'origin_not_allowed';
+  detail: string;
+}
+
+/**
+ * Builds the check; throws at start-up on a malformed allow-list entry. The check returns
+ * undefined for an allowed request, else why it is refused.
+ */
+export function hostOriginCheck(
+  options: HostOriginOptions,
+): (host: string | undefined, origin: string | undefined) => HostOriginRefusal | undefined {
   const hosts = options.allowedHosts.map((entry) => {
     const parsed = splitAuthority(entry);
     if (!parsed) throw new Error(`not a host[:port] pattern: ${entry}`);
@@ -65,31 +76,31 @@ export function hostOriginProtection(options: HostOriginOptions): RequestHandler
     if (!parsed) throw new Error(`not an origin pattern (scheme://host[:port]): ${entry}`);
     return parsed;
   });
-  return (req, res, next) => {
-    const host = splitAuthority(req.headers.host ?? '');
-    if (!host || !matches(host, hosts)) {
-      res
-        .status(403)
-        .type(PROBLEM_CONTENT_TYPE)
-        .json(problem('host_not_allowed', 403, 'Forbidden', 'The Host header does not name this gateway.'));
-      return;
-    }
-    const origin = req.headers.origin;
+  return (hostHeader, origin) => {
+    const host = splitAuthority(hostHeader ?? '');
+    if (!host || !matches(host, hosts))
+      return { code: 'host_not_allowed', detail: 'The Host header does not name this gateway.' };
     if (origin !== undefined) {
       const parsed = parseOriginPattern(origin);
       const allowed =
         parsed !== undefined &&
         origins.some((o) => o.scheme === parsed.scheme && matches(parsed.authority, [o.authority]));
-      if (!allowed) {
-        res
-          .status(403)
-          .type(PROBLEM_CONTENT_TYPE)
-          .json(
-            problem('origin_not_allowed', 403, 'Forbidden', 'Requests from this origin are not allowed.'),
-          );
-        return;
-      }
+      if (!allowed)
+        return { code: 'origin_not_allowed', detail: 'Requests from this origin are not allowed.' };
     }
-    next();
+    return undefined;
+  };
+}
+
+/** The check as express middleware (answers 403 problem+json). */
+export function hostOriginProtection(options: HostOriginOptions): RequestHandler {
+  const check = hostOriginCheck(options);
+  return (req, res, next) => {
+    const refusal = check(req.headers.host, req.headers.origin);
+    if (!refusal) return next();
+    res
+      .status(403)
+      .type(PROBLEM_CONTENT_TYPE)
+      .json(problem(refusal.code, 403, 'Forbidden', refusal.detail));
   };
 }

@@ -5,17 +5,24 @@ import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import { runService } from '@portcullis/runtime';
 import { Spool } from '@portcullis/spool';
 import { Redis } from 'ioredis';
-import { authenticateAgent } from './auth.ts';
+import { agentKeyAuthenticator } from './auth.ts';
 import { DirectoryFeed } from './directory.ts';
 import { DurableAuditPublisher } from './durable-audit.ts';
 import { readEnv } from './env.ts';
-import { createGatewayServer } from './gateway-server.ts';
-import { hostOriginProtection } from './host-origin.ts';
-import { createMcpEndpoint } from './mcp-endpoint.ts';
+import { Catalog } from './gateway/catalog.ts';
+import { redactingGuard } from './gateway/content-guard.ts';
+import { Enforcement } from './gateway/enforcement.ts';
+import { Gateway } from './gateway/gateway.ts';
+import { ReplicaBus } from './gateway/replica-bus.ts';
+import { SessionStore } from './gateway/session-store.ts';
+import { unpinnedGate } from './gateway/tool-gate.ts';
+import { hostOriginCheck } from './host-origin.ts';
 import { RateLimiter } from './rate-limit.ts';
-import { SessionRegistry } from './sessions.ts';
-import { ToolCallHandler } from './tool-call.ts';
-import { UpstreamApp } from './upstream.ts';
+import type { UpstreamTarget } from './upstream/connection.ts';
+import { createUpstreamConnector, noUpstreamAuth } from './upstream/connector.ts';
+
+/** How the gateway names itself to agents in the initialize handshake. */
+const GATEWAY_INFO = { name: 'portcullis-gateway', version: '0.1.0' };
 
 // Composition root of the broker, the policy enforcement point: builds the clients and wires them.
 const env = readEnv();
@@ -30,7 +37,7 @@ await runService(
     drainDelayMs: env.SHUTDOWN_DRAIN_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
   },
-  async ({ logger, health, shutdown, app }) => {
+  async ({ logger, health, shutdown, rawHandlers }) => {
     const engine = new PolicyEngine();
     if (env.POLICY_BUNDLE_PATH) {
       // A local bundle serves only until the decision service's activation is read from Kafka.
@@ -89,40 +96,68 @@ await runService(
     // Ready while the audit path takes calls: Kafka up, or Kafka away with room in the spool.
     health.addCheck('audit', async () => audit.check());
 
-    const upstream = new UpstreamApp({
-      appId: env.UPSTREAM_APP_ID,
-      url: env.UPSTREAM_URL,
-      timeoutMs: env.UPSTREAM_TIMEOUT_MS,
-      logger,
-    });
-    await upstream.connect();
-    shutdown.add('close', 'upstream client', () => upstream.close());
-    health.addCheck('upstream', () => upstream.ping());
-
-    const toolCalls = new ToolCallHandler({
+    // The upstream apps: registered in the directory, plus an optional static one for development.
+    const staticApp: UpstreamTarget | undefined =
+      env.UPSTREAM_URL && env.UPSTREAM_APP_ID
+        ? { appId: env.UPSTREAM_APP_ID, transport: { type: 'http', url: env.UPSTREAM_URL } }
+        : undefined;
+    const target = (appId: string): UpstreamTarget | undefined =>
+      staticApp?.appId === appId ? staticApp : undefined;
+    const connector = createUpstreamConnector({ credentials: noUpstreamAuth, logger });
+    const catalog = new Catalog({ ttlMs: 60_000, missRefreshMs: 5_000, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
+    const store = new SessionStore(redis, env.REDIS_KEY_PREFIX, env.SESSION_TTL_SECONDS);
+    const enforcement = new Enforcement({
       engine,
-      upstream,
       audit,
       logger,
       instanceId: env.INSTANCE_ID,
       limiter: new RateLimiter(redis, env.REDIS_KEY_PREFIX, env.RATE_LIMIT_CLASSES),
     });
-    const mcp = createMcpEndpoint({
-      sessions: new SessionRegistry(redis, env.REDIS_KEY_PREFIX, env.SESSION_TTL_SECONDS),
-      createServer: () => createGatewayServer(upstream, toolCalls),
-      maxRequestBytes: env.MAX_REQUEST_BYTES,
+    const gateway = new Gateway({
+      sessionDeps: {
+        store,
+        connector,
+        catalog,
+        target,
+        logger,
+        instanceId: env.INSTANCE_ID,
+        upstreamTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
+        clientResponseTimeoutMs: env.CLIENT_RESPONSE_TIMEOUT_MS,
+      },
+      methodDeps: {
+        enforcement,
+        catalog,
+        store,
+        guard: redactingGuard,
+        tools: unpinnedGate,
+        logger,
+        callTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
+      },
+      authenticator: agentKeyAuthenticator(directory),
+      // Host and Origin first: a DNS-rebinding request is refused before it can touch anything.
+      checkHostOrigin: hostOriginCheck({
+        allowedHosts: env.MCP_ALLOWED_HOSTS,
+        allowedOrigins: env.MCP_ALLOWED_ORIGINS,
+      }),
+      bus: new ReplicaBus(redis, { prefix: env.REDIS_KEY_PREFIX, instanceId: env.INSTANCE_ID, logger }),
+      limits: { maxBytes: env.MAX_REQUEST_BYTES, maxDepth: env.MAX_JSON_DEPTH },
+      appsOf: (agentId) => directory.entitledApps(agentId).filter((appId) => target(appId) !== undefined),
+      appExists: (appId) => target(appId) !== undefined,
+      serverInfo: GATEWAY_INFO,
+      keepAliveMs: env.SSE_KEEPALIVE_MS,
+      localIdleMs: 10 * 60_000,
+      localRecheckMs: 5_000,
     });
-    // Host and Origin first: a DNS-rebinding request is refused before it can touch anything.
-    const rebinding = hostOriginProtection({
-      allowedHosts: env.MCP_ALLOWED_HOSTS,
-      allowedOrigins: env.MCP_ALLOWED_ORIGINS,
-    });
-    app.use('/mcp', rebinding, authenticateAgent(directory), mcp.router);
-    // The HTTP server's close (stop-intake) waits for in-flight calls; then the sessions go.
+    await gateway.start();
+    directory.onChange((change) => gateway.directoryChanged(change));
+    rawHandlers.push(gateway.handle);
+    // The HTTP server's close (stop-intake) waits for in-flight requests; then this replica lets go
+    // of its sessions, which live on in Redis for the other replicas.
     shutdown.add('drain', 'mcp sessions', async () => {
-      if (toolCalls.inFlight > 0)
-        logger.warn({ inFlight: toolCalls.inFlight }, 'closing sessions with calls in flight');
-      await mcp.closeAll();
+      if (gateway.inFlight > 0)
+        logger.warn({ inFlight: gateway.inFlight }, 'letting go of sessions with requests in flight');
+      await gateway.close();
+      await enforcement.settled();
     });
   },
 );

@@ -153,6 +153,13 @@ export interface UpstreamSession {
   /** Ends the session: DELETE for HTTP (best effort), stop the child for stdio. Idempotent. */
   close(): Promise<void>;
 
+  /**
+   * Lets go of this replica's resources without ending the upstream session, so another replica
+   * can resume it (HTTP: stop the GET stream, forget sockets). Stdio sessions cannot be resumed,
+   * so for them this is close(). Idempotent.
+   */
+  release?(): Promise<void>;
+
   /** Called once when the session ends for a reason other than close() (child exit, 404). */
   onClosed?: (error: UpstreamError) => void;
 }

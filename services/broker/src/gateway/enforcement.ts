@@ -1,0 +1,292 @@
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  ActionClass,
+  type Decision,
+  type ToolCallCompletedV1,
+  type ToolCallOutcome,
+  type ToolCallRequestedV1,
+} from '@portcullis/contracts';
+import type { PolicyEngine } from '@portcullis/policy-engine';
+import type { Logger } from '@portcullis/runtime';
+import canonicalize from 'canonicalize';
+import type { Agent } from '../directory.ts';
+import { type AuditSink, AuditUnavailableError } from '../durable-audit.ts';
+import { type RateLimiter, rateLimitedError, UnknownRateClassError } from '../rate-limit.ts';
+import { RpcCode, RpcError } from './json-rpc.ts';
+
+/** Where a denied agent learns how to ask for access; part of every denial. */
+export const ACCESS_REQUEST_HINT =
+  'Ask the agent owner to request an entitlement for this app and action class.';
+
+/** Who is calling: the authenticated agent and, for a delegated OAuth token, the human user. */
+export interface Caller {
+  agent: Agent;
+  user?: { id: string };
+}
+
+/** One operation the policy judges: a tool call, a resource read or a prompt fetch. */
+export interface Operation {
+  appId: string;
+  /** The upstream tool name, or `resources/read` / `prompts/get` with the target in `arguments`. */
+  tool: string;
+  annotations?: unknown;
+  actionClass: ActionClass;
+  arguments: Record<string, unknown>;
+}
+
+export interface EnforcementDeps {
+  engine: PolicyEngine;
+  audit: AuditSink;
+  limiter?: RateLimiter;
+  logger: Logger;
+  instanceId: string;
+}
+
+/** A call the policy allowed and the ledger has on record; report its end with finish(). */
+export interface AdmittedCall {
+  callId: string;
+  decision: Decision;
+  finish(
+    outcome: ToolCallOutcome,
+    detail?: { error?: { code: string; message: string }; redactions?: Record<string, number> },
+  ): Promise<void>;
+}
+
+/** A call that must not run: answer with `result` (tools/call) or throw `error` (other methods). */
+export interface RefusedCall {
+  callId: string;
+  decision: Decision;
+  /** What the agent reads: reason codes, policy revision, how to request access or who approves. */
+  detail: Record<string, unknown>;
+  error: RpcError;
+}
+
+/**
+ * The enforcement pipeline shared by tools/call, resources/read and prompts/get: decide
+ * in-process, apply the rate limit the policy's obligation names, record the request and the
+ * decision durably, and only then let the caller reach the upstream.
+ *
+ * Invariants: nothing reaches an upstream unless the policy said allow AND the request event was
+ * accepted by Kafka or the spool (fail closed: an unrecordable call is refused); every admitted
+ * or refused call gets an outcome event.
+ */
+export class Enforcement {
+  readonly #deps: EnforcementDeps;
+  /** Outcome events on their way: the agent's answer does not wait for them, shutdown does. */
+  readonly #outcomes = new Set<Promise<void>>();
+
+  constructor(deps: EnforcementDeps) {
+    this.#deps = deps;
+  }
+
+  /** The policy's view of whether the caller may see an operation in a listing. */
+  visible(caller: Caller, operation: Omit<Operation, 'arguments'>): boolean {
+    const decision = this.#deps.engine.decide(
+      policyInput(
+        caller,
+        { ...operation, arguments: {} },
+        { call_id: 'listing', instance_id: this.#deps.instanceId },
+      ),
+    ) as Decision & { visible?: boolean };
+    return decision.visible ?? decision.outcome !== 'deny';
+  }
+
+  async admit(caller: Caller, operation: Operation): Promise<AdmittedCall | RefusedCall> {
+    const { engine, audit, logger } = this.#deps;
+    const callId = randomUUID();
+    const started = performance.now();
+    const { actionClass: judgedAs, ...decision } = engine.decide(
+      policyInput(caller, operation, { call_id: callId, instance_id: this.#deps.instanceId }),
+    );
+    // Limits apply to calls policy allowed, in the class the policy's obligation names.
+    const limited =
+      decision.outcome === 'allow'
+        ? await this.#rateLimit(caller.agent, operation, decision.obligations?.rateLimitClass ?? 'standard')
+        : undefined;
+    const requested: ToolCallRequestedV1 = {
+      ...this.#envelope(callId),
+      type: 'tool_call.requested',
+      agent: { id: caller.agent.id, name: caller.agent.name, owner: caller.agent.owner },
+      ...(caller.user ? { onBehalfOf: { userId: caller.user.id } } : {}),
+      app: { id: operation.appId },
+      tool: { name: operation.tool },
+      // The class the policy judged the call as: an admin override in the directory may differ.
+      actionClass: ActionClass.safeParse(judgedAs).success
+        ? (judgedAs as ActionClass)
+        : operation.actionClass,
+      argumentsDigest: digestOf(operation.arguments),
+      decision,
+    };
+    try {
+      await audit.publish(requested);
+    } catch (error) {
+      // Fail closed: a call whose request cannot be recorded (Kafka away and spool full) is not executed.
+      logger.error({ err: error, callId }, 'audit path unavailable; call refused');
+      throw new RpcError(
+        RpcCode.AuditUnavailable,
+        'Audit path unavailable: the call was not executed. Retry later.',
+        {
+          code: 'audit_unavailable',
+          retryable: true,
+          retryAfterMs: error instanceof AuditUnavailableError ? error.retryAfterMs : 1000,
+        },
+      );
+    }
+    const finish: AdmittedCall['finish'] = (outcome, detail) => {
+      const publishing = this.#complete(callId, started, outcome, detail);
+      this.#outcomes.add(publishing);
+      void publishing.finally(() => this.#outcomes.delete(publishing));
+      return publishing;
+    };
+
+    if (limited) {
+      await finish('not_executed', { error: { code: String(limited.data?.code), message: limited.message } });
+      throw limited;
+    }
+    if (decision.outcome === 'allow') return { callId, decision, finish };
+    await finish('not_executed');
+    return refusal(callId, decision);
+  }
+
+  /** Resolves once every outcome event started so far is recorded (shutdown waits for it). */
+  async settled(): Promise<void> {
+    while (this.#outcomes.size > 0) await Promise.allSettled([...this.#outcomes]);
+  }
+
+  async #complete(
+    callId: string,
+    started: number,
+    outcome: ToolCallOutcome,
+    detail: { error?: { code: string; message: string }; redactions?: Record<string, number> } = {},
+  ): Promise<void> {
+    const completed: ToolCallCompletedV1 = {
+      ...this.#envelope(callId),
+      type: 'tool_call.completed',
+      outcome,
+      ...(detail.error
+        ? { error: { code: detail.error.code, message: detail.error.message.slice(0, 1000) } }
+        : {}),
+      durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+      ...(detail.redactions && Object.keys(detail.redactions).length > 0
+        ? { redactions: detail.redactions }
+        : {}),
+    };
+    try {
+      await this.#deps.audit.publish(completed);
+    } catch (publishError) {
+      // The call already happened; its request is on record. The audit sink keeps room in the spool
+      // for outcomes when it admits a call, so this is a disk failure.
+      this.#deps.logger.error({ err: publishError, callId, outcome }, 'outcome event could not be recorded');
+    }
+  }
+
+  /** An error to answer with when the call is over a limit or cannot be checked (fail closed). */
+  async #rateLimit(agent: Agent, operation: Operation, rateClass: string): Promise<RpcError | undefined> {
+    const { limiter, logger } = this.#deps;
+    if (!limiter) return undefined;
+    try {
+      const verdict = await limiter.consume(agent.id, `${operation.appId}/${operation.tool}`, rateClass);
+      if (verdict.allowed) return undefined;
+      const limited = rateLimitedError(verdict);
+      return new RpcError(
+        limited.code,
+        limited.message.replace(/^MCP error -?\d+: /, ''),
+        limited.data as Record<string, unknown>,
+      );
+    } catch (error) {
+      logger.error({ err: error, rateClass }, 'rate limit could not be checked; call refused');
+      const unknownClass = error instanceof UnknownRateClassError;
+      return new RpcError(
+        RpcCode.InternalError,
+        'Rate limit could not be checked: the call was not executed.',
+        {
+          code: unknownClass ? 'rate_class_unknown' : 'rate_limiter_unavailable',
+          retryable: !unknownClass,
+          ...(unknownClass ? {} : { retryAfterMs: 1000 }),
+        },
+      );
+    }
+  }
+
+  #envelope(callId: string) {
+    return {
+      version: 1 as const,
+      eventId: randomUUID(),
+      occurredAt: new Date().toISOString(),
+      callId,
+      source: { service: 'broker', instanceId: this.#deps.instanceId },
+    };
+  }
+}
+
+/**
+ * The policy input for one operation (documented in docs/policy-authoring.md). Time is added by
+ * the engine.
+ */
+export function policyInput(
+  caller: Caller,
+  operation: Operation,
+  request: { call_id: string; instance_id: string },
+): Record<string, unknown> {
+  const { agent, user } = caller;
+  return {
+    request,
+    agent: {
+      id: agent.id,
+      owner: agent.owner,
+      state: agent.state,
+      client_type: agent.clientType ?? 'unknown',
+    },
+    ...(user ? { user: { id: user.id } } : {}),
+    app: { id: operation.appId },
+    tool: { name: operation.tool, annotations: operation.annotations ?? {} },
+    action_class: operation.actionClass,
+    arguments: operation.arguments,
+  };
+}
+
+function refusal(callId: string, decision: Decision): RefusedCall {
+  if (decision.outcome === 'require_approval') {
+    const detail = {
+      decision: 'require_approval',
+      code: 'approval_required',
+      reasons: decision.reasons,
+      approvers: decision.approvers ?? [],
+      policyRevision: decision.policyRevision,
+      callId,
+      decisionId: decision.decisionId,
+    };
+    return {
+      callId,
+      decision,
+      detail,
+      error: new RpcError(
+        RpcCode.ApprovalRequired,
+        `Approval required (${decision.reasons.join(', ')}); the call was not executed.`,
+        detail,
+      ),
+    };
+  }
+  const detail = {
+    decision: 'deny',
+    code: 'denied',
+    reasons: decision.reasons,
+    policyRevision: decision.policyRevision,
+    callId,
+    decisionId: decision.decisionId,
+    howToRequestAccess: ACCESS_REQUEST_HINT,
+  };
+  return {
+    callId,
+    decision,
+    detail,
+    error: new RpcError(RpcCode.PolicyDenied, `Denied by policy (${decision.reasons.join(', ')}).`, detail),
+  };
+}
+
+/** SHA-256 of the arguments' RFC 8785 canonical JSON: equal arguments always give equal digests. */
+export function digestOf(args: Record<string, unknown>): string {
+  return createHash('sha256')
+    .update(canonicalize(args) ?? 'null', 'utf8')
+    .digest('hex');
+}

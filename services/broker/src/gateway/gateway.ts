@@ -1,0 +1,524 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
+import { PROBLEM_CONTENT_TYPE, problem } from '@portcullis/runtime';
+import type { Agent } from '../directory.ts';
+import type { HostOriginRefusal } from '../host-origin.ts';
+import type {
+  JsonRpcId,
+  JsonRpcNotification,
+  JsonRpcRequest,
+  JsonRpcResponse,
+} from '../upstream/connection.ts';
+import type { Caller } from './enforcement.ts';
+import { BodyError, type BodyLimits, readJsonBody } from './http-body.ts';
+import { classify, errorResponse, RpcCode, RpcError, resultResponse } from './json-rpc.ts';
+import { LiveSession, type LiveSessionDeps, upstreamRpcError } from './live-session.ts';
+import { METHODS, type MethodDeps } from './methods.ts';
+import { aggregateNamespace, appNamespace } from './namespacing.ts';
+import type { BusMessage, ReplicaBus } from './replica-bus.ts';
+import { NotificationStream, ReplyChannel } from './reply.ts';
+import type { SessionRecord, SessionScope } from './session-store.ts';
+
+/** The outcome of authenticating one HTTP request. */
+export type AuthOutcome =
+  | { ok: true; agent: Agent; user?: { id: string } }
+  | { ok: false; status: 401 | 403; code: string; detail: string; wwwAuthenticate?: string };
+
+export interface Authenticator {
+  authenticate(headers: IncomingHttpHeaders): Promise<AuthOutcome>;
+}
+
+export interface GatewayOptions {
+  sessionDeps: LiveSessionDeps;
+  methodDeps: MethodDeps;
+  authenticator: Authenticator;
+  checkHostOrigin: (host: string | undefined, origin: string | undefined) => HostOriginRefusal | undefined;
+  bus: ReplicaBus;
+  limits: BodyLimits;
+  /** The apps an agent's aggregate endpoint shows: entitled, and reachable through the directory. */
+  appsOf(agentId: string): string[];
+  /** Whether an app id names an app with an upstream connection. */
+  appExists(appId: string): boolean;
+  serverInfo: { name: string; version: string };
+  /** Comment lines on idle standalone streams, so proxies keep them open. */
+  keepAliveMs: number;
+  /** A session unused this long leaves this replica's memory (it stays in Redis). */
+  localIdleMs: number;
+  /** A local copy of a session is re-read from Redis when older than this (deletes propagate). */
+  localRecheckMs: number;
+}
+
+const SERVER_CAPABILITIES = {
+  tools: { listChanged: true },
+  resources: { subscribe: true, listChanged: true },
+  prompts: { listChanged: true },
+  completions: {},
+  logging: {},
+};
+const INSTRUCTIONS =
+  'Tools, resources and prompts are served through the Portcullis gateway: every use is authorized by policy and audited.';
+const MCP_PATH = /^\/mcp(?:\/apps\/([a-z][a-z0-9-]{0,62}))?\/?(?:\?.*)?$/;
+
+interface Local {
+  session: LiveSession;
+  loadedAt: number;
+}
+
+/**
+ * The agent-facing MCP endpoint (Streamable HTTP), on plain node:http: `/mcp` is the aggregate of
+ * every app the agent is entitled to, `/mcp/apps/<app>` one app without prefixes. Each request is
+ * checked (Host/Origin, then authentication) before anything else; sessions live in Redis so any
+ * replica serves any request.
+ *
+ * Invariants: a session answers only to the agent that created it and only on the endpoint it was
+ * created on — anything else is "session not found", the same answer as for an id that never
+ * existed; authentication runs on every request, so a suspension or revocation applies inside a
+ * session at once; the inbound credential is never forwarded, stored or logged.
+ */
+export class Gateway {
+  readonly #options: GatewayOptions;
+  readonly #local = new Map<string, Local>();
+  readonly #sweeper: NodeJS.Timeout;
+  #inFlight = 0;
+  #closing = false;
+
+  constructor(options: GatewayOptions) {
+    this.#options = options;
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(options.localIdleMs, 60_000));
+    this.#sweeper.unref();
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  async start(): Promise<void> {
+    await this.#options.bus.start((message) => this.#onBus(message));
+  }
+
+  /** The raw handler: claims /mcp and /mcp/apps/<app>; everything else goes on to express. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const match = MCP_PATH.exec(req.url ?? '');
+    if (!match) return false;
+    this.#inFlight++;
+    res.once('close', () => this.#inFlight--);
+    const scope: SessionScope = match[1] ? { kind: 'app', appId: match[1] } : { kind: 'aggregate' };
+    this.#serve(req, res, scope).catch((error) => {
+      this.#options.sessionDeps.logger.error({ err: error }, 'mcp request failed');
+      if (!res.headersSent)
+        sendRpcError(res, 500, null, new RpcError(RpcCode.InternalError, 'Internal error'));
+      else res.destroy();
+    });
+    return true;
+  };
+
+  async #serve(req: IncomingMessage, res: ServerResponse, scope: SessionScope): Promise<void> {
+    const refusal = this.#options.checkHostOrigin(req.headers.host, req.headers.origin);
+    if (refusal) return sendProblem(res, 403, refusal.code, 'Forbidden', refusal.detail);
+    if (this.#closing) {
+      res.setHeader('retry-after', '1');
+      return sendProblem(
+        res,
+        503,
+        'shutting_down',
+        'Service Unavailable',
+        'This replica is shutting down; retry.',
+      );
+    }
+    const auth = await this.#options.authenticator.authenticate(req.headers);
+    if (!auth.ok) {
+      if (auth.wwwAuthenticate) res.setHeader('www-authenticate', auth.wwwAuthenticate);
+      req.resume();
+      return sendProblem(
+        res,
+        auth.status,
+        auth.code,
+        auth.status === 401 ? 'Unauthorized' : 'Forbidden',
+        auth.detail,
+      );
+    }
+    const caller: Caller = { agent: auth.agent, ...(auth.user ? { user: auth.user } : {}) };
+    if (scope.kind === 'app' && !this.#options.appExists(scope.appId)) {
+      req.resume();
+      return sendProblem(res, 404, 'unknown_app', 'Not Found', `No app ${scope.appId} is registered.`);
+    }
+    const version = header(req.headers, 'mcp-protocol-version');
+    if (version !== undefined && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
+      req.resume();
+      return sendRpcError(
+        res,
+        400,
+        null,
+        new RpcError(RpcCode.InvalidRequest, `Unsupported MCP-Protocol-Version ${version.slice(0, 40)}`, {
+          supported: SUPPORTED_PROTOCOL_VERSIONS,
+        }),
+      );
+    }
+    switch (req.method) {
+      case 'POST':
+        return this.#post(req, res, scope, caller);
+      case 'GET':
+        return this.#get(req, res, scope, caller);
+      case 'DELETE':
+        return this.#delete(req, res, scope, caller);
+      default:
+        req.resume();
+        res.setHeader('allow', 'GET, POST, DELETE');
+        return sendRpcError(res, 405, null, new RpcError(RpcCode.ConnectionClosed, 'Method not allowed'));
+    }
+  }
+
+  async #post(req: IncomingMessage, res: ServerResponse, scope: SessionScope, caller: Caller): Promise<void> {
+    let body: unknown;
+    try {
+      body = await readJsonBody(req, this.#options.limits);
+    } catch (error) {
+      if (error instanceof BodyError) return sendRpcError(res, error.status, null, error);
+      throw error;
+    }
+    const classified = classify(body);
+    if (classified instanceof RpcError) return sendRpcError(res, 400, idOf(body), classified);
+    const sessionId = header(req.headers, 'mcp-session-id');
+    const accepts = header(req.headers, 'accept') ?? '*/*';
+    const streams = /text\/event-stream|\*\/\*/i.test(accepts);
+
+    if (classified.kind === 'request' && classified.message.method === 'initialize') {
+      if (sessionId)
+        return sendRpcError(
+          res,
+          400,
+          classified.message.id,
+          new RpcError(RpcCode.InvalidRequest, 'initialize must not carry a session id'),
+        );
+      return this.#initialize(res, scope, caller, classified.message);
+    }
+    if (!sessionId)
+      return sendRpcError(
+        res,
+        400,
+        idOf(body),
+        new RpcError(
+          RpcCode.InvalidRequest,
+          'No session: send an initialize request first (Mcp-Session-Id missing)',
+        ),
+      );
+    const session = await this.#session(sessionId, caller, scope);
+    if (!session) return sendRpcError(res, 404, idOf(body), sessionNotFound());
+    session.lastUsed = performance.now();
+
+    if (classified.kind === 'notification') {
+      res.writeHead(202).end();
+      return this.#notification(session, classified.message);
+    }
+    if (classified.kind === 'response') {
+      res.writeHead(202).end();
+      return this.#clientResponse(session, classified.message);
+    }
+    const channel = new ReplyChannel(res, { 'mcp-session-id': session.id }, streams);
+    channel.finish(await this.#request(session, caller, scope, classified.message, channel));
+  }
+
+  async #request(
+    session: LiveSession,
+    caller: Caller,
+    scope: SessionScope,
+    request: JsonRpcRequest,
+    channel: ReplyChannel,
+  ): Promise<JsonRpcResponse> {
+    const handler = Object.hasOwn(METHODS, request.method) ? METHODS[request.method] : undefined;
+    if (!handler)
+      return errorResponse(request.id, {
+        code: RpcCode.MethodNotFound,
+        message: `Method not found: ${request.method.slice(0, 128)}`,
+      });
+    const apps = scope.kind === 'app' ? [scope.appId] : this.#options.appsOf(caller.agent.id);
+    try {
+      const outcome = await handler(this.#options.methodDeps, { session, caller, apps, request, channel });
+      return 'jsonrpc' in outcome ? (outcome as JsonRpcResponse) : resultResponse(request.id, outcome);
+    } catch (error) {
+      if (error instanceof RpcError) return errorResponse(request.id, error.toObject());
+      const mapped = upstreamRpcError('unknown', error);
+      if (mapped.data?.code === 'upstream_failed')
+        this.#options.sessionDeps.logger.error({ err: error, method: request.method }, 'request failed');
+      return errorResponse(request.id, mapped.toObject());
+    }
+  }
+
+  async #initialize(
+    res: ServerResponse,
+    scope: SessionScope,
+    caller: Caller,
+    request: JsonRpcRequest,
+  ): Promise<void> {
+    const params = request.params ?? {};
+    const requested = typeof params.protocolVersion === 'string' ? params.protocolVersion : '';
+    const protocolVersion = SUPPORTED_PROTOCOL_VERSIONS.includes(requested)
+      ? requested
+      : LATEST_PROTOCOL_VERSION;
+    const clientInfo = params.clientInfo as SessionRecord['clientInfo'] | undefined;
+    if (
+      !clientInfo ||
+      typeof clientInfo.name !== 'string' ||
+      typeof params.capabilities !== 'object' ||
+      params.capabilities === null
+    )
+      return sendRpcError(
+        res,
+        400,
+        request.id,
+        new RpcError(RpcCode.InvalidParams, 'initialize needs capabilities and clientInfo'),
+      );
+    const record = await this.#options.sessionDeps.store.create({
+      agentId: caller.agent.id,
+      scope,
+      protocolVersion,
+      clientCapabilities: params.capabilities as Record<string, unknown>,
+      clientInfo: {
+        name: clientInfo.name.slice(0, 200),
+        version: String(clientInfo.version ?? '').slice(0, 100),
+      },
+    });
+    const session = this.#live(record);
+    const body = JSON.stringify(
+      resultResponse(request.id, {
+        protocolVersion,
+        capabilities: SERVER_CAPABILITIES,
+        serverInfo: this.#options.serverInfo,
+        instructions: INSTRUCTIONS,
+      }),
+    );
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'mcp-session-id': session.id,
+    });
+    res.end(body);
+  }
+
+  async #get(req: IncomingMessage, res: ServerResponse, scope: SessionScope, caller: Caller): Promise<void> {
+    req.resume();
+    if (!/text\/event-stream/i.test(header(req.headers, 'accept') ?? ''))
+      return sendRpcError(
+        res,
+        406,
+        null,
+        new RpcError(RpcCode.InvalidRequest, 'Not Acceptable: the stream needs Accept: text/event-stream'),
+      );
+    const sessionId = header(req.headers, 'mcp-session-id');
+    const session = sessionId ? await this.#session(sessionId, caller, scope) : undefined;
+    if (!session)
+      return sendRpcError(
+        res,
+        sessionId ? 404 : 400,
+        null,
+        sessionId ? sessionNotFound() : new RpcError(RpcCode.InvalidRequest, 'Mcp-Session-Id missing'),
+      );
+    const stream = new NotificationStream(res, { 'mcp-session-id': session.id }, this.#options.keepAliveMs);
+    const apps = scope.kind === 'app' ? [scope.appId] : this.#options.appsOf(caller.agent.id);
+    session.attachStream(stream, apps);
+  }
+
+  async #delete(
+    req: IncomingMessage,
+    res: ServerResponse,
+    scope: SessionScope,
+    caller: Caller,
+  ): Promise<void> {
+    req.resume();
+    const sessionId = header(req.headers, 'mcp-session-id');
+    const session = sessionId ? await this.#session(sessionId, caller, scope) : undefined;
+    if (!session)
+      return sendRpcError(
+        res,
+        sessionId ? 404 : 400,
+        null,
+        sessionId ? sessionNotFound() : new RpcError(RpcCode.InvalidRequest, 'Mcp-Session-Id missing'),
+      );
+    // Upstream sessions opened elsewhere and stored in Redis are resumed here to be closed too.
+    for (const appId of Object.keys(session.record.upstreams))
+      await session.upstream(appId).catch(() => undefined);
+    this.#local.delete(session.id);
+    await session.close();
+    await this.#options.sessionDeps.store.drop(session.id);
+    await this.#options.bus.toAll({ type: 'session-closed', sessionId: session.id }).catch(() => undefined);
+    res.writeHead(204).end();
+  }
+
+  async #notification(session: LiveSession, message: JsonRpcNotification): Promise<void> {
+    const params = message.params ?? {};
+    switch (message.method) {
+      case 'notifications/cancelled': {
+        const requestId = params.requestId as JsonRpcId | undefined;
+        if (requestId === undefined) return;
+        const controller = session.inflight.get(requestId);
+        if (controller) controller.abort(new Error(String(params.reason ?? 'cancelled by the client')));
+        else
+          await this.#options.bus.toAll({
+            type: 'cancel',
+            sessionId: session.id,
+            requestId,
+            ...(typeof params.reason === 'string' ? { reason: params.reason } : {}),
+          });
+        return;
+      }
+      case 'notifications/roots/list_changed':
+        // Every upstream of the session that may ask for roots should ask again.
+        await Promise.allSettled(
+          [...new Set([...session.openApps(), ...Object.keys(session.record.upstreams)])].map((appId) =>
+            session.withUpstream(appId, (upstream) => upstream.send(message)),
+          ),
+        );
+        return;
+      default:
+        // notifications/initialized and anything else need no action from the gateway.
+        return;
+    }
+  }
+
+  async #clientResponse(session: LiveSession, message: JsonRpcResponse): Promise<void> {
+    const id = String(message.id);
+    const owner = id.slice(0, id.lastIndexOf('~'));
+    if (owner === this.#options.sessionDeps.instanceId) {
+      await session
+        .answerServerRequest(message)
+        .catch((error) =>
+          this.#options.sessionDeps.logger.warn({ err: error }, 'client answer not delivered upstream'),
+        );
+      return;
+    }
+    if (owner)
+      await this.#options.bus.toReplica(owner, { type: 'client-response', sessionId: session.id, message });
+  }
+
+  #onBus(message: BusMessage): void {
+    const local = this.#local.get(message.sessionId);
+    if (!local) return;
+    switch (message.type) {
+      case 'client-response':
+        void local.session.answerServerRequest(message.message).catch(() => undefined);
+        return;
+      case 'cancel':
+        local.session.inflight
+          .get(message.requestId)
+          ?.abort(new Error(message.reason ?? 'cancelled by the client'));
+        return;
+      case 'session-closed':
+        this.#local.delete(message.sessionId);
+        void local.session.release();
+        return;
+    }
+  }
+
+  /** The session if it exists, belongs to this agent and was opened on this endpoint. */
+  async #session(id: string, caller: Caller, scope: SessionScope): Promise<LiveSession | undefined> {
+    let local = this.#local.get(id);
+    if (!local || performance.now() - local.loadedAt > this.#options.localRecheckMs) {
+      const record = await this.#options.sessionDeps.store.load(id);
+      if (!record) {
+        if (local) {
+          this.#local.delete(id);
+          void local.session.release();
+        }
+        return undefined;
+      }
+      if (local) {
+        local.session.record = record;
+        local.loadedAt = performance.now();
+      } else {
+        this.#live(record);
+        local = this.#local.get(id);
+      }
+    }
+    const session = local?.session;
+    if (!session || session.record.agentId !== caller.agent.id) return undefined;
+    const stored = session.record.scope;
+    if (
+      stored.kind !== scope.kind ||
+      (stored.kind === 'app' && scope.kind === 'app' && stored.appId !== scope.appId)
+    )
+      return undefined;
+    return session;
+  }
+
+  #live(record: SessionRecord): LiveSession {
+    const namespace =
+      record.scope.kind === 'app'
+        ? appNamespace(record.scope.appId)
+        : aggregateNamespace((appId) => this.#options.appExists(appId));
+    const session = new LiveSession(record, namespace, this.#options.sessionDeps);
+    this.#local.set(record.id, { session, loadedAt: performance.now() });
+    return session;
+  }
+
+  /**
+   * The directory changed: sessions with an open stream are told their lists may differ. Agents
+   * named are those whose entitlements or state changed; `everyone` for app or policy changes.
+   */
+  directoryChanged(change: {
+    agents: ReadonlySet<string>;
+    everyone: boolean;
+    apps: ReadonlySet<string>;
+  }): void {
+    for (const appId of change.apps) this.#options.methodDeps.catalog.invalidate(appId);
+    for (const { session } of this.#local.values()) {
+      if (!session.stream || !(change.everyone || change.agents.has(session.record.agentId))) continue;
+      for (const method of [
+        'notifications/tools/list_changed',
+        'notifications/resources/list_changed',
+        'notifications/prompts/list_changed',
+      ])
+        session.stream.send({ jsonrpc: '2.0', method });
+    }
+  }
+
+  #sweep(): void {
+    const now = performance.now();
+    for (const [id, { session }] of this.#local)
+      if (
+        !session.stream &&
+        session.inflight.size === 0 &&
+        now - session.lastUsed > this.#options.localIdleMs
+      ) {
+        this.#local.delete(id);
+        void session.release();
+      }
+  }
+
+  /** Replica shutdown: refuse new requests, let go of local state; the sessions live on in Redis. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#sweeper);
+    const sessions = [...this.#local.values()].map((local) => local.session);
+    this.#local.clear();
+    await Promise.allSettled(sessions.map((session) => session.release()));
+    await this.#options.bus.stop();
+  }
+}
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function idOf(body: unknown): JsonRpcId | null {
+  const id = (body as { id?: unknown } | null)?.id;
+  return typeof id === 'string' || typeof id === 'number' ? id : null;
+}
+
+function sessionNotFound(): RpcError {
+  return new RpcError(RpcCode.SessionNotFound, 'Session not found; initialize a new session', {
+    code: 'session_not_found',
+  });
+}
+
+function sendRpcError(res: ServerResponse, status: number, id: JsonRpcId | null, error: RpcError): void {
+  const body = JSON.stringify(errorResponse(id, error.toObject()));
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function sendProblem(res: ServerResponse, status: number, code: string, title: string, detail: string): void {
+  const body = JSON.stringify(problem(code, status, title, detail));
+  res.writeHead(status, { 'content-type': PROBLEM_CONTENT_TYPE, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}

@@ -1,0 +1,103 @@
+import type {
+  JsonRpcErrorObject,
+  JsonRpcErrorResponse,
+  JsonRpcId,
+  JsonRpcMessage,
+  JsonRpcNotification,
+  JsonRpcRequest,
+  JsonRpcResponse,
+} from '../upstream/connection.ts';
+
+/** JSON-RPC 2.0 error codes, plus the MCP SDK's and the gateway's own server-error codes. */
+export const RpcCode = {
+  ParseError: -32700,
+  InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  InvalidParams: -32602,
+  InternalError: -32603,
+  /** The SDK's code for an unknown session and for a closed connection. */
+  ConnectionClosed: -32000,
+  SessionNotFound: -32001,
+  RequestTimeout: -32001,
+  /** Gateway: policy denied a resources/read or prompts/get (tools/call denials are tool results). */
+  PolicyDenied: -32010,
+  /** Gateway: policy requires a human approval first. */
+  ApprovalRequired: -32011,
+  /** Gateway: over a rate limit; retryable (the code rate-limit.ts has always used). */
+  RateLimited: -32029,
+  /** Gateway: the upstream app failed (timeout, unreachable, protocol violation, crash). */
+  UpstreamFailed: -32013,
+  /** Gateway: the tool's definition changed upstream and awaits an admin's approval. */
+  ToolBlocked: -32014,
+  /** Gateway: DLP found data the policy says must not pass. */
+  DlpBlocked: -32015,
+  /** Gateway: the audit path cannot record the call, so it is not executed; retryable. */
+  AuditUnavailable: -32016,
+} as const;
+
+/** An error the relay answers with; `data.code` is the stable machine-readable reason. */
+export class RpcError extends Error {
+  readonly code: number;
+  readonly data: Record<string, unknown> | undefined;
+
+  constructor(code: number, message: string, data?: Record<string, unknown>) {
+    super(message);
+    this.name = 'RpcError';
+    this.code = code;
+    this.data = data;
+  }
+
+  toObject(): JsonRpcErrorObject {
+    return { code: this.code, message: this.message, ...(this.data ? { data: this.data } : {}) };
+  }
+}
+
+export function errorResponse(id: JsonRpcId | null, error: JsonRpcErrorObject): JsonRpcErrorResponse {
+  return { jsonrpc: '2.0', id, error };
+}
+
+export function resultResponse(id: JsonRpcId, result: Record<string, unknown>): JsonRpcResponse {
+  return { jsonrpc: '2.0', id, result };
+}
+
+export type ClassifiedMessage =
+  | { kind: 'request'; message: JsonRpcRequest }
+  | { kind: 'notification'; message: JsonRpcNotification }
+  | { kind: 'response'; message: JsonRpcResponse };
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+const isId = (value: unknown): value is JsonRpcId =>
+  (typeof value === 'string' && value.length <= 256) ||
+  (typeof value === 'number' && Number.isSafeInteger(value));
+
+/**
+ * Checks that a parsed body is one JSON-RPC 2.0 message and says which kind. Batches are refused:
+ * MCP removed them in 2025-06-18, and one message per POST keeps every answer on its own stream.
+ */
+export function classify(body: unknown): ClassifiedMessage | RpcError {
+  if (Array.isArray(body)) return new RpcError(RpcCode.InvalidRequest, 'JSON-RPC batches are not supported');
+  if (!isPlainObject(body) || body.jsonrpc !== '2.0')
+    return new RpcError(RpcCode.InvalidRequest, 'Not a JSON-RPC 2.0 message');
+  if ('params' in body && body.params !== undefined && !isPlainObject(body.params))
+    return new RpcError(RpcCode.InvalidRequest, 'params must be an object');
+  if (typeof body.method === 'string') {
+    if (body.method.length === 0 || body.method.length > 128)
+      return new RpcError(RpcCode.InvalidRequest, 'method must be 1 to 128 characters');
+    if (!('id' in body)) return { kind: 'notification', message: body as unknown as JsonRpcNotification };
+    if (!isId(body.id)) return new RpcError(RpcCode.InvalidRequest, 'id must be a string or an integer');
+    return { kind: 'request', message: body as unknown as JsonRpcRequest };
+  }
+  if ('result' in body || 'error' in body) {
+    if (!isId(body.id)) return new RpcError(RpcCode.InvalidRequest, 'a response needs the id it answers');
+    if ('result' in body ? !isPlainObject(body.result) : !isPlainObject(body.error))
+      return new RpcError(RpcCode.InvalidRequest, 'malformed JSON-RPC response');
+    return { kind: 'response', message: body as unknown as JsonRpcResponse };
+  }
+  return new RpcError(RpcCode.InvalidRequest, 'Not a JSON-RPC request, notification or response');
+}
+
+export function isRequest(message: JsonRpcMessage): message is JsonRpcRequest {
+  return 'method' in message && 'id' in message;
+}

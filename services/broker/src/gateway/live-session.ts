@@ -1,0 +1,342 @@
+import type { Logger } from '@portcullis/runtime';
+import {
+  type JsonRpcId,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+  type UpstreamConnector,
+  UpstreamError,
+  type UpstreamSession,
+  type UpstreamTarget,
+} from '../upstream/connection.ts';
+import type { Catalog, ListKind } from './catalog.ts';
+import { RpcCode, RpcError } from './json-rpc.ts';
+import type { Namespace } from './namespacing.ts';
+import type { NotificationStream, ReplyChannel } from './reply.ts';
+import type { SessionRecord, SessionStore } from './session-store.ts';
+
+/** What every live session on this replica shares. */
+export interface LiveSessionDeps {
+  store: SessionStore;
+  connector: UpstreamConnector;
+  catalog: Catalog;
+  /** How to reach an app; undefined when the directory has no connection for it. */
+  target(appId: string): UpstreamTarget | undefined;
+  logger: Logger;
+  instanceId: string;
+  /** Longest wait for an upstream answer to a gateway-initiated request (initialize, lists). */
+  upstreamTimeoutMs: number;
+  /** How long a relayed server-initiated request waits for the client's answer. */
+  clientResponseTimeoutMs: number;
+}
+
+/** Server-initiated requests the client may receive, and the capability it must have declared. */
+const CLIENT_METHODS: Record<string, string> = {
+  'sampling/createMessage': 'sampling',
+  'elicitation/create': 'elicitation',
+  'roots/list': 'roots',
+};
+
+const LIST_CHANGED: Record<string, ListKind[]> = {
+  'notifications/tools/list_changed': ['tools'],
+  'notifications/prompts/list_changed': ['prompts'],
+  'notifications/resources/list_changed': ['resources', 'resourceTemplates'],
+};
+
+interface PendingClientRequest {
+  upstream: UpstreamSession;
+  upstreamId: JsonRpcId;
+  appId: string;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * This replica's working state for one MCP session: the upstream sessions it opened for the
+ * session's apps, its open standalone stream, the agent requests it is running, and the
+ * server-initiated requests it relayed. Everything that must outlive the replica is in the
+ * SessionRecord in Redis; this object can be rebuilt from it on any replica.
+ */
+export class LiveSession {
+  record: SessionRecord;
+  readonly namespace: Namespace;
+  readonly #deps: LiveSessionDeps;
+  readonly #upstreams = new Map<string, Promise<UpstreamSession>>();
+  /** Agent request id → its abort controller, for notifications/cancelled. */
+  readonly inflight = new Map<JsonRpcId, AbortController>();
+  readonly #pending = new Map<string, PendingClientRequest>();
+  readonly #detach = new Map<string, () => void>();
+  #stream: NotificationStream | undefined;
+  #sequence = 0;
+  lastUsed = performance.now();
+
+  constructor(record: SessionRecord, namespace: Namespace, deps: LiveSessionDeps) {
+    this.record = record;
+    this.namespace = namespace;
+    this.#deps = deps;
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get stream(): NotificationStream | undefined {
+    return this.#stream;
+  }
+
+  /**
+   * Runs `work` on the session's upstream for an app, opening (or resuming) it first. When a
+   * resumed upstream session turns out to be gone (the upstream answered 404), it is opened afresh
+   * and `work` runs once more: the upstream never saw the first attempt.
+   */
+  async withUpstream<T>(appId: string, work: (upstream: UpstreamSession) => Promise<T>): Promise<T> {
+    const upstream = await this.upstream(appId);
+    try {
+      return await work(upstream);
+    } catch (error) {
+      if (!(error instanceof UpstreamError) || error.failure !== 'closed' || !this.record.upstreams[appId])
+        throw error;
+      await this.#forget(appId);
+      return work(await this.upstream(appId));
+    }
+  }
+
+  upstream(appId: string): Promise<UpstreamSession> {
+    let opening = this.#upstreams.get(appId);
+    if (!opening) {
+      opening = this.#open(appId);
+      this.#upstreams.set(appId, opening);
+      opening.catch(() => this.#upstreams.delete(appId));
+    }
+    return opening;
+  }
+
+  async #open(appId: string): Promise<UpstreamSession> {
+    const { connector, store, logger } = this.#deps;
+    const target = this.#deps.target(appId);
+    if (!target)
+      throw new RpcError(RpcCode.UpstreamFailed, `App ${appId} has no upstream connection configured`, {
+        code: 'app_unavailable',
+        appId,
+      });
+    const stored = target.transport.type === 'http' ? this.record.upstreams[appId] : undefined;
+    let session: UpstreamSession;
+    try {
+      session = await connector.open(target, {
+        protocolVersion: this.record.protocolVersion,
+        clientCapabilities: this.record.clientCapabilities,
+        clientInfo: this.record.clientInfo,
+        ...(stored ? { resume: stored } : {}),
+      });
+    } catch (error) {
+      throw upstreamRpcError(appId, error);
+    }
+    session.onClosed = (error) => {
+      logger.info({ appId, session: this.id, failure: error.failure }, 'upstream session ended');
+      void this.#forget(appId);
+    };
+    if (!stored) {
+      if (session.sessionId && target.transport.type === 'http')
+        await store.setUpstream(this.id, appId, {
+          sessionId: session.sessionId,
+          initializeResult: session.initializeResult,
+        });
+      await this.#replayState(appId, session);
+    }
+    if (this.#stream) this.#listen(appId, session);
+    return session;
+  }
+
+  /** A freshly initialized upstream session learns what the agent set earlier: log level, subscriptions. */
+  async #replayState(appId: string, session: UpstreamSession): Promise<void> {
+    const capabilities = (session.initializeResult.capabilities ?? {}) as Record<string, unknown>;
+    const timeoutMs = this.#deps.upstreamTimeoutMs;
+    if (this.record.logLevel && capabilities.logging)
+      await session.request('logging/setLevel', { level: this.record.logLevel }, { timeoutMs });
+    for (const exposed of this.record.subscriptions) {
+      const target = this.namespace.resolveUri(exposed);
+      if (target?.appId === appId)
+        await session.request('resources/subscribe', { uri: target.uri }, { timeoutMs });
+    }
+  }
+
+  async #forget(appId: string): Promise<void> {
+    this.#upstreams.delete(appId);
+    this.#detach.get(appId)?.();
+    this.#detach.delete(appId);
+    if (this.record.upstreams[appId]) {
+      const { [appId]: _gone, ...rest } = this.record.upstreams;
+      this.record = { ...this.record, upstreams: rest };
+      await this.#deps.store.setUpstream(this.id, appId, undefined).catch(() => undefined);
+    }
+  }
+
+  /** Attaches the standalone stream; upstream streams of the apps in use are followed while it is open. */
+  attachStream(stream: NotificationStream, appIds: readonly string[]): void {
+    this.#stream?.close();
+    this.#stream = stream;
+    stream.onClose(() => {
+      if (this.#stream !== stream) return;
+      this.#stream = undefined;
+      for (const detach of this.#detach.values()) detach();
+      this.#detach.clear();
+    });
+    for (const appId of appIds)
+      this.upstream(appId).then(
+        (session) => {
+          if (this.#stream === stream && !this.#detach.has(appId)) this.#listen(appId, session);
+        },
+        (error) => this.#deps.logger.warn({ err: error, appId }, 'upstream stream not opened'),
+      );
+  }
+
+  #listen(appId: string, session: UpstreamSession): void {
+    this.#detach.get(appId)?.();
+    this.#detach.set(
+      appId,
+      session.listen((message) => this.relay(appId, session, message)),
+    );
+  }
+
+  /**
+   * Brings a message from an upstream to the agent: on the reply channel of the request it belongs
+   * to when there is one, else on the standalone stream. Server-initiated requests get an id of
+   * this replica (`<instance>~<n>`), so the client's answer can be routed back here from any replica.
+   */
+  relay(
+    appId: string,
+    upstream: UpstreamSession,
+    message: JsonRpcRequest | JsonRpcNotification,
+    channel?: ReplyChannel,
+  ): void {
+    const deliver = (outgoing: JsonRpcRequest | JsonRpcNotification): boolean =>
+      (channel?.canStream && channel.send(outgoing)) || (this.#stream?.send(outgoing) ?? false);
+    if ('id' in message) {
+      this.#relayServerRequest(appId, upstream, message, deliver);
+      return;
+    }
+    const kinds = LIST_CHANGED[message.method];
+    if (kinds) for (const kind of kinds) this.#deps.catalog.invalidate(appId, kind);
+    deliver(this.#translateNotification(appId, message));
+  }
+
+  #translateNotification(appId: string, message: JsonRpcNotification): JsonRpcNotification {
+    const params = message.params ?? {};
+    if (message.method === 'notifications/resources/updated' && typeof params.uri === 'string')
+      return { ...message, params: { ...params, uri: this.namespace.resourceUri(appId, params.uri) } };
+    if (message.method === 'notifications/cancelled') {
+      // The upstream withdrew one of its own requests: name it by the id the client knows.
+      for (const [gatewayId, pending] of this.#pending)
+        if (pending.appId === appId && pending.upstreamId === params.requestId) {
+          this.#settle(gatewayId);
+          return { ...message, params: { ...params, requestId: gatewayId } };
+        }
+    }
+    return message;
+  }
+
+  #relayServerRequest(
+    appId: string,
+    upstream: UpstreamSession,
+    message: JsonRpcRequest,
+    deliver: (outgoing: JsonRpcRequest) => boolean,
+  ): void {
+    const refuse = (code: number, text: string) =>
+      void upstream
+        .send({ jsonrpc: '2.0', id: message.id, error: { code, message: text } })
+        .catch((error) =>
+          this.#deps.logger.warn({ err: error, appId }, 'could not answer an upstream request'),
+        );
+    if (message.method === 'ping') {
+      void upstream.send({ jsonrpc: '2.0', id: message.id, result: {} }).catch(() => undefined);
+      return;
+    }
+    const capability = CLIENT_METHODS[message.method];
+    if (!capability) {
+      refuse(RpcCode.MethodNotFound, `Method not found: ${message.method}`);
+      return;
+    }
+    if (!this.record.clientCapabilities[capability]) {
+      refuse(RpcCode.MethodNotFound, `The client did not declare the ${capability} capability`);
+      return;
+    }
+    const gatewayId = `${this.#deps.instanceId}~${++this.#sequence}`;
+    const timer = setTimeout(() => {
+      if (this.#settle(gatewayId)) refuse(RpcCode.RequestTimeout, 'The client did not answer in time');
+    }, this.#deps.clientResponseTimeoutMs);
+    timer.unref();
+    this.#pending.set(gatewayId, { upstream, upstreamId: message.id, appId, timer });
+    if (!deliver({ ...message, id: gatewayId })) {
+      this.#settle(gatewayId);
+      refuse(RpcCode.InternalError, 'The client cannot be reached: no stream is open to it');
+    }
+  }
+
+  /** The client's answer to a relayed request; false when this replica relayed no such request. */
+  async answerServerRequest(message: JsonRpcResponse): Promise<boolean> {
+    const gatewayId = String(message.id);
+    const pending = this.#pending.get(gatewayId);
+    if (!pending) return false;
+    this.#settle(gatewayId);
+    await pending.upstream.send({ ...message, id: pending.upstreamId });
+    return true;
+  }
+
+  #settle(gatewayId: string): boolean {
+    const pending = this.#pending.get(gatewayId);
+    if (!pending) return false;
+    clearTimeout(pending.timer);
+    this.#pending.delete(gatewayId);
+    return true;
+  }
+
+  /** The apps whose upstream sessions are open on this replica. */
+  openApps(): string[] {
+    return [...this.#upstreams.keys()];
+  }
+
+  /** Ends the session everywhere: upstream sessions are closed (HTTP DELETE, child stopped). */
+  async close(): Promise<void> {
+    await this.#drop((session) => session.close());
+  }
+
+  /** Lets go of this replica's share of the session; the session itself lives on (replica shutdown). */
+  async release(): Promise<void> {
+    await this.#drop((session) => (session.release ? session.release() : Promise.resolve()));
+  }
+
+  async #drop(end: (session: UpstreamSession) => Promise<void>): Promise<void> {
+    this.#stream?.close();
+    for (const controller of this.inflight.values()) controller.abort();
+    for (const gatewayId of [...this.#pending.keys()]) this.#settle(gatewayId);
+    const opened = [...this.#upstreams.values()];
+    this.#upstreams.clear();
+    await Promise.allSettled(
+      opened.map((opening) =>
+        opening.then(async (session) => {
+          session.onClosed = undefined;
+          await end(session);
+        }),
+      ),
+    );
+  }
+}
+
+/** An upstream transport failure as the JSON-RPC error the agent receives. */
+export function upstreamRpcError(appId: string, error: unknown): RpcError {
+  if (error instanceof RpcError) return error;
+  if (error instanceof UpstreamError) {
+    const messages: Record<string, string> = {
+      timeout: `Upstream ${appId} did not answer in time`,
+      unreachable: `Upstream ${appId} is unreachable`,
+      protocol: `Upstream ${appId} broke the MCP protocol`,
+      closed: `Upstream ${appId} ended the session`,
+      cancelled: 'The request was cancelled',
+    };
+    return new RpcError(
+      error.failure === 'timeout' ? RpcCode.RequestTimeout : RpcCode.UpstreamFailed,
+      messages[error.failure] ?? `Upstream ${appId} failed`,
+      { code: `upstream_${error.failure}`, appId, retryable: error.failure !== 'protocol' },
+    );
+  }
+  return new RpcError(RpcCode.UpstreamFailed, `Upstream ${appId} failed`, { code: 'upstream_failed', appId });
+}

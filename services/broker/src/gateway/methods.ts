@@ -1,0 +1,440 @@
+import type { Logger } from '@portcullis/runtime';
+import { actionClassOf } from '../action-class.ts';
+import type { JsonRpcRequest, JsonRpcResponse, UpstreamSession } from '../upstream/connection.ts';
+import { type Catalog, capabilityVariant, type ListKind } from './catalog.ts';
+import type { ContentGuard } from './content-guard.ts';
+import type { AdmittedCall, Caller, Enforcement, Operation } from './enforcement.ts';
+import { RpcCode, RpcError } from './json-rpc.ts';
+import { type LiveSession, upstreamRpcError } from './live-session.ts';
+import type { ReplyChannel } from './reply.ts';
+import type { SessionStore } from './session-store.ts';
+import type { ToolGate } from './tool-gate.ts';
+
+export interface MethodDeps {
+  enforcement: Enforcement;
+  catalog: Catalog;
+  store: SessionStore;
+  guard: ContentGuard;
+  tools: ToolGate;
+  logger: Logger;
+  /** Longest wait for an upstream answer to an agent's request. */
+  callTimeoutMs: number;
+}
+
+/** One agent request as the methods see it. */
+export interface RequestContext {
+  session: LiveSession;
+  caller: Caller;
+  /** The apps this session may reach: the aggregate's entitled apps, or the one app of its endpoint. */
+  apps: readonly string[];
+  request: JsonRpcRequest;
+  channel: ReplyChannel;
+}
+
+type Handler = (
+  deps: MethodDeps,
+  context: RequestContext,
+) => Promise<Record<string, unknown> | JsonRpcResponse>;
+
+const variantOf = (session: LiveSession) => capabilityVariant(session.record.clientCapabilities);
+
+const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+
+/**
+ * The MCP methods the gateway serves. Listings fan out to the session's apps and are filtered and
+ * namespaced; tools/call, resources/read and prompts/get pass through enforcement; everything else
+ * is relayed to the one app it concerns. A handler returns a result, or a whole JSON-RPC response
+ * when an upstream error passes through unchanged.
+ */
+export const METHODS: Record<string, Handler> = {
+  ping: async () => ({}),
+  'tools/list': listTools,
+  'tools/call': callTool,
+  'resources/list': (deps, context) => listResources(deps, context, 'resources'),
+  'resources/templates/list': (deps, context) => listResources(deps, context, 'resourceTemplates'),
+  'resources/read': readResource,
+  'resources/subscribe': (deps, context) => subscribe(deps, context, true),
+  'resources/unsubscribe': (deps, context) => subscribe(deps, context, false),
+  'prompts/list': listPrompts,
+  'prompts/get': getPrompt,
+  'completion/complete': complete,
+  'logging/setLevel': setLogLevel,
+};
+
+async function listTools(deps: MethodDeps, context: RequestContext): Promise<Record<string, unknown>> {
+  const { session, caller } = context;
+  const tools = await fanOut(deps, context, 'tools', (appId, items) =>
+    items.flatMap((tool) => {
+      const name = tool.name as string;
+      if (!deps.tools.admits(appId, tool)) return [];
+      const annotations = tool.annotations as Parameters<typeof actionClassOf>[0];
+      const visible = deps.enforcement.visible(caller, {
+        appId,
+        tool: name,
+        annotations,
+        actionClass: actionClassOf(annotations),
+      });
+      return visible ? [{ ...tool, name: session.namespace.toolName(appId, name) }] : [];
+    }),
+  );
+  return { tools };
+}
+
+async function listResources(
+  deps: MethodDeps,
+  context: RequestContext,
+  kind: 'resources' | 'resourceTemplates',
+): Promise<Record<string, unknown>> {
+  const { session } = context;
+  const field = kind === 'resources' ? 'uri' : 'uriTemplate';
+  const items = await fanOut(deps, context, kind, (appId, list) =>
+    readable(deps, context, appId)
+      ? list
+          .filter((item) => typeof item[field] === 'string')
+          .map((item) => ({ ...item, [field]: session.namespace.resourceUri(appId, item[field] as string) }))
+      : [],
+  );
+  return { [kind]: items };
+}
+
+async function listPrompts(deps: MethodDeps, context: RequestContext): Promise<Record<string, unknown>> {
+  const { session, caller } = context;
+  const prompts = await fanOut(deps, context, 'prompts', (appId, items) =>
+    items.flatMap((prompt) => {
+      const name = prompt.name as string;
+      const visible = deps.enforcement.visible(caller, {
+        appId,
+        tool: `prompt:${name}`,
+        actionClass: 'read',
+      });
+      return visible ? [{ ...prompt, name: session.namespace.toolName(appId, name) }] : [];
+    }),
+  );
+  return { prompts };
+}
+
+/** Whether the caller may read an app's resources (listing, subscribing, completing). */
+function readable(deps: MethodDeps, context: RequestContext, appId: string): boolean {
+  return deps.enforcement.visible(context.caller, { appId, tool: 'resources/read', actionClass: 'read' });
+}
+
+/**
+ * One listing across the session's apps. On the aggregate endpoint an app that fails to answer is
+ * left out (and logged) so one broken upstream does not hide every other app; an app's own
+ * endpoint reports its failure.
+ */
+async function fanOut(
+  deps: MethodDeps,
+  context: RequestContext,
+  kind: ListKind,
+  shape: (appId: string, items: Record<string, unknown>[]) => Record<string, unknown>[],
+): Promise<Record<string, unknown>[]> {
+  const { session, apps } = context;
+  const lists = await Promise.all(
+    apps.map(async (appId) => {
+      try {
+        const items = await session.withUpstream(appId, (upstream) =>
+          deps.catalog.list(appId, kind, upstream, variantOf(session)),
+        );
+        return shape(appId, items);
+      } catch (error) {
+        if (session.namespace.scope === 'app') throw upstreamRpcError(appId, error);
+        deps.logger.warn({ err: error, appId, kind }, 'app left out of an aggregate listing');
+        return [];
+      }
+    }),
+  );
+  return lists.flat();
+}
+
+const unknown = (what: string, name: unknown) =>
+  new RpcError(RpcCode.InvalidParams, `Unknown ${what}: ${String(name).slice(0, 200)}`, {
+    code: `unknown_${what}`,
+  });
+
+function params(context: RequestContext): Record<string, unknown> {
+  return context.request.params ?? {};
+}
+
+function objectArgument(value: unknown, field: string): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new RpcError(RpcCode.InvalidParams, `${field} must be an object`, { code: 'invalid_params' });
+  return value as Record<string, unknown>;
+}
+
+async function callTool(
+  deps: MethodDeps,
+  context: RequestContext,
+): Promise<Record<string, unknown> | JsonRpcResponse> {
+  const { session, caller } = context;
+  const { name } = params(context);
+  const args = objectArgument(params(context).arguments, 'arguments');
+  if (typeof name !== 'string') throw new RpcError(RpcCode.InvalidParams, 'name must be a string');
+  const target = context.apps.length > 0 ? session.namespace.resolveName(name) : undefined;
+  if (!target || !context.apps.includes(target.appId)) throw unknown('tool', name);
+  const tool = await session.withUpstream(target.appId, (upstream) =>
+    deps.catalog.find(target.appId, 'tools', target.name, upstream, variantOf(session)),
+  );
+  if (!tool) throw unknown('tool', name);
+  deps.tools.assertUsable(target.appId, tool);
+  const annotations = tool.annotations as Parameters<typeof actionClassOf>[0];
+  const operation: Operation = {
+    appId: target.appId,
+    tool: target.name,
+    annotations,
+    actionClass: actionClassOf(annotations),
+    arguments: args,
+  };
+  const admitted = await deps.enforcement.admit(caller, operation);
+  // A denial or an approval requirement is a tool result the agent can read and act on.
+  if (!('finish' in admitted))
+    return {
+      isError: true,
+      content: [{ type: 'text', text: `${admitted.error.message} ${JSON.stringify(admitted.detail)}` }],
+      _meta: { 'portcullis/decision': admitted.detail },
+    };
+  const outgoing = deps.guard.arguments(admitted, operation);
+  if (!outgoing.pass) return finishBlocked(admitted, outgoing.error);
+  return forward(deps, context, admitted, target.appId, 'tools/call', {
+    ...params(context),
+    name: target.name,
+    arguments: outgoing.arguments,
+  });
+}
+
+async function readResource(
+  deps: MethodDeps,
+  context: RequestContext,
+): Promise<Record<string, unknown> | JsonRpcResponse> {
+  const { uri } = params(context);
+  if (typeof uri !== 'string') throw new RpcError(RpcCode.InvalidParams, 'uri must be a string');
+  const target = context.session.namespace.resolveUri(uri);
+  if (!target || !context.apps.includes(target.appId)) throw unknown('resource', uri);
+  const operation: Operation = {
+    appId: target.appId,
+    tool: 'resources/read',
+    actionClass: 'read',
+    arguments: { uri: target.uri },
+  };
+  const admitted = await deps.enforcement.admit(context.caller, operation);
+  if (!('finish' in admitted)) throw admitted.error;
+  return forward(deps, context, admitted, target.appId, 'resources/read', {
+    ...params(context),
+    uri: target.uri,
+  });
+}
+
+async function getPrompt(
+  deps: MethodDeps,
+  context: RequestContext,
+): Promise<Record<string, unknown> | JsonRpcResponse> {
+  const { session } = context;
+  const { name } = params(context);
+  const args = objectArgument(params(context).arguments, 'arguments');
+  if (typeof name !== 'string') throw new RpcError(RpcCode.InvalidParams, 'name must be a string');
+  const target = session.namespace.resolveName(name);
+  if (!target || !context.apps.includes(target.appId)) throw unknown('prompt', name);
+  const prompt = await session.withUpstream(target.appId, (upstream) =>
+    deps.catalog.find(target.appId, 'prompts', target.name, upstream, variantOf(session)),
+  );
+  if (!prompt) throw unknown('prompt', name);
+  const operation: Operation = {
+    appId: target.appId,
+    tool: `prompt:${target.name}`,
+    actionClass: 'read',
+    arguments: args,
+  };
+  const admitted = await deps.enforcement.admit(context.caller, operation);
+  if (!('finish' in admitted)) throw admitted.error;
+  const outgoing = deps.guard.arguments(admitted, operation);
+  if (!outgoing.pass) throw await finishBlocked(admitted, outgoing.error).then(() => outgoing.error);
+  return forward(deps, context, admitted, target.appId, 'prompts/get', {
+    ...params(context),
+    name: target.name,
+    arguments: outgoing.arguments,
+  });
+}
+
+async function finishBlocked(admitted: AdmittedCall, error: RpcError): Promise<Record<string, unknown>> {
+  await admitted.finish('not_executed', {
+    error: { code: String(error.data?.code ?? 'dlp_blocked'), message: error.message },
+  });
+  return {
+    isError: true,
+    content: [{ type: 'text', text: error.message }],
+    _meta: { 'portcullis/dlp': error.data },
+  };
+}
+
+/**
+ * Sends an admitted operation upstream and brings back its answer through DLP. Messages the
+ * upstream sends meanwhile (progress, logs, sampling/elicitation/roots requests) reach the agent on
+ * this request's reply channel. The agent's cancellation, or its going away, cancels upstream.
+ */
+async function forward(
+  deps: MethodDeps,
+  context: RequestContext,
+  admitted: AdmittedCall,
+  appId: string,
+  method: string,
+  outgoing: Record<string, unknown>,
+): Promise<Record<string, unknown> | JsonRpcResponse> {
+  const { session, request, channel } = context;
+  const controller = new AbortController();
+  session.inflight.set(request.id, controller);
+  channel.onAbandoned(() => controller.abort(new Error('the client went away')));
+  let response: JsonRpcResponse;
+  const started = performance.now();
+  try {
+    response = await session.withUpstream(appId, (upstream: UpstreamSession) =>
+      upstream.request(method, outgoing, {
+        timeoutMs: deps.callTimeoutMs,
+        signal: controller.signal,
+        resetTimeoutOnProgress: true,
+        onMessage: (message) => session.relay(appId, upstream, message, channel),
+      }),
+    );
+  } catch (error) {
+    const failure = upstreamRpcError(appId, error);
+    void admitted.finish('failed', { error: { code: String(failure.data?.code), message: failure.message } });
+    throw failure;
+  } finally {
+    session.inflight.delete(request.id);
+  }
+  const upstreamMs = performance.now() - started;
+  if ('error' in response) {
+    // Upstream errors pass through faithfully, after DLP like any answer.
+    const error = deps.guard.error(admitted, response.error);
+    void admitted.finish('failed', {
+      error: { code: `upstream_${response.error.code}`, message: error.message },
+    });
+    return { jsonrpc: '2.0', id: request.id, error };
+  }
+  const inspected = deps.guard.result(admitted, response.result);
+  const failed = inspected.blocked !== undefined || response.result.isError === true;
+  void admitted.finish(failed ? 'failed' : 'succeeded', {
+    ...(inspected.blocked
+      ? { error: inspected.blocked }
+      : response.result.isError === true
+        ? { error: { code: 'tool_error', message: 'the tool reported an error' } }
+        : {}),
+    ...(inspected.redactions ? { redactions: inspected.redactions } : {}),
+  });
+  deps.logger.debug({ appId, method, upstreamMs }, 'upstream answered');
+  return inspected.result;
+}
+
+async function subscribe(
+  deps: MethodDeps,
+  context: RequestContext,
+  on: boolean,
+): Promise<Record<string, unknown> | JsonRpcResponse> {
+  const { session } = context;
+  const { uri } = params(context);
+  if (typeof uri !== 'string') throw new RpcError(RpcCode.InvalidParams, 'uri must be a string');
+  const target = session.namespace.resolveUri(uri);
+  if (!target || !context.apps.includes(target.appId) || !readable(deps, context, target.appId))
+    throw unknown('resource', uri);
+  const response = await relayed(
+    deps,
+    context,
+    target.appId,
+    on ? 'resources/subscribe' : 'resources/unsubscribe',
+    {
+      ...params(context),
+      uri: target.uri,
+    },
+  );
+  if ('error' in response) return response;
+  await deps.store.setSubscribed(session.id, uri, on);
+  session.record = {
+    ...session.record,
+    subscriptions: on
+      ? [...new Set([...session.record.subscriptions, uri])]
+      : session.record.subscriptions.filter((each) => each !== uri),
+  };
+  return response;
+}
+
+async function complete(
+  deps: MethodDeps,
+  context: RequestContext,
+): Promise<Record<string, unknown> | JsonRpcResponse> {
+  const { session } = context;
+  const ref = objectArgument(params(context).ref, 'ref');
+  let appId: string | undefined;
+  let upstreamRef: Record<string, unknown> | undefined;
+  if (ref.type === 'ref/prompt' && typeof ref.name === 'string') {
+    const target = session.namespace.resolveName(ref.name);
+    if (
+      target &&
+      deps.enforcement.visible(context.caller, {
+        appId: target.appId,
+        tool: `prompt:${target.name}`,
+        actionClass: 'read',
+      })
+    ) {
+      appId = target.appId;
+      upstreamRef = { ...ref, name: target.name };
+    }
+  } else if (ref.type === 'ref/resource' && typeof ref.uri === 'string') {
+    const target = session.namespace.resolveUri(ref.uri);
+    if (target && readable(deps, context, target.appId)) {
+      appId = target.appId;
+      upstreamRef = { ...ref, uri: target.uri };
+    }
+  }
+  if (!appId || !upstreamRef || !context.apps.includes(appId))
+    throw unknown('reference', JSON.stringify(ref));
+  return relayed(deps, context, appId, 'completion/complete', { ...params(context), ref: upstreamRef });
+}
+
+async function setLogLevel(deps: MethodDeps, context: RequestContext): Promise<Record<string, unknown>> {
+  const { session } = context;
+  const { level } = params(context);
+  if (typeof level !== 'string' || !LOG_LEVELS.includes(level))
+    throw new RpcError(RpcCode.InvalidParams, `level must be one of ${LOG_LEVELS.join(', ')}`);
+  await deps.store.setLogLevel(session.id, level);
+  session.record = { ...session.record, logLevel: level };
+  // Upstream sessions already open (here or, for HTTP, on any replica) learn it now; others when opened.
+  const apps = new Set([...session.openApps(), ...Object.keys(session.record.upstreams)]);
+  await Promise.all(
+    [...apps]
+      .filter((appId) => context.apps.includes(appId))
+      .map(async (appId) => {
+        try {
+          await session.withUpstream(appId, async (upstream) => {
+            const capabilities = (upstream.initializeResult.capabilities ?? {}) as Record<string, unknown>;
+            if (capabilities.logging)
+              await upstream.request('logging/setLevel', { level }, { timeoutMs: deps.callTimeoutMs });
+          });
+        } catch (error) {
+          deps.logger.warn({ err: error, appId }, 'log level not passed to an upstream');
+        }
+      }),
+  );
+  return {};
+}
+
+/** A request relayed to one app as is (apart from names), its answer returned as is. */
+async function relayed(
+  deps: MethodDeps,
+  context: RequestContext,
+  appId: string,
+  method: string,
+  outgoing: Record<string, unknown>,
+): Promise<JsonRpcResponse> {
+  const { session, request, channel } = context;
+  try {
+    const response = await session.withUpstream(appId, (upstream) =>
+      upstream.request(method, outgoing, {
+        timeoutMs: deps.callTimeoutMs,
+        onMessage: (message) => session.relay(appId, upstream, message, channel),
+      }),
+    );
+    return { ...response, id: request.id } as JsonRpcResponse;
+  } catch (error) {
+    throw upstreamRpcError(appId, error);
+  }
+}

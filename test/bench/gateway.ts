@@ -1,0 +1,252 @@
+/**
+ * The gateway benchmark (`pnpm bench:gateway`): `tools/call` on an established session, directly
+ * against an upstream MCP server and through a broker replica, in the same run, side by side.
+ *
+ * The upstream is a minimal raw node:http MCP server (JSON responses, one echo tool), so the
+ * figures are the gateway's own cost: authentication, session lookup in Redis, the in-process
+ * Wasm policy, the rate limit in Redis, the request/decision audit event acknowledged by Kafka
+ * (acks=all), DLP on the result, and the upstream hop. The load generator is a raw keep-alive HTTP
+ * client, the same for both paths. Closed-loop runs at several concurrencies give throughput; an
+ * open-loop run at a fixed rate (500 calls/s by default) gives the latency the goal is stated in.
+ */
+import { Agent, createServer, type Agent as HttpAgent, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { cpus, loadavg } from 'node:os';
+import { closedLoop } from '@portcullis/testing';
+import { TestStack } from '../support/stack.ts';
+
+const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
+const RATE = Number(process.env.BENCH_RATE ?? 500);
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,4,16').split(',').map(Number);
+const fmt = (n: number, digits = 2) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
+
+/** A raw MCP server: initialize, tools/list and an echo tools/call, JSON responses only. */
+async function startRawUpstream(): Promise<{ url: string; close: () => void }> {
+  const tool = {
+    name: 'echo',
+    description: 'Echoes its message',
+    inputSchema: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] },
+    annotations: { readOnlyHint: true },
+  };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      if (req.method !== 'POST') {
+        res.writeHead(req.method === 'DELETE' ? 200 : 405).end();
+        return;
+      }
+      const message = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        id?: number | string;
+        method: string;
+        params?: { arguments?: { message?: string }; protocolVersion?: string };
+      };
+      if (message.id === undefined) {
+        res.writeHead(202).end();
+        return;
+      }
+      let result: unknown;
+      if (message.method === 'initialize')
+        result = {
+          protocolVersion: message.params?.protocolVersion ?? '2025-06-18',
+          capabilities: { tools: {} },
+          serverInfo: { name: 'raw-echo', version: '1' },
+        };
+      else if (message.method === 'tools/list') result = { tools: [tool] };
+      else if (message.method === 'tools/call')
+        result = { content: [{ type: 'text', text: message.params?.arguments?.message ?? '' }] };
+      else result = {};
+      const body = JSON.stringify({ jsonrpc: '2.0', id: message.id, result });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'mcp-session-id': 'raw-upstream-session',
+      });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
+    close: () => server.close(),
+  };
+}
+
+/** A raw MCP client on one keep-alive connection pool: the same load generator for both paths. */
+class RawClient {
+  readonly #url: URL;
+  readonly #headers: Record<string, string>;
+  readonly #agent: HttpAgent = new Agent({ keepAlive: true, maxSockets: 64 });
+  #id = 0;
+
+  constructor(url: string, headers: Record<string, string>) {
+    this.#url = new URL(url);
+    this.#headers = headers;
+  }
+
+  async initialize(): Promise<void> {
+    const { headers } = await this.#post({
+      jsonrpc: '2.0',
+      id: ++this.#id,
+      method: 'initialize',
+      params: {
+        protocolVersion: '2025-06-18',
+        capabilities: {},
+        clientInfo: { name: 'bench', version: '1' },
+      },
+    });
+    const session = headers['mcp-session-id'];
+    if (typeof session === 'string') this.#headers['mcp-session-id'] = session;
+    this.#headers['mcp-protocol-version'] = '2025-06-18';
+    await this.#post({ jsonrpc: '2.0', method: 'notifications/initialized' });
+  }
+
+  async call(name: string): Promise<void> {
+    const { body } = await this.#post({
+      jsonrpc: '2.0',
+      id: ++this.#id,
+      method: 'tools/call',
+      params: { name, arguments: { message: 'benchmark payload' } },
+    });
+    if (!body.includes('benchmark payload')) throw new Error(`unexpected answer: ${body.slice(0, 300)}`);
+  }
+
+  #post(message: unknown): Promise<{ body: string; headers: Record<string, string | string[] | undefined> }> {
+    const payload = JSON.stringify(message);
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(
+        this.#url,
+        {
+          method: 'POST',
+          agent: this.#agent,
+          headers: {
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            'content-length': Buffer.byteLength(payload),
+            ...this.#headers,
+          },
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            body += chunk;
+          });
+          res.on('end', () => resolve({ body, headers: res.headers }));
+        },
+      );
+      req.once('error', reject);
+      req.end(payload);
+    });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}
+
+/** Sends calls at a fixed rate regardless of answers (open loop); latency of each call. */
+async function openLoop(rate: number, durationMs: number, op: () => Promise<void>) {
+  const latencies: number[] = [];
+  const interval = 1000 / rate;
+  const started = performance.now();
+  const pending: Promise<void>[] = [];
+  let errors = 0;
+  for (let n = 0; ; n++) {
+    const due = started + n * interval;
+    if (due - started >= durationMs) break;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const sent = performance.now();
+    pending.push(
+      op().then(
+        () => void latencies.push(performance.now() - sent),
+        () => void errors++,
+      ),
+    );
+  }
+  await Promise.all(pending);
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+  return {
+    perSecond: (latencies.length / (performance.now() - started)) * 1000,
+    p50: at(0.5),
+    p99: at(0.99),
+    errors,
+  };
+}
+
+function row(label: string, direct: { p50: number; p99: number; perSecond: number }, gateway: typeof direct) {
+  console.log(
+    [
+      label.padEnd(18),
+      `${fmt(direct.p50, 3)} / ${fmt(direct.p99, 3)} ms`.padEnd(22),
+      `${fmt(direct.perSecond, 0)}/s`.padEnd(10),
+      `${fmt(gateway.p50, 3)} / ${fmt(gateway.p99, 3)} ms`.padEnd(22),
+      `${fmt(gateway.perSecond, 0)}/s`.padEnd(10),
+      `+${fmt(gateway.p50 - direct.p50, 3)} / +${fmt(gateway.p99 - direct.p99, 3)} ms`.padEnd(24),
+      `${fmt(gateway.p50 / direct.p50, 1)}× / ${fmt(gateway.p99 / direct.p99, 1)}×`,
+    ].join(' '),
+  );
+}
+
+async function main(): Promise<void> {
+  console.log(
+    `gateway benchmark: ${cpus().length} cores, load ${loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ')}`,
+  );
+  const upstream = await startRawUpstream();
+  const stack = await TestStack.create();
+  try {
+    stack.upstreamUrl = upstream.url;
+    await stack.startDecision();
+    await stack.seed({
+      apps: [{ id: 'bench', name: 'Benchmark echo' }],
+      agents: [{ name: 'bench-agent', owner: 'owner@example.com', entitlements: { bench: ['read'] } }],
+    });
+    const key = await stack.issueKey('bench-agent');
+    const generous = { limit: 10_000_000, periodMs: 1000, burst: 100_000 };
+    const broker = await stack.startBroker({
+      UPSTREAM_APP_ID: 'bench',
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_CLASSES: JSON.stringify({ standard: { perAgent: generous, perTool: generous } }),
+    });
+    const direct = new RawClient(upstream.url, {});
+    const gateway = new RawClient(`${broker.url}/mcp/apps/bench`, { authorization: `Bearer ${key}` });
+    await direct.initialize();
+    await gateway.initialize();
+    // Warm-up: JIT, connection pools, the catalog and the upstream session.
+    await closedLoop(4, 2000, () => direct.call('echo'));
+    await closedLoop(4, 2000, () => gateway.call('echo'));
+
+    console.log(
+      `\ntools/call, ${DURATION_MS / 1000} s per row; direct = raw upstream, gateway = broker (policy, rate limit, Kafka-acknowledged audit, DLP) in front of it`,
+    );
+    console.log(
+      `${'workload'.padEnd(18)} ${'direct p50 / p99'.padEnd(22)} ${'direct'.padEnd(10)} ${'gateway p50 / p99'.padEnd(22)} ${'gateway'.padEnd(10)} ${'added p50 / p99'.padEnd(24)} ratio p50 / p99`,
+    );
+    const open = async (client: RawClient) => openLoop(RATE, DURATION_MS, () => client.call('echo'));
+    const openDirect = await open(direct);
+    const openGateway = await open(gateway);
+    row(`open ${RATE}/s`, openDirect, openGateway);
+    if (openDirect.errors + openGateway.errors > 0)
+      console.log(`  errors: direct ${openDirect.errors}, gateway ${openGateway.errors}`);
+    for (const concurrency of CONCURRENCY) {
+      const d = await closedLoop(concurrency, DURATION_MS, () => direct.call('echo'));
+      const g = await closedLoop(concurrency, DURATION_MS, () => gateway.call('echo'));
+      row(`closed c=${concurrency}`, d, g);
+    }
+    const added = { p50: openGateway.p50 - openDirect.p50, p99: openGateway.p99 - openDirect.p99 };
+    console.log(
+      `\ngoal at ${RATE} calls/s: added p50 < 1 ms (${fmt(added.p50, 3)} ms: ${added.p50 < 1 ? 'met' : 'NOT met'}), added p99 < 3 ms (${fmt(added.p99, 3)} ms: ${added.p99 < 3 ? 'met' : 'NOT met'})`,
+    );
+    direct.close();
+    gateway.close();
+  } finally {
+    upstream.close();
+    await stack.stop();
+  }
+}
+
+await main();

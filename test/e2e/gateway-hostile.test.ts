@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { waitFor } from '@portcullis/testing';
+import pg from 'pg';
+import { capableClient, startEverythingHttp } from '../support/everything.ts';
+import { TestStack } from '../support/stack.ts';
+
+// Hostile input at the gateway: each is refused with a clear JSON-RPC error and changes nothing —
+// no upstream call, no ledger row. A legitimate call at the end proves the ledger check can see rows.
+
+const APP = 'everything';
+const MAX_BYTES = 64 * 1024;
+let stack: TestStack;
+let ledger: pg.Pool;
+let brokerUrl = '';
+let key = '';
+let otherKey = '';
+let sessionId = '';
+let otherSessionId = '';
+
+interface Answer {
+  status: number;
+  body: {
+    jsonrpc?: string;
+    id?: unknown;
+    error?: { code: number; message: string; data?: { code?: string } };
+  };
+}
+
+/** One raw POST to the gateway, with bytes exactly as given. */
+function post(body: Buffer | string, headers: Record<string, string> = {}, path = '/mcp'): Promise<Answer> {
+  const url = new URL(path, brokerUrl);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      url,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${key}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...(sessionId ? { 'mcp-session-id': sessionId } : {}),
+          ...headers,
+        },
+      },
+      async (res) => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of res) chunks.push(chunk as Buffer);
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as Answer['body']) : {} });
+      },
+    );
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
+const call = (name: string, args: unknown = {}) =>
+  JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name, arguments: args } });
+
+before(async () => {
+  stack = await TestStack.create();
+  const everything = await startEverythingHttp();
+  stack.processes.push(everything.process);
+  stack.upstreamUrl = everything.url;
+  await stack.startCoreServices();
+  await stack.seed({
+    apps: [
+      { id: APP, name: 'server-everything' },
+      { id: 'payroll', name: 'Payroll' },
+    ],
+    agents: [
+      { name: 'hostile-agent', owner: 'owner@example.com', entitlements: { [APP]: ['read', 'write'] } },
+      { name: 'bystander', owner: 'owner@example.com', entitlements: { [APP]: ['read'] } },
+    ],
+  });
+  key = await stack.issueKey('hostile-agent');
+  otherKey = await stack.issueKey('bystander');
+  brokerUrl = (await stack.startBroker({ UPSTREAM_APP_ID: APP, MAX_REQUEST_BYTES: String(MAX_BYTES) })).url;
+  const mine = await capableClient(`${brokerUrl}/mcp`, { Authorization: `Bearer ${key}` });
+  sessionId = (mine.client.transport as { sessionId?: string }).sessionId!;
+  const theirs = await capableClient(`${brokerUrl}/mcp`, { Authorization: `Bearer ${otherKey}` });
+  otherSessionId = (theirs.client.transport as { sessionId?: string }).sessionId!;
+  ledger = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
+});
+
+after(async () => {
+  await ledger?.end();
+  await stack?.stop();
+});
+
+describe('hostile input is refused cleanly', () => {
+  it('huge arguments: 413 before the body is read to the end', async () => {
+    const answer = await post(call(`${APP}__echo`, { message: 'x'.repeat(MAX_BYTES * 4) }));
+    assert.equal(answer.status, 413);
+    assert.equal(answer.body.error?.code, -32600);
+    assert.match(answer.body.error?.message ?? '', /too large/);
+  });
+
+  it('deeply nested JSON: 400 parse error, no stack overflow', async () => {
+    const depth = 20_000;
+    const nested = `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
+    const answer = await post(call(`${APP}__echo`, 'PLACEHOLDER').replace('"PLACEHOLDER"', nested));
+    assert.equal(answer.status, 400);
+    assert.equal(answer.body.error?.code, -32700);
+    assert.match(answer.body.error?.message ?? '', /nested deeper/);
+  });
+
+  it('invalid UTF-8: 400 parse error, never a lossy decode', async () => {
+    const bytes = Buffer.concat([
+      Buffer.from(
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"everything__echo","arguments":{"message":"',
+      ),
+      Buffer.from([0xc3, 0x28, 0xff, 0xfe]),
+      Buffer.from('"}}}'),
+    ]);
+    const answer = await post(bytes);
+    assert.equal(answer.status, 400);
+    assert.equal(answer.body.error?.code, -32700);
+    assert.match(answer.body.error?.message ?? '', /UTF-8/);
+  });
+
+  for (const name of [
+    'echo',
+    '../everything__echo',
+    'everything__../echo',
+    'everything/../payroll__run',
+    'payroll__run',
+    'EVERYTHING__echo',
+    'everything__echo\u0000',
+    'everything__echo ',
+    'everything____echo',
+    'everything__ech\u043e',
+    `everything__${'e'.repeat(300)}`,
+  ])
+    it(`a tool name with namespace or path tricks is an unknown tool: ${JSON.stringify(name).slice(0, 40)}`, async () => {
+      const answer = await post(call(name));
+      assert.equal(answer.status, 200);
+      assert.equal(answer.body.error?.code, -32602);
+      assert.equal(answer.body.error?.data?.code, 'unknown_tool');
+    });
+
+  it('a forged session id: 404 session not found', async () => {
+    for (const forged of [
+      '0'.repeat(32),
+      'not-a-session',
+      `${sessionId.slice(0, -1)}x`,
+      '../../etc/passwd',
+    ]) {
+      const answer = await post(call(`${APP}__echo`, { message: 'x' }), { 'mcp-session-id': forged });
+      assert.equal(answer.status, 404, forged);
+      assert.equal(answer.body.error?.code, -32001);
+    }
+  });
+
+  it("another agent's session id: the same 404, as if it did not exist", async () => {
+    const answer = await post(call(`${APP}__echo`, { message: 'x' }), { 'mcp-session-id': otherSessionId });
+    assert.equal(answer.status, 404);
+    assert.equal(answer.body.error?.code, -32001);
+  });
+
+  it('a session used on another endpoint: 404', async () => {
+    const answer = await post(call('echo', { message: 'x' }), {}, `/mcp/apps/${APP}`);
+    assert.equal(answer.status, 404);
+  });
+
+  it('malformed JSON-RPC: batches, wrong types, bad ids', async () => {
+    for (const body of [
+      '[{"jsonrpc":"2.0","id":1,"method":"ping"}]',
+      '{"jsonrpc":"1.0","id":1,"method":"ping"}',
+      '{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}',
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1,2]}',
+      'not json at all',
+    ]) {
+      const answer = await post(body);
+      assert.equal(answer.status, 400, body);
+      assert.ok(answer.body.error && answer.body.error.code <= -32600, body);
+    }
+  });
+
+  it('arguments that are not an object: invalid params', async () => {
+    const answer = await post(call(`${APP}__echo`, ['an', 'array']));
+    assert.equal(answer.body.error?.code, -32602);
+  });
+
+  it('an unsupported protocol version header: 400', async () => {
+    const answer = await post(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }), {
+      'mcp-protocol-version': '1999-01-01',
+    });
+    assert.equal(answer.status, 400);
+  });
+
+  it('none of it reached the ledger; a legitimate call does', async () => {
+    const rows = async () =>
+      (
+        await ledger.query<{ count: string }>(
+          "SELECT count(*) FROM audit.ledger_events WHERE event_type = 'tool_call.requested'",
+        )
+      ).rows[0]!.count;
+    assert.equal(await rows(), '0');
+    const answer = await post(call(`${APP}__echo`, { message: 'legitimate' }));
+    assert.match(JSON.stringify(answer.body), /legitimate/);
+    await waitFor('the legitimate call in the ledger', async () => (await rows()) === '1');
+  });
+});

@@ -1,0 +1,262 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import {
+  LoggingMessageNotificationSchema,
+  type Progress,
+  ResourceUpdatedNotificationSchema,
+} from '@modelcontextprotocol/sdk/types.js';
+import { type ClientLog, capableClient, startEverythingHttp } from '../support/everything.ts';
+import { TestStack } from '../support/stack.ts';
+
+// Every feature of MCP, through the gateway as directly: the same SDK client, declaring sampling,
+// elicitation and roots, talks to @modelcontextprotocol/server-everything once directly and once
+// through the gateway's aggregate endpoint, and must see the same things (names namespaced).
+
+const APP = 'everything';
+let stack: TestStack;
+let direct: { client: Client; log: ClientLog };
+let gateway: { client: Client; log: ClientLog };
+let brokerUrl = '';
+let key = '';
+const prefixed = (name: string) => `${APP}__${name}`;
+const prefixedUri = (uri: string) => `${APP}+${uri}`;
+
+before(async () => {
+  stack = await TestStack.create();
+  const everything = await startEverythingHttp();
+  stack.processes.push(everything.process);
+  stack.upstreamUrl = everything.url;
+  await stack.startDecision();
+  await stack.seed({
+    apps: [{ id: APP, name: 'server-everything' }],
+    agents: [
+      { name: 'protocol-agent', owner: 'owner@example.com', entitlements: { [APP]: ['read', 'write'] } },
+    ],
+  });
+  key = await stack.issueKey('protocol-agent');
+  brokerUrl = (await stack.startBroker({ UPSTREAM_APP_ID: APP })).url;
+  direct = await capableClient(everything.url);
+  gateway = await capableClient(`${brokerUrl}/mcp`, { Authorization: `Bearer ${key}` });
+});
+
+after(async () => {
+  await Promise.allSettled([direct?.client.close(), gateway?.client.close()]);
+  await stack?.stop();
+});
+
+describe('server-everything through the aggregate endpoint', () => {
+  it('initializes with the gateway as server and the negotiated protocol version', () => {
+    assert.equal(gateway.client.getServerVersion()?.name, 'portcullis-gateway');
+    const capabilities = gateway.client.getServerCapabilities();
+    assert.ok(
+      capabilities?.tools &&
+        capabilities.resources?.subscribe &&
+        capabilities.prompts &&
+        capabilities.logging,
+    );
+  });
+
+  it('lists the same tools, namespaced, with identical definitions', async () => {
+    const [mine, theirs] = await Promise.all([gateway.client.listTools(), direct.client.listTools()]);
+    const expected = theirs.tools.map((tool) => ({ ...tool, name: prefixed(tool.name) }));
+    const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+    assert.deepEqual(mine.tools.toSorted(byName), expected.toSorted(byName));
+    assert.ok(mine.tools.some((tool) => tool.name === prefixed('trigger-sampling-request')));
+  });
+
+  it('calls tools with identical results', async () => {
+    for (const [name, args] of [
+      ['echo', { message: 'hello through the gateway' }],
+      ['get-sum', { a: 19, b: 23 }],
+      ['get-structured-content', { location: 'New York' }],
+      ['get-tiny-image', {}],
+    ] as const) {
+      const [mine, theirs] = await Promise.all([
+        gateway.client.callTool({ name: prefixed(name), arguments: args }),
+        direct.client.callTool({ name, arguments: args }),
+      ]);
+      assert.deepEqual(mine, theirs, name);
+    }
+  });
+
+  it('passes upstream errors through faithfully', async () => {
+    const outcome = async (call: () => Promise<unknown>) =>
+      call().then(
+        (result) => ({ result }),
+        (error: Error & { code?: number }) => ({ code: error.code, message: error.message }),
+      );
+    const [mine, theirs] = await Promise.all([
+      outcome(() => gateway.client.callTool({ name: prefixed('get-sum'), arguments: { a: 'not a number' } })),
+      outcome(() => direct.client.callTool({ name: 'get-sum', arguments: { a: 'not a number' } })),
+    ]);
+    assert.deepEqual(mine, theirs);
+  });
+
+  it('relays progress notifications of a long-running tool', async () => {
+    const run = async (client: Client, name: string) => {
+      const progress: Progress[] = [];
+      const result = await client.callTool({ name, arguments: { duration: 0.6, steps: 3 } }, undefined, {
+        onprogress: (update) => progress.push(update),
+      });
+      return { result, progress: progress.map(({ progress: step, total }) => ({ step, total })) };
+    };
+    const [mine, theirs] = await Promise.all([
+      run(gateway.client, prefixed('trigger-long-running-operation')),
+      run(direct.client, 'trigger-long-running-operation'),
+    ]);
+    assert.equal(mine.progress.length, 3);
+    assert.deepEqual(mine, theirs);
+  });
+
+  it('cancels a call upstream when the client cancels, without hanging', async () => {
+    const controller = new AbortController();
+    const started = performance.now();
+    const call = gateway.client.callTool(
+      { name: prefixed('trigger-long-running-operation'), arguments: { duration: 20, steps: 20 } },
+      undefined,
+      { signal: controller.signal },
+    );
+    setTimeout(() => controller.abort('changed my mind'), 300);
+    await assert.rejects(call);
+    assert.ok(performance.now() - started < 5000, 'the cancellation took effect promptly');
+    await gateway.client.ping();
+  });
+
+  it('relays sampling, elicitation and roots requests to the client and their answers back', async () => {
+    const sampled = await gateway.client.callTool({
+      name: prefixed('trigger-sampling-request'),
+      arguments: { prompt: 'Say hello', maxTokens: 20 },
+    });
+    assert.match(JSON.stringify(sampled), /sampled by the e2e client/);
+    assert.equal(gateway.log.samplingRequests.length, 1);
+
+    const elicited = await gateway.client.callTool({
+      name: prefixed('trigger-elicitation-request'),
+      arguments: {},
+    });
+    assert.match(JSON.stringify(elicited), /Ada Lovelace/);
+    assert.equal(gateway.log.elicitationRequests.length, 1);
+
+    const roots = await gateway.client.callTool({ name: prefixed('get-roots-list'), arguments: {} });
+    assert.match(JSON.stringify(roots), /file:\/\/\/workspace\/project/);
+    assert.ok(gateway.log.rootsRequests >= 1);
+  });
+
+  it('lists and reads resources and templates, namespaced, with identical contents', async () => {
+    const [mine, theirs] = await Promise.all([gateway.client.listResources(), direct.client.listResources()]);
+    assert.deepEqual(
+      mine.resources,
+      theirs.resources.map((resource) => ({ ...resource, uri: prefixedUri(resource.uri) })),
+    );
+    const [myTemplates, theirTemplates] = await Promise.all([
+      gateway.client.listResourceTemplates(),
+      direct.client.listResourceTemplates(),
+    ]);
+    assert.deepEqual(
+      myTemplates.resourceTemplates,
+      theirTemplates.resourceTemplates.map((template) => ({
+        ...template,
+        uriTemplate: prefixedUri(template.uriTemplate),
+      })),
+    );
+    const first = theirs.resources[0]!;
+    const [read, readDirect] = await Promise.all([
+      gateway.client.readResource({ uri: prefixedUri(first.uri) }),
+      direct.client.readResource({ uri: first.uri }),
+    ]);
+    assert.deepEqual(read, readDirect);
+    const dynamic = 'demo://resource/dynamic/text/7';
+    assert.deepEqual(
+      await gateway.client.readResource({ uri: prefixedUri(dynamic) }),
+      await direct.client.readResource({ uri: dynamic }),
+    );
+  });
+
+  it('delivers resource update notifications for a subscription, and stops after unsubscribe', async () => {
+    const uri = 'demo://resource/static/document/architecture.md';
+    const updates: string[] = [];
+    gateway.client.setNotificationHandler(ResourceUpdatedNotificationSchema, (notification) => {
+      updates.push(notification.params.uri);
+    });
+    await gateway.client.subscribeResource({ uri: prefixedUri(uri) });
+    await gateway.client.callTool({ name: prefixed('toggle-subscriber-updates'), arguments: {} });
+    try {
+      const deadline = performance.now() + 12_000;
+      while (updates.length === 0 && performance.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual([...new Set(updates)], [prefixedUri(uri)]);
+    } finally {
+      await gateway.client.callTool({ name: prefixed('toggle-subscriber-updates'), arguments: {} });
+      await gateway.client.unsubscribeResource({ uri: prefixedUri(uri) });
+    }
+  });
+
+  it('lists and gets prompts, and completes their arguments, like the server does', async () => {
+    const [mine, theirs] = await Promise.all([gateway.client.listPrompts(), direct.client.listPrompts()]);
+    assert.deepEqual(
+      mine.prompts,
+      theirs.prompts.map((prompt) => ({ ...prompt, name: prefixed(prompt.name) })),
+    );
+    for (const [name, args] of [
+      ['simple-prompt', {}],
+      ['args-prompt', { city: 'Lisbon', state: 'Lisboa' }],
+    ] as const) {
+      const [got, gotDirect] = await Promise.all([
+        gateway.client.getPrompt({ name: prefixed(name), arguments: args }),
+        direct.client.getPrompt({ name, arguments: args }),
+      ]);
+      assert.deepEqual(got, gotDirect, name);
+    }
+    const argument = { name: 'department', value: 'E' };
+    const [completed, completedDirect] = await Promise.all([
+      gateway.client.complete({
+        ref: { type: 'ref/prompt', name: prefixed('completable-prompt') },
+        argument,
+      }),
+      direct.client.complete({ ref: { type: 'ref/prompt', name: 'completable-prompt' }, argument }),
+    ]);
+    assert.deepEqual(completed, completedDirect);
+    assert.ok(completed.completion.values.length > 0);
+  });
+
+  it('sets the log level upstream and relays log messages', async () => {
+    const messages: unknown[] = [];
+    gateway.client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
+      messages.push(notification.params);
+    });
+    await gateway.client.setLoggingLevel('debug');
+    await gateway.client.callTool({ name: prefixed('toggle-simulated-logging'), arguments: {} });
+    try {
+      const deadline = performance.now() + 12_000;
+      while (messages.length === 0 && performance.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.ok(messages.length > 0, 'log messages arrived through the gateway');
+    } finally {
+      await gateway.client.callTool({ name: prefixed('toggle-simulated-logging'), arguments: {} });
+    }
+  });
+
+  it('answers ping', async () => {
+    assert.deepEqual(await gateway.client.ping(), {});
+  });
+});
+
+describe("an app's own endpoint", () => {
+  it('serves the same app without prefixes', async () => {
+    const own = await capableClient(`${brokerUrl}/mcp/apps/${APP}`, { Authorization: `Bearer ${key}` });
+    try {
+      const [mine, theirs] = await Promise.all([own.client.listTools(), direct.client.listTools()]);
+      assert.deepEqual(
+        mine.tools.map((tool) => tool.name).sort(),
+        theirs.tools.map((tool) => tool.name).sort(),
+      );
+      assert.deepEqual(
+        await own.client.callTool({ name: 'echo', arguments: { message: 'own endpoint' } }),
+        await direct.client.callTool({ name: 'echo', arguments: { message: 'own endpoint' } }),
+      );
+    } finally {
+      await own.client.close();
+    }
+  });
+});
