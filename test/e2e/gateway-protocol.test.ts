@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import {
   LoggingMessageNotificationSchema,
@@ -13,6 +17,8 @@ import { TestStack } from '../support/stack.ts';
 // elicitation and roots, talks to @modelcontextprotocol/server-everything once directly and once
 // through the gateway's aggregate endpoint, and must see the same things (names namespaced).
 
+const run = promisify(execFile);
+const require = createRequire(import.meta.url);
 const APP = 'everything';
 let stack: TestStack;
 let direct: { client: Client; log: ClientLog };
@@ -258,5 +264,45 @@ describe("an app's own endpoint", () => {
     } finally {
       await own.client.close();
     }
+  });
+});
+
+describe('a second client nobody here wrote: the MCP Inspector CLI', () => {
+  const inspector = join(
+    dirname(require.resolve('@modelcontextprotocol/inspector-cli/package.json')),
+    'build/index.js',
+  );
+  const inspect = async (...args: string[]) => {
+    const { stdout } = await run(
+      process.execPath,
+      [
+        inspector,
+        `${brokerUrl}/mcp`,
+        '--transport',
+        'http',
+        '--header',
+        `Authorization: Bearer ${key}`,
+        ...args,
+      ],
+      { timeout: 30_000 },
+    );
+    return JSON.parse(stdout) as Record<string, unknown>;
+  };
+
+  it('lists tools through the gateway', async () => {
+    const listed = (await inspect('--method', 'tools/list')) as { tools: { name: string }[] };
+    assert.ok(listed.tools.some((tool) => tool.name === prefixed('echo')));
+  });
+
+  it('calls a tool through the gateway', async () => {
+    const called = await inspect(
+      '--method',
+      'tools/call',
+      '--tool-name',
+      prefixed('echo'),
+      '--tool-arg',
+      'message=inspected',
+    );
+    assert.match(JSON.stringify(called), /inspected/);
   });
 });

@@ -3,11 +3,12 @@ import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcont
 import { PROBLEM_CONTENT_TYPE, problem } from '@portcullis/runtime';
 import type { Agent } from '../directory.ts';
 import type { HostOriginRefusal } from '../host-origin.ts';
-import type {
-  JsonRpcId,
-  JsonRpcNotification,
-  JsonRpcRequest,
-  JsonRpcResponse,
+import {
+  type JsonRpcId,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+  UpstreamError,
 } from '../upstream/connection.ts';
 import type { Caller } from './enforcement.ts';
 import { BodyError, type BodyLimits, readJsonBody } from './http-body.ts';
@@ -237,10 +238,10 @@ export class Gateway {
       return 'jsonrpc' in outcome ? (outcome as JsonRpcResponse) : resultResponse(request.id, outcome);
     } catch (error) {
       if (error instanceof RpcError) return errorResponse(request.id, error.toObject());
-      const mapped = upstreamRpcError('unknown', error);
-      if (mapped.data?.code === 'upstream_failed')
-        this.#options.sessionDeps.logger.error({ err: error, method: request.method }, 'request failed');
-      return errorResponse(request.id, mapped.toObject());
+      if (error instanceof UpstreamError)
+        return errorResponse(request.id, upstreamRpcError(error.appId, error).toObject());
+      this.#options.sessionDeps.logger.error({ err: error, method: request.method }, 'request failed');
+      return errorResponse(request.id, { code: RpcCode.InternalError, message: 'Internal error' });
     }
   }
 

@@ -118,30 +118,50 @@ export class LiveSession {
         code: 'app_unavailable',
         appId,
       });
-    const stored = target.transport.type === 'http' ? this.record.upstreams[appId] : undefined;
-    let session: UpstreamSession;
-    try {
-      session = await connector.open(target, {
-        protocolVersion: this.record.protocolVersion,
-        clientCapabilities: this.record.clientCapabilities,
-        clientInfo: this.record.clientInfo,
-        ...(stored ? { resume: stored } : {}),
-      });
-    } catch (error) {
-      throw upstreamRpcError(appId, error);
+    const resumable = target.transport.type === 'http';
+    // Another replica may have opened this app for the session since the record was read.
+    let stored = resumable
+      ? (this.record.upstreams[appId] ?? (await store.load(this.id))?.upstreams[appId])
+      : undefined;
+    const connect = async (resume: typeof stored) => {
+      try {
+        return await connector.open(target, {
+          protocolVersion: this.record.protocolVersion,
+          clientCapabilities: this.record.clientCapabilities,
+          clientInfo: this.record.clientInfo,
+          ...(resume ? { resume } : {}),
+        });
+      } catch (error) {
+        throw upstreamRpcError(appId, error);
+      }
+    };
+    let session = await connect(stored);
+    // A session initialized here (not resumed) must learn the agent's log level and subscriptions.
+    let initializedHere = stored === undefined;
+    if (!stored && resumable && session.sessionId) {
+      const fresh = { sessionId: session.sessionId, initializeResult: session.initializeResult };
+      const winner = await store.claimUpstream(this.id, appId, fresh);
+      if (winner.sessionId !== fresh.sessionId) {
+        // Lost a race with another replica: use its upstream session, end ours.
+        void session.close();
+        session = await connect(winner);
+        initializedHere = false;
+      }
+      stored = winner;
+      this.record = { ...this.record, upstreams: { ...this.record.upstreams, [appId]: winner } };
     }
     session.onClosed = (error) => {
       logger.info({ appId, session: this.id, failure: error.failure }, 'upstream session ended');
-      void this.#forget(appId);
+      // A stdio session restarts its child by itself (then onRestarted); an HTTP one is gone.
+      if (resumable) void this.#forget(appId);
     };
-    if (!stored) {
-      if (session.sessionId && target.transport.type === 'http')
-        await store.setUpstream(this.id, appId, {
-          sessionId: session.sessionId,
-          initializeResult: session.initializeResult,
-        });
-      await this.#replayState(appId, session);
-    }
+    session.onRestarted = () => {
+      this.#deps.catalog.invalidate(appId);
+      this.#replayState(appId, session).catch((error) =>
+        logger.warn({ err: error, appId }, 'state not replayed to a restarted upstream'),
+      );
+    };
+    if (initializedHere) await this.#replayState(appId, session);
     if (this.#stream) this.#listen(appId, session);
     return session;
   }

@@ -96,6 +96,22 @@ export class SessionStore {
     };
   }
 
+  /**
+   * Records an upstream session unless another replica recorded one for the same app first;
+   * returns the one that counts. Two replicas opening the same app for one session at once must
+   * not leave the agent with two upstream sessions.
+   */
+  async claimUpstream(id: string, appId: string, upstream: StoredUpstream): Promise<StoredUpstream> {
+    const key = this.#key(id);
+    const results = await this.#redis
+      .multi()
+      .hsetnx(key, `up:${appId}`, JSON.stringify(upstream))
+      .hget(key, `up:${appId}`)
+      .exec();
+    const stored = results?.[1]?.[1];
+    return typeof stored === 'string' ? (JSON.parse(stored) as StoredUpstream) : upstream;
+  }
+
   async setUpstream(id: string, appId: string, upstream: StoredUpstream | undefined): Promise<void> {
     if (upstream) await this.#redis.hset(this.#key(id), `up:${appId}`, JSON.stringify(upstream));
     else await this.#redis.hdel(this.#key(id), `up:${appId}`);
