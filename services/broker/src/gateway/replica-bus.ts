@@ -49,6 +49,8 @@ export class ReplicaBus {
         this.#logger.warn({ err: error }, 'unreadable message on the replica bus ignored');
       }
     });
+    // The copy inherits lazyConnect from the main connection.
+    if (this.#subscriber.status === 'wait') await this.#subscriber.connect();
     await this.#subscriber.subscribe(this.#own, this.#broadcast);
   }
 
