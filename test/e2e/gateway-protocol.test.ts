@@ -284,7 +284,8 @@ describe('a second client nobody here wrote: the MCP Inspector CLI', () => {
         `Authorization: Bearer ${key}`,
         ...args,
       ],
-      { timeout: 30_000 },
+      // The CLI finds its own package.json relative to the working directory.
+      { timeout: 30_000, cwd: dirname(inspector) },
     );
     return JSON.parse(stdout) as Record<string, unknown>;
   };
