@@ -61,7 +61,8 @@ export const oauthEnv = {
     .describe('resource_name in the protected-resource metadata'),
 };
 
-type OAuthEnvValues = { [K in keyof typeof oauthEnv]: z.infer<(typeof oauthEnv)[K]> };
+const OAuthEnvSchema = z.object(oauthEnv);
+type OAuthEnvValues = z.infer<typeof OAuthEnvSchema>;
 
 /** Cross-field rule: an issuer needs the audience its tokens are bound to. */
 export function checkOAuthEnv(value: OAuthEnvValues, ctx: z.RefinementCtx): void {
