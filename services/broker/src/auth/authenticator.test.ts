@@ -277,6 +277,78 @@ describe('OAuth access tokens — refused', () => {
   });
 });
 
+describe('claims as other IdPs write them', () => {
+  // Tokens shaped like Okta's, Entra's and Keycloak's, signed by a key set served on 127.0.0.1.
+  async function withIssuer(
+    run: (
+      sign: (claims: Record<string, unknown>) => Promise<string>,
+      auth: ReturnType<typeof authenticator>,
+    ) => Promise<void>,
+  ) {
+    const { privateKey, publicKey } = await generateKeyPair('RS256');
+    const server = await serveJson({
+      keys: [{ ...(await exportJWK(publicKey)), kid: 'vendor', alg: 'RS256' }],
+    });
+    const issuer = 'https://vendor.example.com/tenant';
+    const sign = (claims: Record<string, unknown>) =>
+      new SignJWT({ iss: issuer, aud: RESOURCE, ...claims })
+        .setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid: 'vendor' })
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(privateKey);
+    try {
+      await run(
+        sign,
+        createAuthenticator({
+          directory,
+          oauth: { issuer, audience: RESOURCE, jwksUrl: server.url, acceptPlainJwt: true },
+        }),
+      );
+    } finally {
+      await server.close();
+    }
+  }
+
+  test('the client is found in cid (Okta) and appid (Entra v1) when client_id and azp are absent', async () => {
+    await withIssuer(async (sign, auth) => {
+      for (const claim of ['cid', 'appid', 'azp', 'client_id']) {
+        const outcome = await auth.authenticate(
+          bearer(await sign({ [claim]: triage.clientId, sub: triage.clientId })),
+        );
+        assert.ok(outcome.ok, `${claim}: ${JSON.stringify(outcome)}`);
+        assert.equal(outcome.agent.id, triageAgent.id);
+        assert.equal(outcome.user, undefined);
+      }
+      const bySub = await auth.authenticate(bearer(await sign({ sub: triage.clientId })));
+      assert.ok(bySub.ok && bySub.user === undefined);
+    });
+  });
+
+  test('a service-account sub is no user when the token says idtyp app or the sub is registered on the agent', async () => {
+    await withIssuer(async (sign, auth) => {
+      const appOnly = await auth.authenticate(
+        bearer(await sign({ appid: triage.clientId, sub: 'sp-object-id', idtyp: 'app' })),
+      );
+      assert.ok(appOnly.ok && appOnly.user === undefined);
+      directory.clients.set('service-account-uuid', triageAgent.id);
+      try {
+        const registered = await auth.authenticate(
+          bearer(await sign({ azp: triage.clientId, sub: 'service-account-uuid' })),
+        );
+        assert.ok(registered.ok && registered.user === undefined);
+      } finally {
+        directory.clients.delete('service-account-uuid');
+      }
+      // Anything else in sub is a delegating user; the policy then needs that user's delegation.
+      const delegated = await auth.authenticate(
+        bearer(await sign({ azp: triage.clientId, sub: 'frank@example.com' })),
+      );
+      assert.ok(delegated.ok);
+      assert.deepEqual(delegated.user, { id: 'frank@example.com' });
+    });
+  });
+});
+
 describe('headers and agent keys', () => {
   test('no Authorization header: 401 missing_credentials with a bare challenge naming the metadata', async () => {
     const outcome = refused(await authenticator().authenticate({}), 401, 'missing_credentials');

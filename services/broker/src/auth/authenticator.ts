@@ -153,7 +153,14 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     if (!typeAccepted)
       return refuse(401, 'invalid_token', 'The token is not an access token (typ at+jwt)', 'invalid_token');
 
-    const clientId = stringClaim(payload, 'client_id') ?? stringClaim(payload, 'azp') ?? payload.sub;
+    // RFC 9068's client_id first; then what IdPs that predate it write: azp (OpenID, Keycloak),
+    // cid (Okta), appid (Entra v1); and sub, which is the client in a client-credentials token.
+    const clientId =
+      stringClaim(payload, 'client_id') ??
+      stringClaim(payload, 'azp') ??
+      stringClaim(payload, 'cid') ??
+      stringClaim(payload, 'appid') ??
+      payload.sub;
     if (!clientId) return refuse(401, 'invalid_token', 'The token names no client', 'invalid_token');
     const agent = directory.agentByOAuthClient(clientId);
     if (!agent)
