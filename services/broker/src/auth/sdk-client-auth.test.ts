@@ -7,8 +7,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Agent } from '../directory.ts';
-import { type AuthDirectory, createAuthenticator } from './authenticator.ts';
+import { type AuthDirectory, type Authenticator, createAuthenticator } from './authenticator.ts';
 import { createProtectedResourceHandler } from './protected-resource.ts';
+import { writeAuthRefusal } from './respond.ts';
 import { LocalIdp, type LocalIdpClient } from './testing/local-idp.ts';
 
 // An unmodified MCP client (the SDK's Client with its ClientCredentialsProvider) meets a raw
@@ -29,6 +30,8 @@ let idp: LocalIdp;
 let server: Server;
 let resource: string;
 const seenAuthorization: string[] = [];
+/** One per server, as the gateway holds it: the IdP's key set is fetched once and cached. */
+let authenticator: Authenticator | undefined;
 
 before(async () => {
   idp = await LocalIdp.start([registered, unregistered]);
@@ -55,19 +58,9 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   if (metadata(req, res)) return;
   if ((req.url ?? '').split('?')[0] !== '/mcp') return void res.writeHead(404).end();
   seenAuthorization.push(req.headers.authorization ?? '');
-  const outcome = await createAuthenticator({
-    directory,
-    oauth: { issuer: idp.issuer, audience: resource },
-  }).authenticate(req.headers);
-  if (!outcome.ok) {
-    res.writeHead(outcome.status, {
-      'content-type': 'application/problem+json',
-      ...(outcome.wwwAuthenticate ? { 'www-authenticate': outcome.wwwAuthenticate } : {}),
-    });
-    return void res.end(
-      JSON.stringify({ status: outcome.status, code: outcome.code, detail: outcome.detail }),
-    );
-  }
+  authenticator ??= createAuthenticator({ directory, oauth: { issuer: idp.issuer, audience: resource } });
+  const outcome = await authenticator.authenticate(req.headers);
+  if (!outcome.ok) return writeAuthRefusal(res, outcome);
   if (req.method !== 'POST') return void res.writeHead(405, { allow: 'POST' }).end();
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -124,4 +117,26 @@ test('the SDK client of an OAuth client registered on no agent is refused', asyn
   );
   assert.match(seenAuthorization.at(-1) ?? '', /^Bearer /);
   assert.ok(seenAuthorization.length > before);
+});
+
+test('a request without credentials gets 401, the challenge and a problem+json body', async () => {
+  const response = await fetch(resource, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+  });
+  assert.equal(response.status, 401);
+  assert.equal(
+    response.headers.get('www-authenticate'),
+    `Bearer resource_metadata="${new URL(resource).origin}/.well-known/oauth-protected-resource/mcp"`,
+  );
+  assert.equal(response.headers.get('content-type'), 'application/problem+json');
+  assert.equal(response.headers.get('cache-control'), 'no-store');
+  assert.deepEqual(await response.json(), {
+    type: 'https://portcullis.dev/errors/missing_credentials',
+    title: 'Unauthorized',
+    status: 401,
+    code: 'missing_credentials',
+    detail: 'An agent key or an OAuth access token is required: Authorization: Bearer <credential>',
+  });
 });
