@@ -56,6 +56,11 @@ export const AppPolicyData = z.object({
 });
 export type AppPolicyData = z.infer<typeof AppPolicyData>;
 
+/** An OAuth 2.0 client_id (RFC 6749 §2.2: printable ASCII; no spaces here, bounded length). */
+export const OAuthClientId = z
+  .string()
+  .regex(/^[\x21-\x7e]{1,255}$/, 'printable ASCII without spaces, at most 255 characters');
+
 const recordEnvelope = {
   type: z.literal('directory.record'),
   version: z.literal(1),
@@ -72,6 +77,12 @@ export const DirectoryRecordV1 = z.discriminatedUnion('kind', [
     data: AgentPolicyData,
     /** Active keys: id and SHA-256 of the secret. The secret itself never leaves the agent. */
     keys: z.array(z.object({ keyId: z.string().regex(/^[0-9a-f]{16}$/), secretSha256: Sha256Hex })),
+    /**
+     * OAuth client ids whose access tokens authenticate as this agent (unique across agents).
+     * Outside `data`: they are how the broker finds the agent, not something policy decides on.
+     * Absent in records published before they existed, hence the default.
+     */
+    oauthClients: z.array(OAuthClientId).default([]),
   }),
   z.object({ ...recordEnvelope, kind: z.literal('app'), data: AppPolicyData }),
   /** id = agent id; data = app id → grants. */

@@ -45,6 +45,9 @@ export class DirectoryFeed {
   readonly #agents = new Map<string, Agent>();
   readonly #keys = new Map<string, KeyRecord>();
   readonly #keysOfAgent = new Map<string, string[]>();
+  /** OAuth client id → agent id, and the reverse, for authenticating access tokens. */
+  readonly #oauthClients = new Map<string, string>();
+  readonly #oauthClientsOfAgent = new Map<string, string[]>();
   /** data.directory while bootstrapping; handed to the engine in one piece once caught up. */
   #pending: Record<string, Record<string, unknown>> | undefined = {
     agents: {},
@@ -110,6 +113,12 @@ export class DirectoryFeed {
     this.#listeners.push(listener);
   }
 
+  /** The agent an OAuth client id is registered on. */
+  agentByOAuthClient(clientId: string): Agent | undefined {
+    const agentId = this.#oauthClients.get(clientId);
+    return agentId === undefined ? undefined : this.#agents.get(agentId);
+  }
+
   async #apply(records: CompactedRecord[]): Promise<void> {
     const changes: DirectoryChange[] = [];
     const after: (() => void)[] = [];
@@ -142,7 +151,7 @@ export class DirectoryFeed {
     if (record.value === null) {
       if (!section) return;
       changes.push({ path: [section, id] });
-      if (kind === 'agent') after.push(() => this.#setAgent(id, undefined, []));
+      if (kind === 'agent') after.push(() => this.#setAgent(id, undefined, [], []));
       return;
     }
     let parsed: DirectoryRecordV1;
@@ -168,7 +177,7 @@ export class DirectoryFeed {
           state: parsed.data.state,
           ...(parsed.data.client_type ? { clientType: parsed.data.client_type } : {}),
         };
-        after.push(() => this.#setAgent(parsed.id, agent, parsed.keys));
+        after.push(() => this.#setAgent(parsed.id, agent, parsed.keys, parsed.oauthClients));
         return;
       }
       default:
@@ -197,13 +206,24 @@ export class DirectoryFeed {
     return entitlements ? Object.keys(entitlements) : [];
   }
 
-  #setAgent(id: string, agent: Agent | undefined, keys: { keyId: string; secretSha256: string }[]): void {
+  #setAgent(
+    id: string,
+    agent: Agent | undefined,
+    keys: { keyId: string; secretSha256: string }[],
+    oauthClients: string[],
+  ): void {
     for (const keyId of this.#keysOfAgent.get(id) ?? []) this.#keys.delete(keyId);
+    // Only this agent's own entries: a client id moved to another agent may already point there.
+    for (const clientId of this.#oauthClientsOfAgent.get(id) ?? [])
+      if (this.#oauthClients.get(clientId) === id) this.#oauthClients.delete(clientId);
     if (!agent) {
       this.#agents.delete(id);
       this.#keysOfAgent.delete(id);
+      this.#oauthClientsOfAgent.delete(id);
       return;
     }
+    for (const clientId of oauthClients) this.#oauthClients.set(clientId, id);
+    this.#oauthClientsOfAgent.set(id, oauthClients);
     this.#agents.set(id, agent);
     for (const key of keys)
       this.#keys.set(key.keyId, { agentId: id, secretSha256: Buffer.from(key.secretSha256, 'hex') });

@@ -1,5 +1,6 @@
 import { commonServiceEnv, env, loadEnv } from '@portcullis/config';
 import { z } from 'zod';
+import { checkOAuthEnv, oauthEnv } from './auth/oauth-env.ts';
 import { LOOPBACK_HOSTS, LOOPBACK_ORIGINS } from './host-origin.ts';
 import { DEFAULT_RATE_CLASSES, RateClasses } from './rate-limit.ts';
 
@@ -7,6 +8,7 @@ import { DEFAULT_RATE_CLASSES, RateClasses } from './rate-limit.ts';
 export const BrokerEnv = z
   .object({
     ...commonServiceEnv,
+    ...oauthEnv,
     HTTP_PORT: env.port('port of the MCP endpoint (/mcp) and of health, readiness and metrics').default(8080),
     REDIS_URL: env.url('Redis for shared runtime state (MCP session bindings)', ['redis', 'rediss']),
     REDIS_KEY_PREFIX: z
@@ -84,7 +86,8 @@ export const BrokerEnv = z
   .refine((value) => (value.UPSTREAM_URL === undefined) === (value.UPSTREAM_APP_ID === undefined), {
     message: 'UPSTREAM_URL and UPSTREAM_APP_ID go together',
     path: ['UPSTREAM_APP_ID'],
-  });
+  })
+  .superRefine(checkOAuthEnv);
 export type BrokerEnv = z.infer<typeof BrokerEnv>;
 
 export function readEnv(source: Record<string, string | undefined> = process.env): BrokerEnv {

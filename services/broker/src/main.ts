@@ -5,7 +5,9 @@ import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import { runService } from '@portcullis/runtime';
 import { Spool } from '@portcullis/spool';
 import { Redis } from 'ioredis';
-import { agentKeyAuthenticator } from './auth.ts';
+import { createAuthenticator } from './auth/authenticator.ts';
+import { oauthOptionsFromEnv } from './auth/oauth-env.ts';
+import { createProtectedResourceHandler } from './auth/protected-resource.ts';
 import { DirectoryFeed } from './directory.ts';
 import { DurableAuditPublisher } from './durable-audit.ts';
 import { readEnv } from './env.ts';
@@ -103,6 +105,17 @@ await runService(
         : undefined;
     const target = (appId: string): UpstreamTarget | undefined =>
       staticApp?.appId === appId ? staticApp : undefined;
+    const oauth = oauthOptionsFromEnv(env);
+    if (oauth)
+      // RFC 9728 metadata, so MCP clients find the authorization server from a 401 challenge.
+      rawHandlers.push(
+        createProtectedResourceHandler({
+          resource: oauth.audience,
+          issuer: oauth.issuer,
+          scopes: oauth.requiredScopes,
+          resourceName: env.OAUTH_RESOURCE_NAME,
+        }),
+      );
     const connector = createUpstreamConnector({ credentials: noUpstreamAuth, logger });
     const catalog = new Catalog({ ttlMs: 60_000, missRefreshMs: 5_000, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
     const store = new SessionStore(redis, env.REDIS_KEY_PREFIX, env.SESSION_TTL_SECONDS);
@@ -133,7 +146,8 @@ await runService(
         logger,
         callTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
       },
-      authenticator: agentKeyAuthenticator(directory),
+      // Agent keys always; OAuth 2.1 access tokens when an issuer is configured.
+      authenticator: createAuthenticator({ directory, oauth }),
       // Host and Origin first: a DNS-rebinding request is refused before it can touch anything.
       checkHostOrigin: hostOriginCheck({
         allowedHosts: env.MCP_ALLOWED_HOSTS,

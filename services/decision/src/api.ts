@@ -1,5 +1,5 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import { AppPolicyData, type DecisionLogV1 } from '@portcullis/contracts';
+import { AppPolicyData, type DecisionLogV1, OAuthClientId } from '@portcullis/contracts';
 import { DECISION_ENTRYPOINT, decisionLogEntry, type PolicyEngine } from '@portcullis/policy-engine';
 import { AppError } from '@portcullis/runtime';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
@@ -7,7 +7,13 @@ import type pg from 'pg';
 import { z } from 'zod';
 import type { BundleService } from './bundles.ts';
 import type { DirectoryPublisher } from './directory-publisher.ts';
-import { type DirectoryAdmin, type DirectoryStore, GrantInput } from './directory-store.ts';
+import {
+  AgentNotFoundError,
+  type DirectoryAdmin,
+  type DirectoryStore,
+  GrantInput,
+  OAuthClientTakenError,
+} from './directory-store.ts';
 import { SimulationScope, simulate } from './simulation.ts';
 
 /** Roles, weakest first: each role may do everything the ones before it may. */
@@ -165,6 +171,36 @@ export function createApi(deps: ApiDeps): Router {
         throw new AppError('key_not_found', (error as Error).message, { status: 404, cause: error });
       }
       res.status(204).end();
+    }),
+  );
+
+  // The OAuth clients whose access tokens authenticate as this agent at the gateway; the body's
+  // list replaces the registered one (an empty list removes them all).
+  router.put(
+    '/v1/agents/:name/oauth-clients',
+    admin,
+    json,
+    wrap(async (req, res) => {
+      const body = parse(
+        z.object({
+          clientIds: z
+            .array(OAuthClientId)
+            .max(20)
+            .refine((ids) => new Set(ids).size === ids.length, 'client ids must be unique'),
+        }),
+        req.body,
+      );
+      const name = parse(AgentName, req.params.name);
+      try {
+        await deps.store.setOAuthClients(name, body.clientIds);
+      } catch (error) {
+        if (error instanceof AgentNotFoundError)
+          throw new AppError('agent_not_found', error.message, { status: 404, cause: error });
+        if (error instanceof OAuthClientTakenError)
+          throw new AppError('oauth_client_taken', error.message, { status: 409, cause: error });
+        throw error;
+      }
+      res.json({ agent: name, oauthClients: [...body.clientIds].sort() });
     }),
   );
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
+import { OAuthClientId } from '@portcullis/contracts';
 import { createPool, migrate } from '@portcullis/db';
 import { createLogger } from '@portcullis/runtime';
 import { z } from 'zod';
@@ -15,6 +16,9 @@ commands:
   issue-key <agent-name>    issue a new agent key and print it once
   revoke-key <agent-name> <key-id>
                             revoke one key (the id is the part after pcak_ and before the next _)
+  oauth-clients <agent-name> [client-id …]
+                            set the OAuth client ids whose access tokens authenticate as the
+                            agent (replaces the list; none given = remove them all)
   suspend <agent-name>      refuse every call of this agent from now on
   activate <agent-name>     lift a suspension
 
@@ -69,6 +73,19 @@ async function main(argv: string[]): Promise<number> {
         }
         await store.revokeKey(argument, keyId);
         console.log(`agent ${argument}: key ${keyId} revoked`);
+        return 0;
+      }
+      case 'oauth-clients': {
+        const clientIds = positionals.slice(2);
+        const invalid = clientIds.find((id) => !OAuthClientId.safeParse(id).success);
+        if (invalid !== undefined) {
+          console.error(`portcullis directory oauth-clients: not a client id: ${JSON.stringify(invalid)}`);
+          return 2;
+        }
+        await store.setOAuthClients(argument, clientIds);
+        console.log(
+          `agent ${argument}: OAuth clients ${clientIds.length > 0 ? [...new Set(clientIds)].sort().join(', ') : '(none)'}`,
+        );
         return 0;
       }
       case 'suspend':

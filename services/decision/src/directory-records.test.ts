@@ -46,6 +46,7 @@ test('topic records assemble into data.directory; the revision marker and key ha
         name: 'bot',
         data: { state: 'active', owner: 'a@example.com' },
         keys: [{ keyId: '0123456789abcdef', secretSha256: 'a'.repeat(64) }],
+        oauthClients: ['bot-client'],
       },
     ],
     ['app:demo', { ...base, kind: 'app', id: 'demo', data: { delete: 'deny' } }],
@@ -63,4 +64,5 @@ test('topic records assemble into data.directory; the revision marker and key ha
     delegations: {},
   });
   assert.equal(JSON.stringify(directory).includes('a'.repeat(64)), false);
+  assert.equal(JSON.stringify(directory).includes('bot-client'), false);
 });

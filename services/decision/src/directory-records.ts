@@ -45,6 +45,9 @@ export async function readDirectorySnapshot(pool: pg.Pool): Promise<DirectorySna
     const keys = await client.query<{ key_id: string; agent_id: string; secret_sha256: Buffer }>(
       'SELECT key_id, agent_id, secret_sha256 FROM directory.agent_keys WHERE revoked_at IS NULL ORDER BY key_id',
     );
+    const oauthClients = await client.query<{ client_id: string; agent_id: string }>(
+      'SELECT client_id, agent_id FROM directory.oauth_client_ids ORDER BY client_id',
+    );
     const apps = await client.query<{ id: string; policy: Record<string, unknown> }>(
       'SELECT id, policy FROM directory.apps',
     );
@@ -64,6 +67,9 @@ export async function readDirectorySnapshot(pool: pg.Pool): Promise<DirectorySna
       list.push({ keyId: row.key_id, secretSha256: row.secret_sha256.toString('hex') });
       keysByAgent.set(row.agent_id, list);
     }
+    const clientsByAgent = new Map<string, string[]>();
+    for (const row of oauthClients.rows)
+      clientsByAgent.set(row.agent_id, [...(clientsByAgent.get(row.agent_id) ?? []), row.client_id]);
     const base = { type: 'directory.record' as const, version: 1 as const, revision };
     for (const agent of agents.rows) {
       records.set(`agent:${agent.id}`, {
@@ -77,6 +83,7 @@ export async function readDirectorySnapshot(pool: pg.Pool): Promise<DirectorySna
           ...(agent.client_type ? { client_type: agent.client_type } : {}),
         },
         keys: keysByAgent.get(agent.id) ?? [],
+        oauthClients: clientsByAgent.get(agent.id) ?? [],
       });
     }
     for (const app of apps.rows)

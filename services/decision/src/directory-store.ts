@@ -103,6 +103,42 @@ export class DirectoryStore {
     if (rowCount === 0) throw new Error(`agent ${agentName} has no key ${keyId}`);
   }
 
+  /**
+   * Replaces the OAuth client ids registered on an agent. A client id already registered on
+   * another agent is refused (OAuthClientTakenError) and nothing changes.
+   */
+  async setOAuthClients(agentName: string, clientIds: readonly string[]): Promise<AgentRecord> {
+    return withTransaction(this.#pool, async (client) => {
+      const { rows } = await client.query<AgentRecord>(
+        // Locks the agent row, so two concurrent replacements for one agent apply one after the other.
+        'SELECT id, name, owner, state FROM directory.agents WHERE name = $1 FOR UPDATE',
+        [agentName],
+      );
+      const agent = rows[0];
+      if (!agent) throw new AgentNotFoundError(agentName);
+      const taken = await client.query<{ client_id: string; name: string }>(
+        `SELECT c.client_id, a.name FROM directory.oauth_client_ids c JOIN directory.agents a ON a.id = c.agent_id
+         WHERE c.client_id = ANY($1::text[]) AND c.agent_id <> $2 ORDER BY c.client_id`,
+        [clientIds, agent.id],
+      );
+      if (taken.rows.length > 0)
+        throw new OAuthClientTakenError(taken.rows[0]!.client_id, taken.rows[0]!.name);
+      await client.query('DELETE FROM directory.oauth_client_ids WHERE agent_id = $1', [agent.id]);
+      try {
+        await client.query(
+          'INSERT INTO directory.oauth_client_ids (client_id, agent_id) SELECT unnest($1::text[]), $2',
+          [[...new Set(clientIds)], agent.id],
+        );
+      } catch (error) {
+        // Another agent registered the same id between the check and the insert.
+        if ((error as { code?: string }).code === '23505')
+          throw new OAuthClientTakenError(undefined, undefined);
+        throw error;
+      }
+      return agent;
+    });
+  }
+
   async setAgentState(agentName: string, state: 'active' | 'suspended'): Promise<void> {
     const { rowCount } = await this.#pool.query(
       'UPDATE directory.agents SET state = $2, updated_at = now() WHERE name = $1',
@@ -117,6 +153,25 @@ export class DirectoryStore {
       [name],
     );
     return rows[0];
+  }
+}
+
+export class AgentNotFoundError extends Error {
+  constructor(name: string) {
+    super(`no agent named ${name}`);
+    this.name = 'AgentNotFoundError';
+  }
+}
+
+/** An OAuth client id is registered on another agent; a client id identifies one agent only. */
+export class OAuthClientTakenError extends Error {
+  constructor(clientId: string | undefined, agentName: string | undefined) {
+    super(
+      clientId
+        ? `OAuth client ${clientId} is already registered on agent ${agentName}`
+        : 'one of the OAuth clients was registered on another agent meanwhile',
+    );
+    this.name = 'OAuthClientTakenError';
   }
 }
 
@@ -152,9 +207,14 @@ export class DirectoryAdmin {
     this.#pool = pool;
   }
 
-  async listAgents(): Promise<(AgentRecord & { clientType: string | null })[]> {
-    const { rows } = await this.#pool.query<AgentRecord & { clientType: string | null }>(
-      'SELECT id, name, owner, state, client_type AS "clientType" FROM directory.agents ORDER BY name',
+  async listAgents(): Promise<(AgentRecord & { clientType: string | null; oauthClients: string[] })[]> {
+    const { rows } = await this.#pool.query<
+      AgentRecord & { clientType: string | null; oauthClients: string[] }
+    >(
+      `SELECT a.id, a.name, a.owner, a.state, a.client_type AS "clientType",
+         ARRAY(SELECT c.client_id FROM directory.oauth_client_ids c WHERE c.agent_id = a.id ORDER BY c.client_id)
+           AS "oauthClients"
+       FROM directory.agents a ORDER BY a.name`,
     );
     return rows;
   }

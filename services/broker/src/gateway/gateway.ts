@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import { PROBLEM_CONTENT_TYPE, problem } from '@portcullis/runtime';
-import type { Agent } from '../directory.ts';
+import type { Authenticator } from '../auth/authenticator.ts';
+import { writeAuthRefusal } from '../auth/respond.ts';
 import type { HostOriginRefusal } from '../host-origin.ts';
 import {
   type JsonRpcId,
@@ -19,15 +20,6 @@ import { aggregateNamespace, appNamespace } from './namespacing.ts';
 import type { BusMessage, ReplicaBus } from './replica-bus.ts';
 import { NotificationStream, ReplyChannel } from './reply.ts';
 import type { SessionRecord, SessionScope } from './session-store.ts';
-
-/** The outcome of authenticating one HTTP request. */
-export type AuthOutcome =
-  | { ok: true; agent: Agent; user?: { id: string } }
-  | { ok: false; status: 401 | 403; code: string; detail: string; wwwAuthenticate?: string };
-
-export interface Authenticator {
-  authenticate(headers: IncomingHttpHeaders): Promise<AuthOutcome>;
-}
 
 export interface GatewayOptions {
   sessionDeps: LiveSessionDeps;
@@ -128,15 +120,8 @@ export class Gateway {
     }
     const auth = await this.#options.authenticator.authenticate(req.headers);
     if (!auth.ok) {
-      if (auth.wwwAuthenticate) res.setHeader('www-authenticate', auth.wwwAuthenticate);
       req.resume();
-      return sendProblem(
-        res,
-        auth.status,
-        auth.code,
-        auth.status === 401 ? 'Unauthorized' : 'Forbidden',
-        auth.detail,
-      );
+      return writeAuthRefusal(res, auth);
     }
     const caller: Caller = { agent: auth.agent, ...(auth.user ? { user: auth.user } : {}) };
     if (scope.kind === 'app' && !this.#options.appExists(scope.appId)) {
