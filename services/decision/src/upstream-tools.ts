@@ -1,5 +1,5 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StdioClientTransport, type StdioServerParameters } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
@@ -68,20 +68,28 @@ const RELAYED_CAPABILITIES = {
 // they are dropped by child_process.spawn, so the child gets exactly the app's configured env.
 const SDK_DEFAULT_ENV = ['HOME', 'LOGNAME', 'PATH', 'SHELL', 'TERM', 'USER', 'APPDATA', 'USERPROFILE'];
 
-function transportFor(transport: AppTransport): Transport {
-  if (transport.type === 'http') return new StreamableHTTPClientTransport(new URL(transport.url));
+/**
+ * The SDK's stdio parameters for a transport: the child gets exactly the configured env (the SDK
+ * would otherwise add HOME, PATH, USER… of this process) and its stderr is discarded.
+ */
+export function stdioParameters(transport: Extract<AppTransport, { type: 'stdio' }>): StdioServerParameters {
   const env: Record<string, string | undefined> = Object.fromEntries(
     SDK_DEFAULT_ENV.map((name) => [name, undefined]),
   );
   Object.assign(env, transport.env);
-  return new StdioClientTransport({
+  return {
     command: transport.command,
     args: transport.args,
     env: env as Record<string, string>,
     ...(transport.cwd ? { cwd: transport.cwd } : {}),
     // The child's stderr may hold anything; it is neither logged nor returned.
     stderr: 'ignore',
-  });
+  };
+}
+
+function transportFor(transport: AppTransport): Transport {
+  if (transport.type === 'http') return new StreamableHTTPClientTransport(new URL(transport.url));
+  return new StdioClientTransport(stdioParameters(transport));
 }
 
 /**
