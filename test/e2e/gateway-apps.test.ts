@@ -34,6 +34,7 @@ const logger = createLogger({ service: 'test', level: 'silent', destination: new
 let stack: TestStack;
 let httpUrl: string;
 let feed: DirectoryFeed;
+let engine: PolicyEngine;
 let pins: ToolPins;
 let producer: Producer;
 let db: pg.Client;
@@ -103,7 +104,8 @@ before(async () => {
   const kafka = createKafka({ clientId: 'gateway-apps-e2e', brokers: stack.kafkaBrokers.split(','), logger });
   producer = createProducer(kafka);
   await producer.connect();
-  feed = new DirectoryFeed(new PolicyEngine(), stack.prefix, logger);
+  engine = new PolicyEngine();
+  feed = new DirectoryFeed(engine, stack.prefix, logger);
   await feed.start(kafka);
   pins = new ToolPins({
     source: feed,
@@ -158,6 +160,10 @@ test('registering server-everything over stdio pins every tool it lists and publ
   );
   assert.deepEqual(published.transport, { ...stdioTransport, args: [...stdioTransport.args], env: {} });
   assert.equal(Object.keys(published.tools).length, direct.length);
+  // The app's policy data (data.directory.apps) stays what the policy settings say: no connection.
+  const policyData = engine.directory as { apps: Record<string, unknown> };
+  assert.deepEqual(policyData.apps['everything-stdio'], {});
+  assert.equal(JSON.stringify(policyData).includes(everythingEntry), false);
   for (const tool of direct) assert.equal(isUsable(pins.verdict('everything-stdio', tool)), true, tool.name);
 });
 
