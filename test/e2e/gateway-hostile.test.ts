@@ -3,7 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '@portcullis/testing';
 import pg from 'pg';
-import { capableClient, startEverythingHttp } from '../support/everything.ts';
+import { capableClient } from '../support/everything.ts';
 import { TestStack } from '../support/stack.ts';
 
 // Hostile input at the gateway: each is refused with a clear JSON-RPC error and changes nothing —
@@ -61,9 +61,7 @@ const call = (name: string, args: unknown = {}) =>
 
 before(async () => {
   stack = await TestStack.create();
-  const everything = await startEverythingHttp();
-  stack.processes.push(everything.process);
-  stack.upstreamUrl = everything.url;
+  stack.upstreamUrl = await stack.startEverythingHttp();
   await stack.startCoreServices();
   await stack.seed({
     apps: [

@@ -10,7 +10,7 @@ import {
   type Progress,
   ResourceUpdatedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
-import { type ClientLog, capableClient, startEverythingHttp } from '../support/everything.ts';
+import { type ClientLog, capableClient } from '../support/everything.ts';
 import { TestStack } from '../support/stack.ts';
 
 // Every feature of MCP, through the gateway as directly: the same SDK client, declaring sampling,
@@ -30,9 +30,7 @@ const prefixedUri = (uri: string) => `${APP}+${uri}`;
 
 before(async () => {
   stack = await TestStack.create();
-  const everything = await startEverythingHttp();
-  stack.processes.push(everything.process);
-  stack.upstreamUrl = everything.url;
+  stack.upstreamUrl = await stack.startEverythingHttp();
   await stack.startDecision();
   await stack.seed({
     apps: [{ id: APP, name: 'server-everything' }],
@@ -42,7 +40,7 @@ before(async () => {
   });
   key = await stack.issueKey('protocol-agent');
   brokerUrl = (await stack.startBroker({ UPSTREAM_APP_ID: APP })).url;
-  direct = await capableClient(everything.url);
+  direct = await capableClient(stack.upstreamUrl);
   gateway = await capableClient(`${brokerUrl}/mcp`, { Authorization: `Bearer ${key}` });
 });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Progress } from '@modelcontextprotocol/sdk/types.js';
-import { capableClient, startEverythingHttp } from '../support/everything.ts';
+import { capableClient } from '../support/everything.ts';
 import { RoundRobinProxy } from '../support/round-robin-proxy.ts';
 import { TestStack } from '../support/stack.ts';
 
@@ -17,9 +17,7 @@ let key = '';
 
 before(async () => {
   stack = await TestStack.create();
-  const everything = await startEverythingHttp();
-  stack.processes.push(everything.process);
-  stack.upstreamUrl = everything.url;
+  stack.upstreamUrl = await stack.startEverythingHttp();
   await stack.startDecision();
   await stack.seed({
     apps: [{ id: APP, name: 'server-everything' }],

@@ -7,42 +7,14 @@ import {
   ElicitRequestSchema,
   ListRootsRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
-import { freePort, type ServiceProcess, startProcess, waitFor } from '@portcullis/testing';
 
 const require = createRequire(import.meta.url);
-
-/** The entry script of `@modelcontextprotocol/server-everything`, a real MCP server nobody here wrote. */
-export const everythingScript = join(
-  dirname(require.resolve('@modelcontextprotocol/server-everything/package.json')),
-  'dist/index.js',
-);
 
 /** The entry script of `@modelcontextprotocol/server-filesystem`. */
 export const filesystemScript = join(
   dirname(require.resolve('@modelcontextprotocol/server-filesystem/package.json')),
   'dist/index.js',
 );
-
-/** Starts server-everything over Streamable HTTP; returns its /mcp URL and process. */
-export async function startEverythingHttp(): Promise<{ url: string; process: ServiceProcess }> {
-  const port = await freePort();
-  const process = await startProcess({
-    name: 'server-everything',
-    script: everythingScript,
-    args: ['streamableHttp'],
-    env: { PORT: String(port) },
-  });
-  const url = `http://127.0.0.1:${port}/mcp`;
-  await waitFor('server-everything listening', async () => {
-    try {
-      await fetch(url, { method: 'GET' });
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  return { url, process };
-}
 
 /** What a test client saw arrive from the server while it ran. */
 export interface ClientLog {

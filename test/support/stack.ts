@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
@@ -22,9 +23,29 @@ export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const script = (path: string) => join(repoRoot, path);
 export const bundlePath = script('rego/build/bundle.tar.gz');
 
+/** The entry script of @modelcontextprotocol/server-everything (`node <it> stdio|streamableHttp`). */
+export const everythingEntry = join(
+  dirname(createRequire(import.meta.url).resolve('@modelcontextprotocol/server-everything/package.json')),
+  'dist/index.js',
+);
+
+/** How the gateway reaches an app, as the decision service takes it (AppConnection). */
+export type SeedConnection =
+  | { transport: { type: 'http'; url: string }; auth?: { scheme: 'none' } }
+  | {
+      transport: {
+        type: 'stdio';
+        command: string;
+        args?: string[];
+        env?: Record<string, string>;
+        cwd?: string;
+      };
+      auth?: { scheme: 'none' };
+    };
+
 /** A directory seed, as `portcullis directory seed` takes it. */
 export interface Seed {
-  apps: { id: string; name: string }[];
+  apps: { id: string; name: string; connection?: SeedConnection }[];
   agents: {
     name: string;
     owner: string;
@@ -95,6 +116,24 @@ export class TestStack {
     this.upstreamUrl = `http://127.0.0.1:${port}/mcp`;
     await waitFor('the demo upstream', async () => (await fetch(this.upstreamUrl)).status === 405);
     return this.upstreamUrl;
+  }
+
+  /**
+   * Starts server-everything over Streamable HTTP on a free port; returns its MCP URL. Its express
+   * app answers a GET without a session with 400 once it listens.
+   */
+  async startEverythingHttp(): Promise<string> {
+    const port = await freePort();
+    const server = await startProcess({
+      name: 'server-everything-http',
+      script: everythingEntry,
+      args: ['streamableHttp'],
+      env: { PORT: String(port) },
+    });
+    this.processes.push(server);
+    const url = `http://127.0.0.1:${port}/mcp`;
+    await waitFor('server-everything (streamable HTTP)', async () => (await fetch(url)).status < 500);
+    return url;
   }
 
   /** Starts decision, credential and audit (the decision service migrates the directory). */
@@ -201,7 +240,14 @@ export class TestStack {
   /** Runs the directory CLI; once it changed the directory, waits until that is published. */
   async directoryCli(args: string[]): Promise<{ stdout: string; stderr: string }> {
     const output = await run(process.execPath, [script('services/decision/src/cli.ts'), ...args], {
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL: this.databaseUrl },
+      env: {
+        PATH: process.env.PATH ?? '',
+        DATABASE_URL: this.databaseUrl,
+        // For the `apps` commands, which go through the decision service's API.
+        ...(this.decisionUrl
+          ? { PORTCULLIS_API_URL: this.decisionUrl, PORTCULLIS_API_TOKEN: this.apiToken }
+          : {}),
+      },
     });
     await this.directoryPublished();
     return output;

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { z } from 'zod';
 import {
   AdminChangedV1,
+  AppConnection,
   ApprovalDecidedV1,
   ApprovalRequestedV1,
   CredentialLeaseIssuedV1,
@@ -14,6 +15,7 @@ import {
   parseAuditEvent,
   ToolCallCompletedV1,
   ToolCallRequestedV1,
+  ToolDefinitionChangedV1,
 } from './index.ts';
 
 // Pins each event schema's JSON shape: a change to a published contract must be deliberate, made
@@ -32,6 +34,8 @@ test('event schemas match their pinned JSON shape', () => {
     CredentialLeaseIssuedV1: z.toJSONSchema(CredentialLeaseIssuedV1),
     CredentialLeaseRevokedV1: z.toJSONSchema(CredentialLeaseRevokedV1),
     AdminChangedV1: z.toJSONSchema(AdminChangedV1),
+    ToolDefinitionChangedV1: z.toJSONSchema(ToolDefinitionChangedV1),
+    AppConnection: z.toJSONSchema(AppConnection),
   };
   if (process.env.UPDATE_SNAPSHOTS === '1') {
     mkdirSync(new URL('./__snapshots__/', import.meta.url), { recursive: true });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AppAuth, AppTransport, ToolFingerprint, ToolName } from './apps.ts';
 import { ActionClass } from './policy.ts';
 
 /**
@@ -7,8 +8,17 @@ import { ActionClass } from './policy.ts';
  * removes it, so a broker that reads the topic from the beginning holds the whole directory.
  * The `data` of each kind is exactly what the policy sees under data.directory (see
  * docs/policy-authoring.md); agent key material travels as SHA-256 hashes only, never keys.
+ * The exception is `app_connection`: how brokers reach an app and its tool pins, which brokers keep
+ * outside the policy's data (ADR 0042).
  */
-export const DirectoryRecordKind = z.enum(['agent', 'app', 'entitlements', 'delegations', 'revision']);
+export const DirectoryRecordKind = z.enum([
+  'agent',
+  'app',
+  'app_connection',
+  'entitlements',
+  'delegations',
+  'revision',
+]);
 export type DirectoryRecordKind = z.infer<typeof DirectoryRecordKind>;
 
 const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex SHA-256 digest');
@@ -85,6 +95,19 @@ export const DirectoryRecordV1 = z.discriminatedUnion('kind', [
     oauthClients: z.array(OAuthClientId).default([]),
   }),
   z.object({ ...recordEnvelope, kind: z.literal('app'), data: AppPolicyData }),
+  /**
+   * id = app id; how brokers reach the app and the fingerprint each of its tools is pinned to.
+   * Not policy data: brokers keep it beside the engine, never in data.directory.
+   */
+  z.object({
+    ...recordEnvelope,
+    kind: z.literal('app_connection'),
+    data: z.object({
+      transport: AppTransport,
+      auth: AppAuth,
+      tools: z.record(ToolName, ToolFingerprint),
+    }),
+  }),
   /** id = agent id; data = app id → grants. */
   z.object({
     ...recordEnvelope,

@@ -1,4 +1,5 @@
 export * from './agent-key.ts';
+export * from './apps.ts';
 export * from './audit-events.ts';
 export * from './directory-events.ts';
 export * from './policy.ts';

@@ -32,7 +32,8 @@ export const Topics = {
     // One partition: a broker replays it in order, and a snapshot's revision marker comes last.
     partitions: 1,
     configs: { 'cleanup.policy': 'compact', 'min.compaction.lag.ms': '60000', 'min.insync.replicas': '1' },
-    description: 'Directory state (agents with key hashes, apps, entitlements, delegations) keyed by entity.',
+    description:
+      'Directory state (agents with key hashes, apps, app connections with tool pins, entitlements, delegations) keyed by entity.',
   },
   policy: {
     name: 'portcullis.policy.v1',
@@ -46,6 +47,13 @@ export const Topics = {
     configs: { 'cleanup.policy': 'delete', 'retention.ms': String(7 * 24 * 3600 * 1000) },
     description:
       "Decisions of the Data API in OPA's decision-log shape, inputs masked; keyed by decision_id.",
+  },
+  toolDefinitions: {
+    name: 'portcullis.tool-definitions.v1',
+    partitions: 1,
+    configs: { 'cleanup.policy': 'delete', 'retention.ms': String(30 * 24 * 3600 * 1000) },
+    description:
+      'Tool definitions brokers saw that do not match their pin (ToolDefinitionChangedV1), keyed <appId>/<tool>.',
   },
 } as const satisfies Record<string, TopicDefinition>;
 

@@ -1,4 +1,11 @@
-import { DirectoryRecordV1, PolicyActivatedV1, Topics, topicName } from '@portcullis/contracts';
+import {
+  type AppAuth,
+  type AppTransport,
+  DirectoryRecordV1,
+  PolicyActivatedV1,
+  Topics,
+  topicName,
+} from '@portcullis/contracts';
 import { type CompactedReader, type CompactedRecord, startCompactedReader } from '@portcullis/kafka';
 import { type DirectoryChange, type PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import type { Logger } from '@portcullis/runtime';
@@ -23,6 +30,15 @@ export interface DirectoryChangeSummary {
   everyone: boolean;
 }
 
+/** How to reach an app and what each of its tools is pinned to (an `app_connection` record). */
+export interface AppConnectionRecord {
+  appId: string;
+  transport: AppTransport;
+  auth: AppAuth;
+  /** tool name → pinned fingerprint (toolFingerprint in @portcullis/contracts). */
+  tools: Readonly<Record<string, string>>;
+}
+
 interface KeyRecord {
   agentId: string;
   secretSha256: Buffer;
@@ -35,7 +51,8 @@ interface KeyRecord {
  * directory revision and bundle within a fetch interval of a change.
  *
  * The policy engine gets the directory as data.directory: one full load when the bootstrap is
- * complete, then each change in place. Key hashes stay here, outside the policy's data.
+ * complete, then each change in place. Key hashes stay here, outside the policy's data, and so do
+ * app connections and tool pins (ADR 0042).
  */
 export class DirectoryFeed {
   readonly #engine: PolicyEngine;
@@ -48,6 +65,8 @@ export class DirectoryFeed {
   /** OAuth client id → agent id, and the reverse, for authenticating access tokens. */
   readonly #oauthClients = new Map<string, string>();
   readonly #oauthClientsOfAgent = new Map<string, string[]>();
+  readonly #appConnections = new Map<string, AppConnectionRecord>();
+  readonly #appsListeners = new Set<(appIds: string[]) => void>();
   /** data.directory while bootstrapping; handed to the engine in one piece once caught up. */
   #pending: Record<string, Record<string, unknown>> | undefined = {
     agents: {},
@@ -119,24 +138,85 @@ export class DirectoryFeed {
     return agentId === undefined ? undefined : this.#agents.get(agentId);
   }
 
+  /** The app's connection and tool pins, or undefined when it has none (unknown app: refuse). */
+  appConnection(appId: string): AppConnectionRecord | undefined {
+    return this.#appConnections.get(appId);
+  }
+
+  /** Every app that has a connection. */
+  appConnections(): AppConnectionRecord[] {
+    return [...this.#appConnections.values()];
+  }
+
+  /**
+   * Calls `listener` with the ids of the apps whose connection or pins changed (added, replaced or
+   * removed), after each batch of directory records; also during the bootstrap. Returns a detach.
+   */
+  onAppsChanged(listener: (appIds: string[]) => void): () => void {
+    this.#appsListeners.add(listener);
+    return () => this.#appsListeners.delete(listener);
+  }
+
   async #apply(records: CompactedRecord[]): Promise<void> {
     const changes: DirectoryChange[] = [];
     const after: (() => void)[] = [];
     const summary: DirectoryChangeSummary = { agents: new Set(), apps: new Set(), everyone: false };
+    const appsChanged = new Set<string>();
     for (const record of records) {
       if (record.topic === this.#policyTopic) {
         await this.#activate(record);
         summary.everyone = true;
-      } else {
-        this.#directoryRecord(record, changes, after);
-        summarize(record.key, summary);
+        continue;
       }
+      if (record.key.startsWith('app_connection:')) this.#appConnectionRecord(record, appsChanged);
+      else this.#directoryRecord(record, changes, after);
+      summarize(record.key, summary);
     }
     if (!this.#pending) after.push(() => this.#notify(summary));
     // Engine first: a key that authenticates must never meet a policy that has not seen its agent.
     if (this.#pending) for (const change of changes) setPath(this.#pending, change);
     else if (changes.length > 0) this.#engine.applyDirectoryChanges(changes);
     for (const step of after) step();
+    if (appsChanged.size > 0) {
+      const appIds = [...appsChanged];
+      for (const listener of this.#appsListeners) {
+        try {
+          listener(appIds);
+        } catch (error) {
+          this.#logger.error({ err: error }, 'apps-changed listener failed');
+        }
+      }
+    }
+  }
+
+  /** Keeps app connections beside the engine: they are not policy data. A tombstone removes one. */
+  #appConnectionRecord(record: CompactedRecord, appsChanged: Set<string>): void {
+    const appId = record.key.slice('app_connection:'.length);
+    if (record.value === null) {
+      if (this.#appConnections.delete(appId)) appsChanged.add(appId);
+      return;
+    }
+    let parsed: DirectoryRecordV1;
+    try {
+      parsed = DirectoryRecordV1.parse(JSON.parse(record.value.toString('utf8')));
+    } catch (error) {
+      // Fail closed: an unreadable connection record removes the app's connection (and so its pins)
+      // rather than keeping pins an admin may have replaced.
+      this.#logger.error(
+        { err: error, key: record.key },
+        'unreadable app connection record; app unavailable',
+      );
+      if (this.#appConnections.delete(appId)) appsChanged.add(appId);
+      return;
+    }
+    if (parsed.kind !== 'app_connection' || parsed.id !== appId) return;
+    this.#appConnections.set(appId, {
+      appId,
+      transport: parsed.data.transport,
+      auth: parsed.data.auth,
+      tools: Object.freeze({ ...parsed.data.tools }),
+    });
+    appsChanged.add(appId);
   }
 
   #directoryRecord(record: CompactedRecord, changes: DirectoryChange[], after: (() => void)[]): void {

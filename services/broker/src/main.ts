@@ -17,9 +17,10 @@ import { Enforcement } from './gateway/enforcement.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { ReplicaBus } from './gateway/replica-bus.ts';
 import { SessionStore } from './gateway/session-store.ts';
-import { unpinnedGate } from './gateway/tool-gate.ts';
+import { pinnedToolGate } from './gateway/tool-gate.ts';
 import { hostOriginCheck } from './host-origin.ts';
 import { RateLimiter } from './rate-limit.ts';
+import { ToolPins } from './tool-pins.ts';
 import type { UpstreamTarget } from './upstream/connection.ts';
 import { createUpstreamConnector, noUpstreamAuth } from './upstream/connector.ts';
 
@@ -61,7 +62,12 @@ await runService(
     health.addCheck('redis', async () => void (await redis.ping()));
 
     const kafka = createKafka({ clientId: `broker-${env.INSTANCE_ID}`, brokers: env.KAFKA_BROKERS, logger });
-    await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [Topics.audit, Topics.directory, Topics.policy]);
+    await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [
+      Topics.audit,
+      Topics.directory,
+      Topics.policy,
+      Topics.toolDefinitions,
+    ]);
     // The directory and the active bundle come from compacted topics; readiness waits for both.
     const directory = new DirectoryFeed(engine, env.KAFKA_TOPIC_PREFIX, logger);
     await directory.start(kafka);
@@ -103,8 +109,23 @@ await runService(
       env.UPSTREAM_URL && env.UPSTREAM_APP_ID
         ? { appId: env.UPSTREAM_APP_ID, transport: { type: 'http', url: env.UPSTREAM_URL } }
         : undefined;
-    const target = (appId: string): UpstreamTarget | undefined =>
-      staticApp?.appId === appId ? staticApp : undefined;
+    if (staticApp)
+      logger.warn(
+        { appId: staticApp.appId },
+        'static app from UPSTREAM_URL: development only, its tools are not pinned',
+      );
+    const target = (appId: string): UpstreamTarget | undefined => {
+      if (staticApp?.appId === appId) return staticApp;
+      const connection = directory.appConnection(appId);
+      return connection ? { appId, transport: connection.transport } : undefined;
+    };
+    const pins = new ToolPins({
+      source: directory,
+      producer,
+      topicPrefix: env.KAFKA_TOPIC_PREFIX,
+      instanceId: env.INSTANCE_ID,
+      logger,
+    });
     const oauth = oauthOptionsFromEnv(env);
     if (oauth)
       // RFC 9728 metadata, so MCP clients find the authorization server from a 401 challenge.
@@ -142,7 +163,7 @@ await runService(
         catalog,
         store,
         guard: redactingGuard,
-        tools: unpinnedGate,
+        tools: pinnedToolGate(pins, logger, new Set(staticApp ? [staticApp.appId] : [])),
         logger,
         callTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
       },

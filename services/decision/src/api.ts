@@ -1,10 +1,19 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import { AppPolicyData, type DecisionLogV1, OAuthClientId } from '@portcullis/contracts';
+import {
+  AppAuth,
+  AppPolicyData,
+  AppTransport,
+  type DecisionLogV1,
+  OAuthClientId,
+  ToolFingerprint,
+  ToolName,
+} from '@portcullis/contracts';
 import { DECISION_ENTRYPOINT, decisionLogEntry, type PolicyEngine } from '@portcullis/policy-engine';
 import { AppError } from '@portcullis/runtime';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type pg from 'pg';
 import { z } from 'zod';
+import { AppConnectionError, type AppConnections } from './app-connections.ts';
 import type { BundleService } from './bundles.ts';
 import type { DirectoryPublisher } from './directory-publisher.ts';
 import {
@@ -15,6 +24,7 @@ import {
   OAuthClientTakenError,
 } from './directory-store.ts';
 import { SimulationScope, simulate } from './simulation.ts';
+import { type ListedTools, UpstreamToolsError } from './upstream-tools.ts';
 
 /** Roles, weakest first: each role may do everything the ones before it may. */
 export const Role = z.enum(['viewer', 'policy-author', 'admin']);
@@ -52,6 +62,25 @@ export interface ApiDeps {
   instanceId: string;
   /** Read access to the ledger (audit.tool_calls) for what-if simulation. */
   ledger: pg.Pool;
+  /** Apps' connections, tool pins and reported tool changes. */
+  apps: AppConnections;
+  /** Lists and fingerprints an upstream's tools (SDK client, with the configured deadline). */
+  listTools: (transport: AppTransport) => Promise<ListedTools>;
+}
+
+const APP_ERROR_STATUS = { app_not_found: 404, not_registered: 409, no_pending_change: 409 } as const;
+
+/** Maps the app registry's and the upstream listing's failures to problem+json errors. */
+function appFailure(error: unknown): unknown {
+  if (error instanceof AppConnectionError)
+    return new AppError(error.code, error.message, { status: APP_ERROR_STATUS[error.code], cause: error });
+  if (error instanceof UpstreamToolsError)
+    return new AppError(error.code, `${error.message}; nothing was stored`, {
+      status: error.code === 'upstream_unreachable' ? 502 : 422,
+      retry: error.code === 'upstream_unreachable',
+      cause: error,
+    });
+  return error;
 }
 
 const rank = (role: Role) => Role.options.indexOf(role);
@@ -215,6 +244,96 @@ export function createApi(deps: ApiDeps): Router {
       );
       await deps.admin.upsertApp(parse(AppId, req.params.id), body.name, body.policy);
       res.status(204).end();
+    }),
+  );
+
+  // --- apps: upstream connections and tool pins (docs/gateway-apps.md) ------------------------------
+  router.get(
+    '/v1/apps',
+    viewer,
+    wrap(async (_req, res) => {
+      res.json({ apps: await deps.apps.list() });
+    }),
+  );
+
+  router.get(
+    '/v1/apps/:id',
+    viewer,
+    wrap(async (req, res) => {
+      const [app] = await deps.apps.list(parse(AppId, req.params.id));
+      if (!app) throw new AppError('app_not_found', `no app ${req.params.id}`, { status: 404 });
+      res.json(app);
+    }),
+  );
+
+  router.put(
+    '/v1/apps/:id/connection',
+    admin,
+    json,
+    wrap(async (req, res) => {
+      const id = parse(AppId, req.params.id);
+      const body = parse(
+        z.strictObject({
+          /** Creates the app with this name when it does not exist yet. */
+          name: z.string().min(1).max(200).optional(),
+          transport: AppTransport,
+          auth: AppAuth.default({ scheme: 'none' }),
+        }),
+        req.body,
+      );
+      if (body.name === undefined && (await deps.apps.list(id)).length === 0)
+        throw new AppError(
+          'app_not_found',
+          `no app ${id}; create it with PUT /v1/apps/${id} or give a name`,
+          {
+            status: 404,
+          },
+        );
+      try {
+        // The upstream is asked first, outside any transaction: if it cannot be listed, nothing is stored.
+        const listed = await deps.listTools(body.transport);
+        await deps.apps.register(
+          id,
+          { transport: body.transport, auth: body.auth },
+          listed,
+          `api:${req.caller!.name}`,
+          body.name,
+        );
+        const [app] = await deps.apps.list(id);
+        res.json({ ...app, rejectedTools: listed.rejected });
+      } catch (error) {
+        throw appFailure(error);
+      }
+    }),
+  );
+
+  router.get(
+    '/v1/apps/:id/tool-changes',
+    viewer,
+    wrap(async (req, res) => {
+      const all = parse(z.enum(['true', 'false']).default('false'), req.query.all) === 'true';
+      try {
+        res.json({ changes: await deps.apps.toolChanges(parse(AppId, req.params.id), { all }) });
+      } catch (error) {
+        throw appFailure(error);
+      }
+    }),
+  );
+
+  router.post(
+    '/v1/apps/:id/tools/:tool/approve',
+    admin,
+    json,
+    wrap(async (req, res) => {
+      const id = parse(AppId, req.params.id);
+      const tool = parse(ToolName, req.params.tool);
+      const body = parse(z.strictObject({ fingerprint: ToolFingerprint }), req.body);
+      try {
+        const definition = await deps.apps.approve(id, tool, body.fingerprint, `api:${req.caller!.name}`);
+        res.json({ app: id, tool, fingerprint: body.fingerprint, definition });
+      } catch (error) {
+        throw appFailure(error);
+      }
     }),
   );
 

@@ -5,14 +5,17 @@ import { OAuthClientId } from '@portcullis/contracts';
 import { createPool, migrate } from '@portcullis/db';
 import { createLogger } from '@portcullis/runtime';
 import { z } from 'zod';
+import { appsUsage, runApps } from './cli/apps.ts';
 import { DirectorySeed, DirectoryStore } from './directory-store.ts';
 import { readCliEnv } from './env.ts';
 import { DIRECTORY_SCHEMA, MIGRATIONS_DIR } from './schema.ts';
+import { listUpstreamTools } from './upstream-tools.ts';
 
 const usage = `usage: portcullis directory <command>
 
-commands:
-  seed <file.json>          apply a directory seed (apps, agents, entitlements); idempotent
+against the database (DATABASE_URL):
+  seed <file.json>          apply a directory seed (apps, agents, entitlements); idempotent; an
+                            app with a connection has its tools listed and pinned from here
   issue-key <agent-name>    issue a new agent key and print it once
   revoke-key <agent-name> <key-id>
                             revoke one key (the id is the part after pcak_ and before the next _)
@@ -22,20 +25,30 @@ commands:
   suspend <agent-name>      refuse every call of this agent from now on
   activate <agent-name>     lift a suspension
 
-environment:
-  DATABASE_URL              Postgres connection string`;
+${appsUsage}`;
 
 async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+      all: { type: 'boolean', default: false },
+      url: { type: 'string' },
+      command: { type: 'string' },
+      arg: { type: 'string', multiple: true },
+      env: { type: 'string', multiple: true },
+      cwd: { type: 'string' },
+      name: { type: 'string' },
+    },
   });
   const [command, argument] = positionals;
   if (values.help || !command) {
     console.log(usage);
     return command || values.help ? 0 : 2;
   }
+  if (command === 'apps') return runApps(positionals.slice(1), values);
   if (!argument) {
     console.error(`portcullis directory ${command}: missing argument\n\n${usage}`);
     return 2;
@@ -54,7 +67,9 @@ async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'seed': {
         const seed = DirectorySeed.parse(JSON.parse(readFileSync(argument, 'utf8')));
-        const agents = await store.applySeed(seed, `cli:${userInfo().username}`);
+        const agents = await store.applySeed(seed, `cli:${userInfo().username}`, (transport) =>
+          listUpstreamTools(transport, { timeoutMs: env.UPSTREAM_LIST_TIMEOUT_MS }),
+        );
         for (const agent of agents)
           console.log(`agent ${agent.name} (${agent.id}) owner=${agent.owner} state=${agent.state}`);
         return 0;

@@ -34,7 +34,7 @@ test('a stored entitlement row becomes the grant the policy reads', () => {
   );
 });
 
-test('topic records assemble into data.directory; the revision marker and key hashes stay out', () => {
+test('topic records assemble into data.directory; the revision marker, key hashes and connections stay out', () => {
   const base = { type: 'directory.record', version: 1, revision: 3 } as const;
   const records = new Map<string, DirectoryRecordV1>([
     [
@@ -51,6 +51,19 @@ test('topic records assemble into data.directory; the revision marker and key ha
     ],
     ['app:demo', { ...base, kind: 'app', id: 'demo', data: { delete: 'deny' } }],
     [
+      'app_connection:demo',
+      {
+        ...base,
+        kind: 'app_connection',
+        id: 'demo',
+        data: {
+          transport: { type: 'http', url: 'http://127.0.0.1:9/mcp' },
+          auth: { scheme: 'none' },
+          tools: { read_record: 'b'.repeat(64) },
+        },
+      },
+    ],
+    [
       'entitlements:agt_1',
       { ...base, kind: 'entitlements', id: 'agt_1', data: { demo: [{ actions: ['read'] }] } },
     ],
@@ -65,4 +78,5 @@ test('topic records assemble into data.directory; the revision marker and key ha
   });
   assert.equal(JSON.stringify(directory).includes('a'.repeat(64)), false);
   assert.equal(JSON.stringify(directory).includes('bot-client'), false);
+  assert.equal(JSON.stringify(directory).includes('127.0.0.1'), false);
 });

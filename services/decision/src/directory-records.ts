@@ -1,4 +1,4 @@
-import type { DirectoryRecordV1, Grant } from '@portcullis/contracts';
+import type { AppAuth, AppTransport, DirectoryRecordV1, Grant } from '@portcullis/contracts';
 import type pg from 'pg';
 
 /** The whole directory as topic records, keyed `<kind>:<id>`, read in one consistent snapshot. */
@@ -58,6 +58,12 @@ export async function readDirectorySnapshot(pool: pg.Pool): Promise<DirectorySna
       `SELECT user_id, agent_id, app_id, action_class, expires_at, conditions FROM directory.delegations
        ORDER BY user_id, agent_id, app_id, action_class`,
     );
+    const connections = await client.query<{ app_id: string; transport: AppTransport; auth: AppAuth }>(
+      'SELECT app_id, transport, auth FROM directory.app_connections',
+    );
+    const pins = await client.query<{ app_id: string; tool_name: string; fingerprint: string }>(
+      'SELECT app_id, tool_name, fingerprint FROM directory.tool_pins ORDER BY app_id, tool_name',
+    );
     await client.query('COMMIT');
 
     const records = new Map<string, DirectoryRecordV1>();
@@ -88,6 +94,24 @@ export async function readDirectorySnapshot(pool: pg.Pool): Promise<DirectorySna
     }
     for (const app of apps.rows)
       records.set(`app:${app.id}`, { ...base, kind: 'app', id: app.id, data: app.policy });
+    // Connections and pins travel in their own kind, never in the app's policy data (ADR 0042).
+    const pinsByApp = new Map<string, Record<string, string>>();
+    for (const pin of pins.rows) {
+      const tools = pinsByApp.get(pin.app_id) ?? {};
+      tools[pin.tool_name] = pin.fingerprint;
+      pinsByApp.set(pin.app_id, tools);
+    }
+    for (const connection of connections.rows)
+      records.set(`app_connection:${connection.app_id}`, {
+        ...base,
+        kind: 'app_connection',
+        id: connection.app_id,
+        data: {
+          transport: connection.transport,
+          auth: connection.auth,
+          tools: pinsByApp.get(connection.app_id) ?? {},
+        },
+      });
     const byAgent = new Map<string, Record<string, Grant[]>>();
     for (const row of entitlements.rows) {
       const apps = byAgent.get(row.agent_id) ?? {};
@@ -126,7 +150,8 @@ export function policyDirectory(
     delegations: {},
   };
   for (const record of records.values()) {
-    if (record.kind === 'revision') continue;
+    // The revision marker and app connections (transport, tool pins) are not policy data.
+    if (record.kind === 'revision' || record.kind === 'app_connection') continue;
     const section = record.kind === 'agent' ? 'agents' : record.kind === 'app' ? 'apps' : record.kind;
     directory[section]![record.id] = record.data;
   }

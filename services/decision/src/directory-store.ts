@@ -1,8 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { ActionClass, generateAgentKey, TimeWindow } from '@portcullis/contracts';
+import {
+  ActionClass,
+  AppAuth,
+  type AppTransport,
+  AppTransport as AppTransportSchema,
+  generateAgentKey,
+  TimeWindow,
+} from '@portcullis/contracts';
 import { withTransaction } from '@portcullis/db';
 import type pg from 'pg';
 import { z } from 'zod';
+import { AppConnections } from './app-connections.ts';
+import type { ListedTools } from './upstream-tools.ts';
 
 const AgentName = z
   .string()
@@ -13,7 +22,18 @@ const AppId = z
 
 /** A declarative directory: apps, and agents with their entitlements per app. */
 export const DirectorySeed = z.object({
-  apps: z.array(z.object({ id: AppId, name: z.string().min(1) })).default([]),
+  apps: z
+    .array(
+      z.object({
+        id: AppId,
+        name: z.string().min(1),
+        /** The app's upstream; its tools are listed and pinned when the seed is applied. */
+        connection: z
+          .strictObject({ transport: AppTransportSchema, auth: AppAuth.default({ scheme: 'none' }) })
+          .optional(),
+      }),
+    )
+    .default([]),
   agents: z
     .array(
       z.object({
@@ -44,15 +64,30 @@ export class DirectoryStore {
 
   /**
    * Applies a seed idempotently: apps and agents are upserted by id and name, and each listed
-   * agent's entitlements become exactly the ones in the seed.
+   * agent's entitlements become exactly the ones in the seed. An app with a connection is
+   * registered: `listTools` lists its upstream's tools first (from where this process runs), and
+   * if any upstream cannot be listed nothing of the seed is written.
    */
-  async applySeed(seed: DirectorySeed, grantedBy: string): Promise<AgentRecord[]> {
+  async applySeed(
+    seed: DirectorySeed,
+    grantedBy: string,
+    listTools?: (transport: AppTransport) => Promise<ListedTools>,
+  ): Promise<AgentRecord[]> {
+    const listed = new Map<string, ListedTools>();
+    for (const app of seed.apps) {
+      if (!app.connection) continue;
+      if (!listTools) throw new Error(`app ${app.id} has a connection but no upstream lister was given`);
+      listed.set(app.id, await listTools(app.connection.transport));
+    }
+    const apps = new AppConnections(this.#pool);
     return withTransaction(this.#pool, async (client) => {
       for (const app of seed.apps) {
         await client.query(
           'INSERT INTO directory.apps (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name',
           [app.id, app.name],
         );
+        if (app.connection)
+          await apps.register(app.id, app.connection, listed.get(app.id)!, grantedBy, undefined, client);
       }
       const agents: AgentRecord[] = [];
       for (const agent of seed.agents) {

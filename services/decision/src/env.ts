@@ -33,6 +33,9 @@ export const DecisionEnv = z.object({
   DIRECTORY_PUBLISH_INTERVAL_MS: env
     .positiveInt('how often the directory revision is checked for changes to publish')
     .default(200),
+  UPSTREAM_LIST_TIMEOUT_MS: env
+    .positiveInt("deadline for connecting to an app's upstream and listing its tools at registration")
+    .default(15000),
 });
 export type DecisionEnv = z.infer<typeof DecisionEnv>;
 
@@ -41,7 +44,10 @@ export function readEnv(source: Record<string, string | undefined> = process.env
 }
 
 /** The directory CLI needs only the database. */
-export const DirectoryCliEnv = z.object({ DATABASE_URL: DecisionEnv.shape.DATABASE_URL });
+export const DirectoryCliEnv = z.object({
+  DATABASE_URL: DecisionEnv.shape.DATABASE_URL,
+  UPSTREAM_LIST_TIMEOUT_MS: DecisionEnv.shape.UPSTREAM_LIST_TIMEOUT_MS,
+});
 
 export function readCliEnv(
   source: Record<string, string | undefined> = process.env,

@@ -4,12 +4,15 @@ import { createKafka, createProducer, ensureTopics, kafkaReadinessCheck } from '
 import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import { runService } from '@portcullis/runtime';
 import { createApi } from './api.ts';
+import { AppConnections } from './app-connections.ts';
 import { BundleService } from './bundles.ts';
 import { DirectoryPublisher } from './directory-publisher.ts';
 import { policyDirectory } from './directory-records.ts';
 import { DirectoryAdmin, DirectoryStore } from './directory-store.ts';
 import { readEnv } from './env.ts';
 import { DIRECTORY_SCHEMA, MIGRATIONS_DIR } from './schema.ts';
+import { startToolChangeConsumer } from './tool-change-consumer.ts';
+import { listUpstreamTools } from './upstream-tools.ts';
 
 // Composition root of the decision service, the policy administration point: owns the directory
 // and the policy bundles in Postgres, publishes both on compacted Kafka topics, serves the admin
@@ -51,7 +54,12 @@ await runService(
       brokers: env.KAFKA_BROKERS,
       logger,
     });
-    await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [Topics.directory, Topics.policy, Topics.decisionLog]);
+    await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [
+      Topics.directory,
+      Topics.policy,
+      Topics.decisionLog,
+      Topics.toolDefinitions,
+    ]);
     const decisionLogTopic = topicName(env.KAFKA_TOPIC_PREFIX, Topics.decisionLog);
     const producer = createProducer(kafka);
     await producer.connect();
@@ -76,6 +84,15 @@ await runService(
     shutdown.add('stop-intake', 'directory publisher', () => publisher.stop());
     health.addCheck('directory-publisher', async () => publisher.check());
 
+    const apps = new AppConnections(pool);
+    const toolChanges = await startToolChangeConsumer({
+      kafka,
+      prefix: env.KAFKA_TOPIC_PREFIX,
+      apps,
+      logger,
+    });
+    shutdown.add('stop-intake', 'tool definition consumer', () => toolChanges.disconnect());
+
     app.use(
       createApi({
         tokens: env.API_TOKENS,
@@ -87,6 +104,8 @@ await runService(
         onActivated: loadActive,
         instanceId: env.INSTANCE_ID,
         ledger,
+        apps,
+        listTools: (transport) => listUpstreamTools(transport, { timeoutMs: env.UPSTREAM_LIST_TIMEOUT_MS }),
         logDecision: async (entry) => {
           await producer.send({
             topic: decisionLogTopic,

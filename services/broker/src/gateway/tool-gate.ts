@@ -1,3 +1,5 @@
+import type { Logger } from '@portcullis/runtime';
+import { isUsable, type ListedTool, type ToolPins } from '../tool-pins.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
 
 /**
@@ -20,8 +22,28 @@ export function toolBlockedError(appId: string, name: string): RpcError {
   );
 }
 
-/** For apps without pins (no registration yet): every tool passes. */
-export const unpinnedGate: ToolGate = {
-  admits: () => true,
-  assertUsable: () => undefined,
-};
+/**
+ * Pinning as the relay applies it (ADR 0042): only tools whose definition matches the approved
+ * fingerprint are listed or called; any other is reported once, for an admin to approve. Apps in
+ * `unpinnedApps` (the development-only static app) are exempt.
+ */
+export function pinnedToolGate(pins: ToolPins, logger: Logger, unpinnedApps: ReadonlySet<string>): ToolGate {
+  const admits = (appId: string, tool: Record<string, unknown>): boolean => {
+    if (unpinnedApps.has(appId)) return true;
+    const listed = tool as ListedTool;
+    const verdict = pins.verdict(appId, listed);
+    if (isUsable(verdict)) return true;
+    pins
+      .reportChange(appId, listed, verdict)
+      .catch((error) =>
+        logger.warn({ err: error, appId }, 'tool definition change not reported; will retry'),
+      );
+    return false;
+  };
+  return {
+    admits,
+    assertUsable(appId, tool) {
+      if (!admits(appId, tool)) throw toolBlockedError(appId, String(tool.name));
+    },
+  };
+}

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { after, before, test } from 'node:test';
+import { type DirectoryRecordV1, Topics, topicName } from '@portcullis/contracts';
+import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
+import { PolicyEngine } from '@portcullis/policy-engine';
+import { createLogger } from '@portcullis/runtime';
+import { stackEnv, uniqueName, waitFor } from '@portcullis/testing';
+import type { Producer } from 'kafkajs';
+import { DirectoryFeed } from './directory.ts';
+
+// The broker's DirectoryFeed keeps `app_connection` records (transport, auth, tool pins) beside the
+// policy engine, never in data.directory; tombstones remove them; listeners hear which apps changed.
+
+const logger = createLogger({ service: 'test', level: 'silent', destination: new PassThrough() });
+const prefix = uniqueName('feed');
+const kafka = createKafka({ clientId: 'feed-test', brokers: stackEnv().kafkaBrokers.split(','), logger });
+const topic = topicName(prefix, Topics.directory);
+let producer: Producer;
+let feed: DirectoryFeed;
+let engine: PolicyEngine;
+const heard: string[][] = [];
+
+const base = { type: 'directory.record', version: 1 } as const;
+const connection = (id: string, revision: number, tools: Record<string, string>): DirectoryRecordV1 => ({
+  ...base,
+  revision,
+  kind: 'app_connection',
+  id,
+  data: { transport: { type: 'http', url: `http://127.0.0.1:9/${id}` }, auth: { scheme: 'none' }, tools },
+});
+const send = (messages: { key: string; value: unknown }[]) =>
+  producer.send({
+    topic,
+    acks: -1,
+    messages: messages.map((m) => ({ key: m.key, value: m.value === null ? null : JSON.stringify(m.value) })),
+  });
+const marker = (revision: number) => ({
+  key: 'revision:current',
+  value: { ...base, revision, kind: 'revision', id: 'current', data: { revision } },
+});
+
+before(async () => {
+  await ensureTopics(kafka, prefix, [Topics.directory, Topics.policy]);
+  producer = createProducer(kafka);
+  await producer.connect();
+  await send([
+    { key: 'app:alpha', value: { ...base, revision: 2, kind: 'app', id: 'alpha', data: {} } },
+    { key: 'app_connection:alpha', value: connection('alpha', 2, { echo: 'a'.repeat(64) }) },
+    marker(2),
+  ]);
+  engine = new PolicyEngine();
+  feed = new DirectoryFeed(engine, prefix, logger);
+  feed.onAppsChanged((ids) => heard.push(ids));
+  await feed.start(kafka);
+});
+
+after(async () => {
+  await feed?.stop();
+  await producer?.disconnect();
+});
+
+test('bootstrap: the connection is held by the feed and absent from the policy data', () => {
+  assert.deepEqual(feed.appConnection('alpha'), {
+    appId: 'alpha',
+    transport: { type: 'http', url: 'http://127.0.0.1:9/alpha' },
+    auth: { scheme: 'none' },
+    tools: { echo: 'a'.repeat(64) },
+  });
+  assert.equal(feed.appConnections().length, 1);
+  assert.deepEqual(heard, [['alpha']]);
+  const directory = engine.directory as Record<string, unknown>;
+  assert.deepEqual(directory.apps, { alpha: {} });
+  assert.equal('app_connection' in directory, false);
+  assert.equal(JSON.stringify(directory).includes('127.0.0.1'), false);
+});
+
+test('updates, additions and tombstones reach the accessors and the listeners', async () => {
+  heard.length = 0;
+  await send([
+    { key: 'app_connection:alpha', value: connection('alpha', 3, { echo: 'b'.repeat(64) }) },
+    { key: 'app_connection:beta', value: connection('beta', 3, {}) },
+    marker(3),
+  ]);
+  await waitFor('revision 3', async () => feed.revision === 3);
+  assert.equal(feed.appConnection('alpha')?.tools.echo, 'b'.repeat(64));
+  assert.deepEqual(feed.appConnection('beta')?.tools, {});
+  assert.deepEqual(heard.flat().sort(), ['alpha', 'beta']);
+
+  heard.length = 0;
+  await send([{ key: 'app_connection:alpha', value: null }, marker(4)]);
+  await waitFor('revision 4', async () => feed.revision === 4);
+  assert.equal(feed.appConnection('alpha'), undefined);
+  assert.deepEqual(
+    feed.appConnections().map((c) => c.appId),
+    ['beta'],
+  );
+  assert.deepEqual(heard, [['alpha']]);
+});
+
+test('an unreadable connection record removes the app (fail closed) instead of keeping old pins', async () => {
+  heard.length = 0;
+  await send([
+    {
+      key: 'app_connection:beta',
+      value: {
+        ...connection('beta', 5, {}),
+        data: { transport: { type: 'http', url: 'x' }, auth: { scheme: 'vault' } },
+      },
+    },
+    marker(5),
+  ]);
+  await waitFor('revision 5', async () => feed.revision === 5);
+  assert.equal(feed.appConnection('beta'), undefined);
+  assert.deepEqual(heard, [['beta']]);
+});

@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto';
+import {
+  type ToolDefinition,
+  type ToolDefinitionChangedV1,
+  Topics,
+  toolDefinitionOf,
+  toolFingerprint,
+  topicName,
+} from '@portcullis/contracts';
+import type { Logger } from '@portcullis/runtime';
+import type { Producer } from 'kafkajs';
+
+/**
+ * Tool pinning on the broker (ADR 0042). Each upstream tool's definition is compared with the
+ * fingerprint the decision service pinned when the app was registered or the tool approved:
+ *
+ * - `pinned`: the fingerprints match; the tool may be shown and called (policy still decides).
+ * - `changed`: the upstream now describes the tool differently. Blocked: a changed description or
+ *   schema can carry instructions to the model ("tool poisoning") or widen what the tool does.
+ * - `unpinned`: the tool has no pin (it appeared after registration, or the app has no connection
+ *   record). Blocked as well, fail closed: nobody has approved it yet.
+ *
+ * Only `pinned` tools are usable. For the other two the gateway calls reportChange(), which raises
+ * a ToolDefinitionChangedV1 event so an admin can approve the new definition; the approval
+ * republishes the app's pins and the tool unblocks on the next verdict.
+ */
+
+/** What ToolPins needs of the directory: the broker's DirectoryFeed provides it. */
+export interface PinSource {
+  appConnection(appId: string): { tools: Readonly<Record<string, string>> } | undefined;
+}
+
+/** A tool as an upstream listed it (tools/list); members beyond the pinned ones are ignored. */
+export interface ListedTool {
+  name: string;
+  title?: string | undefined;
+  description?: string | undefined;
+  inputSchema?: unknown;
+  outputSchema?: unknown;
+  annotations?: unknown;
+  [member: string]: unknown;
+}
+
+export interface ToolVerdict {
+  status: 'pinned' | 'changed' | 'unpinned';
+  /** The pinned fingerprint, when the tool has a pin. */
+  pinned?: string;
+  /** The fingerprint of the definition the upstream serves now. */
+  observed: string;
+}
+
+/** Whether a verdict lets the tool be listed and called. Anything but `pinned` is blocked. */
+export function isUsable(verdict: ToolVerdict): boolean {
+  return verdict.status === 'pinned';
+}
+
+// One broker reports each (app, tool, observed fingerprint) once; this bounds the memory that
+// costs if an upstream keeps changing a definition (the oldest entries are forgotten first).
+const MAX_REPORTED = 10_000;
+
+export class ToolPins {
+  readonly #source: PinSource;
+  readonly #producer: Pick<Producer, 'send'>;
+  readonly #topic: string;
+  readonly #instanceId: string;
+  readonly #logger: Logger;
+  /** Keys already published (or being published) by this process, oldest first. */
+  readonly #reported = new Set<string>();
+  /** Fingerprints of listed tool objects: a listing is reused across calls, hashing it once is enough. */
+  readonly #fingerprints = new WeakMap<object, string>();
+
+  constructor(options: {
+    source: PinSource;
+    producer: Pick<Producer, 'send'>;
+    topicPrefix: string;
+    instanceId: string;
+    logger: Logger;
+  }) {
+    this.#source = options.source;
+    this.#producer = options.producer;
+    this.#topic = topicName(options.topicPrefix, Topics.toolDefinitions);
+    this.#instanceId = options.instanceId;
+    this.#logger = options.logger;
+  }
+
+  /** Compares the tool's definition with its pin. Pure: no event is raised here. */
+  verdict(appId: string, tool: ListedTool): ToolVerdict {
+    let observed = this.#fingerprints.get(tool);
+    if (observed === undefined) {
+      observed = toolFingerprint(tool);
+      this.#fingerprints.set(tool, observed);
+    }
+    const pinned = this.#source.appConnection(appId)?.tools[tool.name];
+    if (pinned === undefined) return { status: 'unpinned', observed };
+    return { status: pinned === observed ? 'pinned' : 'changed', pinned, observed };
+  }
+
+  /**
+   * Raises `tool.definition_changed` for a blocked tool, once per (app, tool, observed
+   * fingerprint) in this process. Resolves true when an event was published, false when it was
+   * already reported (or the tool is pinned). If publishing fails it rejects and the next call
+   * tries again; the tool stays blocked either way.
+   */
+  async reportChange(
+    appId: string,
+    tool: ListedTool,
+    verdict: ToolVerdict = this.verdict(appId, tool),
+  ): Promise<boolean> {
+    if (verdict.status === 'pinned') return false;
+    const key = `${appId}\u0000${tool.name}\u0000${verdict.observed}`;
+    if (this.#reported.has(key)) return false;
+    this.#reported.add(key);
+    if (this.#reported.size > MAX_REPORTED) this.#reported.delete(this.#reported.values().next().value!);
+    let definition: ToolDefinition;
+    try {
+      definition = toolDefinitionOf(tool);
+    } catch {
+      // A name no pin can hold (path or namespace tricks): blocked for good, nothing to approve.
+      this.#logger.warn(
+        { appId, tool: tool.name.slice(0, 200) },
+        'upstream tool with an invalid name blocked',
+      );
+      return false;
+    }
+    const event: ToolDefinitionChangedV1 = {
+      type: 'tool.definition_changed',
+      version: 1,
+      eventId: randomUUID(),
+      occurredAt: new Date().toISOString(),
+      appId,
+      tool: tool.name,
+      pinnedFingerprint: verdict.pinned ?? null,
+      observedFingerprint: verdict.observed,
+      definition,
+      source: { service: 'broker', instanceId: this.#instanceId },
+    };
+    try {
+      await this.#producer.send({
+        topic: this.#topic,
+        acks: -1,
+        messages: [{ key: `${appId}/${tool.name}`, value: JSON.stringify(event) }],
+      });
+    } catch (error) {
+      this.#reported.delete(key);
+      throw error;
+    }
+    this.#logger.warn(
+      { appId, tool: tool.name, status: verdict.status, pinned: verdict.pinned, observed: verdict.observed },
+      'tool definition does not match its pin; tool blocked until an admin approves it',
+    );
+    return true;
+  }
+}
