@@ -5,13 +5,14 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import {
   LoggingMessageNotificationSchema,
   type Progress,
   ResourceUpdatedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 import { type ClientLog, capableClient } from '../support/everything.ts';
-import { TestStack } from '../support/stack.ts';
+import { everythingEntry, TestStack } from '../support/stack.ts';
 
 // Every feature of MCP, through the gateway as directly: the same SDK client, declaring sampling,
 // elicitation and roots, talks to @modelcontextprotocol/server-everything once directly and once
@@ -20,244 +21,281 @@ import { TestStack } from '../support/stack.ts';
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);
 const APP = 'everything';
+const STDIO_APP = 'everything-stdio';
 let stack: TestStack;
-let direct: { client: Client; log: ClientLog };
+/** The same server-everything features, directly, per app: over Streamable HTTP and over stdio. */
+const direct = new Map<string, { client: Client; log: ClientLog }>();
 let gateway: { client: Client; log: ClientLog };
 let brokerUrl = '';
 let key = '';
-const prefixed = (name: string) => `${APP}__${name}`;
-const prefixedUri = (uri: string) => `${APP}+${uri}`;
 
 before(async () => {
   stack = await TestStack.create();
   stack.upstreamUrl = await stack.startEverythingHttp();
+  const stdio = { type: 'stdio' as const, command: process.execPath, args: [everythingEntry, 'stdio'] };
   await stack.startDecision();
   await stack.seed({
-    apps: [{ id: APP, name: 'server-everything' }],
+    apps: [
+      {
+        id: APP,
+        name: 'server-everything over HTTP',
+        connection: { transport: { type: 'http', url: stack.upstreamUrl } },
+      },
+      { id: STDIO_APP, name: 'server-everything over stdio', connection: { transport: stdio } },
+    ],
     agents: [
-      { name: 'protocol-agent', owner: 'owner@example.com', entitlements: { [APP]: ['read', 'write'] } },
+      {
+        name: 'protocol-agent',
+        owner: 'owner@example.com',
+        entitlements: { [APP]: ['read', 'write'], [STDIO_APP]: ['read', 'write'] },
+      },
     ],
   });
   key = await stack.issueKey('protocol-agent');
-  brokerUrl = (await stack.startBroker({ UPSTREAM_APP_ID: APP })).url;
-  direct = await capableClient(stack.upstreamUrl);
+  // Registered apps only: no static development app.
+  brokerUrl = (await stack.startBroker({ UPSTREAM_URL: '', UPSTREAM_APP_ID: '' })).url;
+  direct.set(APP, await capableClient(stack.upstreamUrl));
+  direct.set(
+    STDIO_APP,
+    await capableClient(
+      new StdioClientTransport({ command: stdio.command, args: stdio.args, stderr: 'ignore' }),
+    ),
+  );
   gateway = await capableClient(`${brokerUrl}/mcp`, { Authorization: `Bearer ${key}` });
 });
 
 after(async () => {
-  await Promise.allSettled([direct?.client.close(), gateway?.client.close()]);
+  await Promise.allSettled([
+    ...[...direct.values()].map(({ client }) => client.close()),
+    gateway?.client.close(),
+  ]);
   await stack?.stop();
 });
 
-describe('server-everything through the aggregate endpoint', () => {
-  it('initializes with the gateway as server and the negotiated protocol version', () => {
-    assert.equal(gateway.client.getServerVersion()?.name, 'portcullis-gateway');
-    const capabilities = gateway.client.getServerCapabilities();
-    assert.ok(
-      capabilities?.tools &&
-        capabilities.resources?.subscribe &&
-        capabilities.prompts &&
-        capabilities.logging,
-    );
-  });
+for (const app of [APP, STDIO_APP])
+  describe(`server-everything (${app === APP ? 'Streamable HTTP' : 'stdio'}) through the aggregate endpoint`, () => {
+    const prefixed = (name: string) => `${app}__${name}`;
+    const prefixedUri = (uri: string) => `${app}+${uri}`;
+    const straight = () => direct.get(app)!;
 
-  it('lists the same tools, namespaced, with identical definitions', async () => {
-    const [mine, theirs] = await Promise.all([gateway.client.listTools(), direct.client.listTools()]);
-    const expected = theirs.tools.map((tool) => ({ ...tool, name: prefixed(tool.name) }));
-    const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
-    assert.deepEqual(mine.tools.toSorted(byName), expected.toSorted(byName));
-    assert.ok(mine.tools.some((tool) => tool.name === prefixed('trigger-sampling-request')));
-  });
-
-  it('calls tools with identical results', async () => {
-    for (const [name, args] of [
-      ['echo', { message: 'hello through the gateway' }],
-      ['get-sum', { a: 19, b: 23 }],
-      ['get-structured-content', { location: 'New York' }],
-      ['get-tiny-image', {}],
-    ] as const) {
-      const [mine, theirs] = await Promise.all([
-        gateway.client.callTool({ name: prefixed(name), arguments: args }),
-        direct.client.callTool({ name, arguments: args }),
-      ]);
-      assert.deepEqual(mine, theirs, name);
-    }
-  });
-
-  it('passes upstream errors through faithfully', async () => {
-    const outcome = async (call: () => Promise<unknown>) =>
-      call().then(
-        (result) => ({ result }),
-        (error: Error & { code?: number }) => ({ code: error.code, message: error.message }),
+    it('initializes with the gateway as server and the negotiated protocol version', () => {
+      assert.equal(gateway.client.getServerVersion()?.name, 'portcullis-gateway');
+      const capabilities = gateway.client.getServerCapabilities();
+      assert.ok(
+        capabilities?.tools &&
+          capabilities.resources?.subscribe &&
+          capabilities.prompts &&
+          capabilities.logging,
       );
-    const [mine, theirs] = await Promise.all([
-      outcome(() => gateway.client.callTool({ name: prefixed('get-sum'), arguments: { a: 'not a number' } })),
-      outcome(() => direct.client.callTool({ name: 'get-sum', arguments: { a: 'not a number' } })),
-    ]);
-    assert.deepEqual(mine, theirs);
-  });
-
-  it('relays progress notifications of a long-running tool', async () => {
-    const run = async (client: Client, name: string) => {
-      const progress: Progress[] = [];
-      const result = await client.callTool({ name, arguments: { duration: 0.6, steps: 3 } }, undefined, {
-        onprogress: (update) => progress.push(update),
-      });
-      return { result, progress: progress.map(({ progress: step, total }) => ({ step, total })) };
-    };
-    const [mine, theirs] = await Promise.all([
-      run(gateway.client, prefixed('trigger-long-running-operation')),
-      run(direct.client, 'trigger-long-running-operation'),
-    ]);
-    assert.equal(mine.progress.length, 3);
-    assert.deepEqual(mine, theirs);
-  });
-
-  it('cancels a call upstream when the client cancels, without hanging', async () => {
-    const controller = new AbortController();
-    const started = performance.now();
-    const call = gateway.client.callTool(
-      { name: prefixed('trigger-long-running-operation'), arguments: { duration: 20, steps: 20 } },
-      undefined,
-      { signal: controller.signal },
-    );
-    setTimeout(() => controller.abort('changed my mind'), 300);
-    await assert.rejects(call);
-    assert.ok(performance.now() - started < 5000, 'the cancellation took effect promptly');
-    await gateway.client.ping();
-  });
-
-  it('relays sampling, elicitation and roots requests to the client and their answers back', async () => {
-    const sampled = await gateway.client.callTool({
-      name: prefixed('trigger-sampling-request'),
-      arguments: { prompt: 'Say hello', maxTokens: 20 },
     });
-    assert.match(JSON.stringify(sampled), /sampled by the e2e client/);
-    assert.equal(gateway.log.samplingRequests.length, 1);
 
-    const elicited = await gateway.client.callTool({
-      name: prefixed('trigger-elicitation-request'),
-      arguments: {},
+    it('lists the same tools, namespaced, with identical definitions', async () => {
+      const [all, listed] = await Promise.all([gateway.client.listTools(), straight().client.listTools()]);
+      const mine = { tools: all.tools.filter((tool) => tool.name.startsWith(`${app}__`)) };
+      const expected = listed.tools.map((tool) => ({ ...tool, name: prefixed(tool.name) }));
+      const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+      assert.deepEqual(mine.tools.toSorted(byName), expected.toSorted(byName));
+      assert.ok(mine.tools.some((tool) => tool.name === prefixed('trigger-sampling-request')));
     });
-    assert.match(JSON.stringify(elicited), /Ada Lovelace/);
-    assert.equal(gateway.log.elicitationRequests.length, 1);
 
-    const roots = await gateway.client.callTool({ name: prefixed('get-roots-list'), arguments: {} });
-    assert.match(JSON.stringify(roots), /file:\/\/\/workspace\/project/);
-    assert.ok(gateway.log.rootsRequests >= 1);
-  });
-
-  it('lists and reads resources and templates, namespaced, with identical contents', async () => {
-    const [mine, theirs] = await Promise.all([gateway.client.listResources(), direct.client.listResources()]);
-    assert.deepEqual(
-      mine.resources,
-      theirs.resources.map((resource) => ({ ...resource, uri: prefixedUri(resource.uri) })),
-    );
-    const [myTemplates, theirTemplates] = await Promise.all([
-      gateway.client.listResourceTemplates(),
-      direct.client.listResourceTemplates(),
-    ]);
-    assert.deepEqual(
-      myTemplates.resourceTemplates,
-      theirTemplates.resourceTemplates.map((template) => ({
-        ...template,
-        uriTemplate: prefixedUri(template.uriTemplate),
-      })),
-    );
-    const first = theirs.resources[0]!;
-    const [read, readDirect] = await Promise.all([
-      gateway.client.readResource({ uri: prefixedUri(first.uri) }),
-      direct.client.readResource({ uri: first.uri }),
-    ]);
-    assert.deepEqual(read, readDirect);
-    const dynamic = 'demo://resource/dynamic/text/7';
-    assert.deepEqual(
-      await gateway.client.readResource({ uri: prefixedUri(dynamic) }),
-      await direct.client.readResource({ uri: dynamic }),
-    );
-  });
-
-  it('delivers resource update notifications for a subscription, and stops after unsubscribe', async () => {
-    const uri = 'demo://resource/static/document/architecture.md';
-    const updates: string[] = [];
-    gateway.client.setNotificationHandler(ResourceUpdatedNotificationSchema, (notification) => {
-      updates.push(notification.params.uri);
+    it('calls tools with identical results', async () => {
+      for (const [name, args] of [
+        ['echo', { message: 'hello through the gateway' }],
+        ['get-sum', { a: 19, b: 23 }],
+        ['get-structured-content', { location: 'New York' }],
+        ['get-tiny-image', {}],
+      ] as const) {
+        const [mine, theirs] = await Promise.all([
+          gateway.client.callTool({ name: prefixed(name), arguments: args }),
+          straight().client.callTool({ name, arguments: args }),
+        ]);
+        assert.deepEqual(mine, theirs, name);
+      }
     });
-    await gateway.client.subscribeResource({ uri: prefixedUri(uri) });
-    await gateway.client.callTool({ name: prefixed('toggle-subscriber-updates'), arguments: {} });
-    try {
-      const deadline = performance.now() + 12_000;
-      while (updates.length === 0 && performance.now() < deadline)
-        await new Promise((r) => setTimeout(r, 100));
-      assert.deepEqual([...new Set(updates)], [prefixedUri(uri)]);
-    } finally {
-      await gateway.client.callTool({ name: prefixed('toggle-subscriber-updates'), arguments: {} });
-      await gateway.client.unsubscribeResource({ uri: prefixedUri(uri) });
-    }
-  });
 
-  it('lists and gets prompts, and completes their arguments, like the server does', async () => {
-    const [mine, theirs] = await Promise.all([gateway.client.listPrompts(), direct.client.listPrompts()]);
-    assert.deepEqual(
-      mine.prompts,
-      theirs.prompts.map((prompt) => ({ ...prompt, name: prefixed(prompt.name) })),
-    );
-    for (const [name, args] of [
-      ['simple-prompt', {}],
-      ['args-prompt', { city: 'Lisbon', state: 'Lisboa' }],
-    ] as const) {
-      const [got, gotDirect] = await Promise.all([
-        gateway.client.getPrompt({ name: prefixed(name), arguments: args }),
-        direct.client.getPrompt({ name, arguments: args }),
+    it('passes upstream errors through faithfully', async () => {
+      const outcome = async (call: () => Promise<unknown>) =>
+        call().then(
+          (result) => ({ result }),
+          (error: Error & { code?: number }) => ({ code: error.code, message: error.message }),
+        );
+      const [mine, theirs] = await Promise.all([
+        outcome(() =>
+          gateway.client.callTool({ name: prefixed('get-sum'), arguments: { a: 'not a number' } }),
+        ),
+        outcome(() => straight().client.callTool({ name: 'get-sum', arguments: { a: 'not a number' } })),
       ]);
-      assert.deepEqual(got, gotDirect, name);
-    }
-    const argument = { name: 'department', value: 'E' };
-    const [completed, completedDirect] = await Promise.all([
-      gateway.client.complete({
-        ref: { type: 'ref/prompt', name: prefixed('completable-prompt') },
-        argument,
-      }),
-      direct.client.complete({ ref: { type: 'ref/prompt', name: 'completable-prompt' }, argument }),
-    ]);
-    assert.deepEqual(completed, completedDirect);
-    assert.ok(completed.completion.values.length > 0);
-  });
-
-  it('sets the log level upstream and relays log messages', async () => {
-    const messages: unknown[] = [];
-    gateway.client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
-      messages.push(notification.params);
+      assert.deepEqual(mine, theirs);
     });
-    await gateway.client.setLoggingLevel('debug');
-    await gateway.client.callTool({ name: prefixed('toggle-simulated-logging'), arguments: {} });
-    try {
-      const deadline = performance.now() + 12_000;
-      while (messages.length === 0 && performance.now() < deadline)
-        await new Promise((r) => setTimeout(r, 100));
-      assert.ok(messages.length > 0, 'log messages arrived through the gateway');
-    } finally {
-      await gateway.client.callTool({ name: prefixed('toggle-simulated-logging'), arguments: {} });
-    }
-  });
 
-  it('answers ping', async () => {
-    assert.deepEqual(await gateway.client.ping(), {});
+    it('relays progress notifications of a long-running tool', async () => {
+      const run = async (client: Client, name: string) => {
+        const progress: Progress[] = [];
+        const result = await client.callTool({ name, arguments: { duration: 0.6, steps: 3 } }, undefined, {
+          onprogress: (update) => progress.push(update),
+        });
+        return { result, progress: progress.map(({ progress: step, total }) => ({ step, total })) };
+      };
+      const [mine, theirs] = await Promise.all([
+        run(gateway.client, prefixed('trigger-long-running-operation')),
+        run(straight().client, 'trigger-long-running-operation'),
+      ]);
+      assert.equal(mine.progress.length, 3);
+      assert.deepEqual(mine, theirs);
+    });
+
+    it('cancels a call upstream when the client cancels, without hanging', async () => {
+      const controller = new AbortController();
+      const started = performance.now();
+      const call = gateway.client.callTool(
+        { name: prefixed('trigger-long-running-operation'), arguments: { duration: 20, steps: 20 } },
+        undefined,
+        { signal: controller.signal },
+      );
+      setTimeout(() => controller.abort('changed my mind'), 300);
+      await assert.rejects(call);
+      assert.ok(performance.now() - started < 5000, 'the cancellation took effect promptly');
+      await gateway.client.ping();
+    });
+
+    it('relays sampling, elicitation and roots requests to the client and their answers back', async () => {
+      const sampled = await gateway.client.callTool({
+        name: prefixed('trigger-sampling-request'),
+        arguments: { prompt: 'Say hello', maxTokens: 20 },
+      });
+      assert.match(JSON.stringify(sampled), /sampled by the e2e client/);
+      assert.equal(gateway.log.samplingRequests.length, 1);
+
+      const elicited = await gateway.client.callTool({
+        name: prefixed('trigger-elicitation-request'),
+        arguments: {},
+      });
+      assert.match(JSON.stringify(elicited), /Ada Lovelace/);
+      assert.equal(gateway.log.elicitationRequests.length, 1);
+
+      const roots = await gateway.client.callTool({ name: prefixed('get-roots-list'), arguments: {} });
+      assert.match(JSON.stringify(roots), /file:\/\/\/workspace\/project/);
+      assert.ok(gateway.log.rootsRequests >= 1);
+    });
+
+    it('lists and reads resources and templates, namespaced, with identical contents', async () => {
+      const [all, theirs] = await Promise.all([
+        gateway.client.listResources(),
+        straight().client.listResources(),
+      ]);
+      const mine = { resources: all.resources.filter((resource) => resource.uri.startsWith(`${app}+`)) };
+      assert.deepEqual(
+        mine.resources,
+        theirs.resources.map((resource) => ({ ...resource, uri: prefixedUri(resource.uri) })),
+      );
+      const [myTemplates, theirTemplates] = await Promise.all([
+        gateway.client.listResourceTemplates(),
+        straight().client.listResourceTemplates(),
+      ]);
+      assert.deepEqual(
+        myTemplates.resourceTemplates.filter((template) => template.uriTemplate.startsWith(`${app}+`)),
+        theirTemplates.resourceTemplates.map((template) => ({
+          ...template,
+          uriTemplate: prefixedUri(template.uriTemplate),
+        })),
+      );
+      const first = theirs.resources[0]!;
+      const [read, readDirect] = await Promise.all([
+        gateway.client.readResource({ uri: prefixedUri(first.uri) }),
+        straight().client.readResource({ uri: first.uri }),
+      ]);
+      assert.deepEqual(read, readDirect);
+      const dynamic = 'demo://resource/dynamic/text/7';
+      assert.deepEqual(
+        await gateway.client.readResource({ uri: prefixedUri(dynamic) }),
+        await straight().client.readResource({ uri: dynamic }),
+      );
+    });
+
+    it('delivers resource update notifications for a subscription, and stops after unsubscribe', async () => {
+      const uri = 'demo://resource/static/document/architecture.md';
+      const updates: string[] = [];
+      gateway.client.setNotificationHandler(ResourceUpdatedNotificationSchema, (notification) => {
+        updates.push(notification.params.uri);
+      });
+      await gateway.client.subscribeResource({ uri: prefixedUri(uri) });
+      await gateway.client.callTool({ name: prefixed('toggle-subscriber-updates'), arguments: {} });
+      try {
+        const deadline = performance.now() + 12_000;
+        while (updates.length === 0 && performance.now() < deadline)
+          await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual([...new Set(updates)], [prefixedUri(uri)]);
+      } finally {
+        await gateway.client.callTool({ name: prefixed('toggle-subscriber-updates'), arguments: {} });
+        await gateway.client.unsubscribeResource({ uri: prefixedUri(uri) });
+      }
+    });
+
+    it('lists and gets prompts, and completes their arguments, like the server does', async () => {
+      const [all, theirs] = await Promise.all([
+        gateway.client.listPrompts(),
+        straight().client.listPrompts(),
+      ]);
+      assert.deepEqual(
+        all.prompts.filter((prompt) => prompt.name.startsWith(`${app}__`)),
+        theirs.prompts.map((prompt) => ({ ...prompt, name: prefixed(prompt.name) })),
+      );
+      for (const [name, args] of [
+        ['simple-prompt', {}],
+        ['args-prompt', { city: 'Lisbon', state: 'Lisboa' }],
+      ] as const) {
+        const [got, gotDirect] = await Promise.all([
+          gateway.client.getPrompt({ name: prefixed(name), arguments: args }),
+          straight().client.getPrompt({ name, arguments: args }),
+        ]);
+        assert.deepEqual(got, gotDirect, name);
+      }
+      const argument = { name: 'department', value: 'E' };
+      const [completed, completedDirect] = await Promise.all([
+        gateway.client.complete({
+          ref: { type: 'ref/prompt', name: prefixed('completable-prompt') },
+          argument,
+        }),
+        straight().client.complete({ ref: { type: 'ref/prompt', name: 'completable-prompt' }, argument }),
+      ]);
+      assert.deepEqual(completed, completedDirect);
+      assert.ok(completed.completion.values.length > 0);
+    });
+
+    it('sets the log level upstream and relays log messages', async () => {
+      const messages: unknown[] = [];
+      gateway.client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
+        messages.push(notification.params);
+      });
+      await gateway.client.setLoggingLevel('debug');
+      await gateway.client.callTool({ name: prefixed('toggle-simulated-logging'), arguments: {} });
+      try {
+        const deadline = performance.now() + 12_000;
+        while (messages.length === 0 && performance.now() < deadline)
+          await new Promise((r) => setTimeout(r, 100));
+        assert.ok(messages.length > 0, 'log messages arrived through the gateway');
+      } finally {
+        await gateway.client.callTool({ name: prefixed('toggle-simulated-logging'), arguments: {} });
+      }
+    });
+
+    it('answers ping', async () => {
+      assert.deepEqual(await gateway.client.ping(), {});
+    });
   });
-});
 
 describe("an app's own endpoint", () => {
   it('serves the same app without prefixes', async () => {
     const own = await capableClient(`${brokerUrl}/mcp/apps/${APP}`, { Authorization: `Bearer ${key}` });
     try {
-      const [mine, theirs] = await Promise.all([own.client.listTools(), direct.client.listTools()]);
+      const [mine, theirs] = await Promise.all([own.client.listTools(), direct.get(APP)!.client.listTools()]);
       assert.deepEqual(
         mine.tools.map((tool) => tool.name).sort(),
         theirs.tools.map((tool) => tool.name).sort(),
       );
       assert.deepEqual(
         await own.client.callTool({ name: 'echo', arguments: { message: 'own endpoint' } }),
-        await direct.client.callTool({ name: 'echo', arguments: { message: 'own endpoint' } }),
+        await direct.get(APP)!.client.callTool({ name: 'echo', arguments: { message: 'own endpoint' } }),
       );
     } finally {
       await own.client.close();
@@ -290,7 +328,7 @@ describe('a second client nobody here wrote: the MCP Inspector CLI', () => {
 
   it('lists tools through the gateway', async () => {
     const listed = (await inspect('--method', 'tools/list')) as { tools: { name: string }[] };
-    assert.ok(listed.tools.some((tool) => tool.name === prefixed('echo')));
+    assert.ok(listed.tools.some((tool) => tool.name === `${APP}__echo`));
   });
 
   it('calls a tool through the gateway', async () => {
@@ -298,7 +336,7 @@ describe('a second client nobody here wrote: the MCP Inspector CLI', () => {
       '--method',
       'tools/call',
       '--tool-name',
-      prefixed('echo'),
+      `${APP}__echo`,
       '--tool-arg',
       'message=inspected',
     );

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
@@ -30,7 +31,7 @@ export const CLIENT_ROOTS = [{ uri: 'file:///workspace/project', name: 'project'
  * values, so a test can tell the server-initiated requests reached it through whatever is between.
  */
 export async function capableClient(
-  url: string,
+  target: string | Transport,
   headers: Record<string, string> = {},
 ): Promise<{ client: Client; log: ClientLog }> {
   const log: ClientLog = { samplingRequests: [], elicitationRequests: [], rootsRequests: 0 };
@@ -54,6 +55,10 @@ export async function capableClient(
     log.rootsRequests++;
     return { roots: CLIENT_ROOTS };
   });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+  await client.connect(
+    typeof target === 'string'
+      ? new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers } })
+      : target,
+  );
   return { client, log };
 }
