@@ -131,7 +131,8 @@ export interface UpstreamSession {
   /**
    * Sends one request and resolves with the upstream's response: a result or a JSON-RPC error,
    * both as values, passed through faithfully. The session assigns its own upstream ids; the
-   * caller's `id` is not sent. Rejects only with UpstreamError.
+   * caller's `id` is not sent, and the returned response carries the upstream id (the caller puts
+   * its own back). Rejects only with UpstreamError.
    */
   request(
     method: string,
@@ -153,8 +154,18 @@ export interface UpstreamSession {
   /** Ends the session: DELETE for HTTP (best effort), stop the child for stdio. Idempotent. */
   close(): Promise<void>;
 
-  /** Called once when the session ends for a reason other than close() (child exit, 404). */
+  /**
+   * Called once when the session ends for a reason other than close() (child exit, 404).
+   * Stdio is supervised: there it fires each time the child ends unexpectedly (its upstream state
+   * is lost), and the session then restarts the child by itself until close() is called.
+   */
   onClosed?: (error: UpstreamError) => void;
+
+  /**
+   * Stdio only: a restarted child finished its handshake; initializeResult now holds its answer.
+   * Subscriptions and the log level did not survive the restart: replay them here if they matter.
+   */
+  onRestarted?: (initializeResult: Record<string, unknown>) => void;
 }
 
 /** Opens upstream sessions; one implementation per transport, chosen by target.transport.type. */

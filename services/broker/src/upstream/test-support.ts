@@ -1,0 +1,53 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
+import { createLogger, type Logger } from '@portcullis/runtime';
+import { freePort, type ServiceProcess, startProcess, waitFor } from '@portcullis/testing';
+import type { UpstreamSessionInit } from './connection.ts';
+
+/** Test helpers for the upstream connections: the real server-everything, and a log sink. */
+
+const require = createRequire(import.meta.url);
+
+/** dist/index.js of @modelcontextprotocol/server-everything (a devDependency of the broker). */
+export const everythingEntry = join(
+  dirname(require.resolve('@modelcontextprotocol/server-everything/package.json')),
+  'dist/index.js',
+);
+
+/** Starts server-everything over Streamable HTTP on a free port (its PORT variable). */
+export async function startEverythingHttp(): Promise<{ url: string; process: ServiceProcess }> {
+  const port = await freePort();
+  const process = await startProcess({
+    name: 'server-everything',
+    script: everythingEntry,
+    args: ['streamableHttp'],
+    env: { PORT: String(port) },
+  });
+  await waitFor('server-everything to listen', () => process.output().includes('listening on port'), {
+    timeoutMs: 20_000,
+  });
+  return { url: `http://127.0.0.1:${port}/mcp`, process };
+}
+
+/** A logger whose JSON lines are kept in memory, to assert what was (and was not) logged. */
+export function memoryLogger(): { logger: Logger; lines: () => string[] } {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  return {
+    logger: createLogger({ service: 'upstream-test', level: 'debug', destination }),
+    lines: () => lines,
+  };
+}
+
+/** What an agent's client would offer: sampling, elicitation and roots. */
+export const agentInit: UpstreamSessionInit = {
+  protocolVersion: '2025-11-25',
+  clientCapabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } },
+  clientInfo: { name: 'portcullis-test-agent', version: '1.0.0' },
+};
