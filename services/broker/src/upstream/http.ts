@@ -92,6 +92,21 @@ const MAX_STREAM_RESUMES = 5;
 
 type ExchangeKind = 'post' | 'resume';
 
+/** Requests that may be sent twice without harm (reads and idempotent settings). */
+const RETRY_SAFE_METHODS = new Set([
+  'ping',
+  'tools/list',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+  'logging/setLevel',
+]);
+
 /** One JSON-RPC request in flight over HTTP: the shared bookkeeping plus the HTTP exchange carrying it. */
 interface HttpExchange {
   open: OpenRequest;
@@ -406,7 +421,13 @@ export class HttpUpstreamSession implements UpstreamSession {
       if (exchange.open.settled) return;
       // A keep-alive socket the upstream closed while idle fails at once, before it answered
       // anything: the one case where sending again is safe (node's documented reusedSocket retry).
-      if (request.reusedSocket && errorCode(error) === 'ECONNRESET' && !exchange.retried) {
+      // Never for tools/call: the upstream may have read it before closing, and a tool must not run twice.
+      if (
+        request.reusedSocket &&
+        errorCode(error) === 'ECONNRESET' &&
+        !exchange.retried &&
+        RETRY_SAFE_METHODS.has(exchange.open.method)
+      ) {
         exchange.retried = true;
         void this.#post(exchange);
         return;

@@ -68,6 +68,8 @@ interface Child {
   ready: boolean;
   readyAt: number;
   ended: boolean;
+  /** Exited, being killed, or broke the protocol: new requests wait for the next child. */
+  dying: boolean;
   /** Set when the child broke the protocol and is being killed for it. */
   violation: string | undefined;
   spawnError: Error | undefined;
@@ -186,7 +188,7 @@ export class StdioUpstreamSession implements UpstreamSession {
       this.#giveUp(request, failure),
     );
     const child = this.#child;
-    if ((child?.ready || duringStart) && child && !child.ended) {
+    if (child && (child.ready || duringStart) && !child.dying) {
       this.#writeRequest(child, open, line);
     } else {
       this.#queued.push({ open, line });
@@ -200,7 +202,7 @@ export class StdioUpstreamSession implements UpstreamSession {
   async send(message: JsonRpcNotification | JsonRpcResponse): Promise<void> {
     if (this.#closed) throw new UpstreamError(this.appId, 'closed', 'upstream session is closed');
     const child = this.#child;
-    if (!child?.ready || child.ended) {
+    if (!child?.ready || child.dying) {
       throw new UpstreamError(this.appId, 'unreachable', 'upstream process is restarting');
     }
     if (!('method' in message) && message.id !== null && !child.serverRequests.delete(message.id)) {
@@ -291,7 +293,7 @@ export class StdioUpstreamSession implements UpstreamSession {
           `upstream negotiated unsupported protocol version ${String(version)}`,
         );
       }
-      if (child.ended)
+      if (child.dying)
         throw new UpstreamError(this.appId, 'unreachable', 'upstream process exited during initialize');
       this.#write(child, '{"jsonrpc":"2.0","method":"notifications/initialized"}\n');
       this.initializeResult = response.result;
@@ -333,6 +335,7 @@ export class StdioUpstreamSession implements UpstreamSession {
       ready: false,
       readyAt: 0,
       ended: false,
+      dying: false,
       violation: undefined,
       spawnError: undefined,
       serverRequests: new Set(),
@@ -344,6 +347,7 @@ export class StdioUpstreamSession implements UpstreamSession {
     const ended = (code: number | null, signal: NodeJS.Signals | null) => {
       if (child.ended) return;
       child.ended = true;
+      child.dying = true;
       markGone();
       this.#onChildEnded(child, code, signal);
     };
@@ -356,6 +360,7 @@ export class StdioUpstreamSession implements UpstreamSession {
     // 'close' comes after stdout drained, so answers written just before a crash still count; a
     // grandchild holding stdout open must not delay the verdict for long, hence the fallback.
     process_.on('exit', (code, signal) => {
+      child.dying = true;
       exitTimer = setTimeout(() => ended(code, signal), 500);
     });
     process_.on('close', (code, signal) => {
@@ -476,13 +481,13 @@ export class StdioUpstreamSession implements UpstreamSession {
   }
 
   #write(child: Child, line: string): void {
-    if (child.ended || !child.process.stdin.writable) return;
+    if (child.dying || !child.process.stdin.writable) return;
     child.process.stdin.write(line);
   }
 
   #giveUp(open: OpenRequest, failure: 'timeout' | 'cancelled'): void {
     const child = this.#child;
-    if (open.method === 'initialize' || !child?.ready || child.ended) return;
+    if (open.method === 'initialize' || !child?.ready || child.dying) return;
     if (!this.#written.has(open)) return; // it waited for a child and never reached one
     const reason = failure === 'timeout' ? 'timeout' : 'cancelled by the client';
     const message: JsonRpcMessage = {
@@ -496,6 +501,7 @@ export class StdioUpstreamSession implements UpstreamSession {
   #violation(child: Child, what: string): void {
     if (child.violation) return;
     child.violation = what;
+    child.dying = true;
     this.#logger.warn(
       { appId: this.appId, pid: child.process.pid },
       `upstream process sent ${what}; restarting it`,

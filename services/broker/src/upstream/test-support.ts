@@ -51,3 +51,39 @@ export const agentInit: UpstreamSessionInit = {
   clientCapabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } },
   clientInfo: { name: 'portcullis-test-agent', version: '1.0.0' },
 };
+
+/**
+ * A tiny stdio MCP server for the failure cases server-everything cannot show: it answers
+ * initialize, then per method hangs, crashes, writes garbage or an oversized line, reports what it
+ * received on stderr, and returns its own environment. FAKE_MODE=exit-on-initialize makes it die
+ * during the handshake.
+ */
+export const fakeStdioServer = `
+const readline = require('node:readline');
+const out = (message) => process.stdout.write(JSON.stringify(message) + '\\n');
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  const m = JSON.parse(line);
+  switch (m.method) {
+    case 'initialize':
+      if (process.env.FAKE_MODE === 'exit-on-initialize') process.exit(7);
+      return out({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'fake', version: '1' } } });
+    case 'notifications/cancelled':
+      return process.stderr.write('got cancelled ' + m.params.requestId + ' ' + m.params.reason + '\\n');
+    case 'hang':
+      return;
+    case 'crash':
+      return process.exit(3);
+    case 'garbage':
+      return process.stdout.write('<html>not json</html>\\n');
+    case 'huge':
+      return process.stdout.write('{"jsonrpc":"2.0","id":' + m.id + ',"result":{"x":"' + 'y'.repeat(m.params.size) + '"}}\\n');
+    case 'env':
+      return out({ jsonrpc: '2.0', id: m.id, result: { env: process.env, cwd: process.cwd() } });
+    case 'chatty':
+      for (let i = 0; i < 100; i++) process.stderr.write('line ' + i + ' token=' + process.env.LEASE_TOKEN + '\\n');
+      return out({ jsonrpc: '2.0', id: m.id, result: {} });
+    default:
+      if (m.id !== undefined) out({ jsonrpc: '2.0', id: m.id, result: { echo: m.params ?? null } });
+  }
+});
+`;
