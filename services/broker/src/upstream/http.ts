@@ -520,8 +520,8 @@ export class HttpUpstreamSession implements UpstreamSession {
     const { open } = exchange;
     const message = classify(value);
     if (!message) {
-      open.fail(
-        'protocol',
+      this.#abandon(
+        exchange,
         `upstream sent a message that is not JSON-RPC 2.0 while answering ${open.method}`,
       );
       return;
@@ -533,7 +533,7 @@ export class HttpUpstreamSession implements UpstreamSession {
         const other =
           typeof message.message.id === 'string' ? this.#exchanges.get(message.message.id) : undefined;
         if (other) other.open.resolve(message.message);
-        else open.fail('protocol', `upstream answered ${open.method} with a response for another id`);
+        else this.#abandon(exchange, `upstream answered ${open.method} with a response for another id`);
       }
       return;
     }
@@ -551,7 +551,7 @@ export class HttpUpstreamSession implements UpstreamSession {
       try {
         value = JSON.parse(event.data);
       } catch {
-        open.fail('protocol', `upstream sent an SSE event that is not JSON while answering ${open.method}`);
+        this.#abandon(exchange, `upstream sent an SSE event that is not JSON while answering ${open.method}`);
         return;
       }
       this.#onRequestMessage(exchange, value);
@@ -589,8 +589,14 @@ export class HttpUpstreamSession implements UpstreamSession {
         setTimeout(() => void this.#resume(exchange, parser.lastEventId as string), parser.retryMs ?? 0);
         return;
       }
-      open.fail('protocol', `upstream ended the stream before answering ${open.method}`);
+      this.#abandon(exchange, `upstream ended the stream before answering ${open.method}`);
     });
+  }
+
+  /** The upstream broke the protocol on this exchange: drop its connection (never reused) and fail it. */
+  #abandon(exchange: HttpExchange, message: string): void {
+    exchange.request?.destroy();
+    exchange.open.fail('protocol', message);
   }
 
   async #resume(exchange: HttpExchange, lastEventId: string): Promise<void> {
