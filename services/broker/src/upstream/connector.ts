@@ -37,7 +37,7 @@ export function createUpstreamConnector(options: UpstreamConnectorOptions): Clos
   const agents = createHttpAgents(options.maxSocketsPerUpstream);
   return {
     async open(target: UpstreamTarget, init: UpstreamSessionInit): Promise<UpstreamSession> {
-      const logger = options.logger.child({ appId: target.appId });
+      const logger = options.logger; // sessions tag their own lines with appId
       const transport = target.transport;
       switch (transport.type) {
         case 'http':

@@ -139,6 +139,21 @@ before(async () => {
           );
           return;
         }
+        if (path === '/stream') {
+          // The GET stream: one notification, then the connection drops; the reconnection must
+          // carry Last-Event-ID, and gets the next notification.
+          const last = req.headers['last-event-id'];
+          const n = last === undefined ? 1 : Number(String(last).slice(1)) + 1;
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          const note = {
+            jsonrpc: '2.0',
+            method: 'notifications/message',
+            params: { level: 'info', data: `n${n}` },
+          };
+          res.write(`id: s${n}\ndata: ${JSON.stringify(note)}\n\n`);
+          setTimeout(() => req.socket.destroy(), 30);
+          return;
+        }
         return void res.writeHead(405).end();
       }
       if (body?.method === 'initialize') {
@@ -211,6 +226,26 @@ describe('HTTP upstream: protocol headers and the credential seam', () => {
     await new Promise((resolve) => setTimeout(resolve, 400));
     assert.equal(seen.filter((s) => s.method === 'GET' && s.path === '/ok').length, before + 1);
     detach();
+    await session.close();
+  });
+
+  test('the GET stream reconnects with backoff and Last-Event-ID while a listener is attached', async () => {
+    const session = await open('/stream');
+    const heard: unknown[] = [];
+    const detach = session.listen((message) => heard.push(message.params?.data));
+    const deadline = Date.now() + 5000;
+    while (heard.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    detach();
+    assert.deepEqual(heard.slice(0, 3), ['n1', 'n2', 'n3']);
+    const gets = seen.filter((s) => s.method === 'GET' && s.path === '/stream');
+    assert.equal(gets[0]?.headers['last-event-id'], undefined);
+    assert.equal(gets[1]?.headers['last-event-id'], 's1');
+    assert.equal(gets[1]?.headers.accept, 'text/event-stream');
+    assert.equal(gets[1]?.headers['mcp-session-id'], 'sess-stream');
+    // Detached: no more reconnections.
+    const count = gets.length;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(seen.filter((s) => s.method === 'GET' && s.path === '/stream').length, count);
     await session.close();
   });
 

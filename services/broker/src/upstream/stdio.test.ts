@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   type JsonRpcNotification,
@@ -387,6 +389,35 @@ describe('stdio upstream failures', () => {
       await small.close();
     }
   });
+});
+
+test('a child that cannot be restarted: waiting requests fail unreachable, and it keeps trying', async () => {
+  const marker = join(tmpdir(), `portcullis-fake-${process.pid}-${Date.now()}`);
+  const session = (await connector.open(
+    {
+      appId: 'fragile',
+      transport: {
+        type: 'stdio',
+        command: process.execPath,
+        args: ['-e', fakeStdioServer],
+        env: { FAKE_MARKER: marker },
+      },
+    },
+    agentInit,
+  )) as StdioUpstreamSession;
+  try {
+    await assert.rejects(session.request('crash', {}, { timeoutMs: 5000 }), failure('closed'));
+    const started = Date.now();
+    await assert.rejects(session.request('echo', {}, { timeoutMs: 10_000 }), failure('unreachable'));
+    assert.ok(Date.now() - started < 3000, 'failed with the restart attempt, not at the deadline');
+    await waitUntil(
+      'more restart attempts',
+      () => log.lines().filter((line) => line.includes('failed to restart')).length >= 2,
+    );
+  } finally {
+    await session.close();
+    await rm(marker, { force: true });
+  }
 });
 
 type UpstreamFailure = UpstreamError['failure'];

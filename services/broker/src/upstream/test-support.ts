@@ -66,6 +66,12 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
   switch (m.method) {
     case 'initialize':
       if (process.env.FAKE_MODE === 'exit-on-initialize') process.exit(7);
+      // FAKE_MARKER: the first child creates the file; every later one finds it and dies.
+      if (process.env.FAKE_MARKER) {
+        const fs = require('node:fs');
+        if (fs.existsSync(process.env.FAKE_MARKER)) process.exit(9);
+        fs.writeFileSync(process.env.FAKE_MARKER, 'started');
+      }
       return out({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'fake', version: '1' } } });
     case 'notifications/cancelled':
       return process.stderr.write('got cancelled ' + m.params.requestId + ' ' + m.params.reason + '\\n');
