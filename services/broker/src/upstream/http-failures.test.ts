@@ -215,6 +215,20 @@ describe('HTTP upstream: protocol headers and the credential seam', () => {
     assert.ok(!log.lines().some((line) => line.includes('lease-7f3a9c')), 'the lease never reaches the log');
   });
 
+  test('a lease header node refuses (header injection) fails the call, and its value is not logged', async () => {
+    const bad: UpstreamCredentials = {
+      forRequest: async () => ({ headers: { authorization: 'Bearer x\r\nX-Evil: 1' } }),
+    };
+    const own = createUpstreamConnector({ credentials: bad, logger: log.logger });
+    await assert.rejects(
+      own.open({ appId: 'bad-lease', transport: { type: 'http', url: `${base}/ok` } }, agentInit),
+      failure('unreachable'),
+    );
+    await own.close();
+    assert.ok(!log.lines().some((line) => line.includes('X-Evil')));
+    assert.ok(!seen.some((s) => s.headers['x-evil'] !== undefined));
+  });
+
   test('an upstream negotiating an unsupported version is refused at open', async () => {
     await assert.rejects(open('/old'), failure('protocol'));
   });

@@ -111,7 +111,6 @@ const RETRY_SAFE_METHODS = new Set([
 interface HttpExchange {
   open: OpenRequest;
   body: string;
-  onMessage: ((message: JsonRpcRequest | JsonRpcNotification) => void) | undefined;
   request: http.ClientRequest | undefined;
   retried: boolean;
   resumes: number;
@@ -277,7 +276,6 @@ export class HttpUpstreamSession implements UpstreamSession {
     const exchange: HttpExchange = {
       open,
       body,
-      onMessage: options.onMessage,
       request: undefined,
       retried: false,
       resumes: 0,
@@ -398,8 +396,20 @@ export class HttpUpstreamSession implements UpstreamSession {
     };
   }
 
-  #transport(): typeof http | typeof https {
-    return this.#isHttps ? https : http;
+  /**
+   * Creates the request; node throws synchronously on a header it refuses (a lease value with a
+   * newline, say). That becomes an UpstreamError naming the error code, never the header's value.
+   */
+  #createRequest(method: string, headers: Record<string, string>, stream: boolean): http.ClientRequest {
+    try {
+      return (this.#isHttps ? https : http).request(this.#requestOptions(method, headers, stream));
+    } catch (error) {
+      throw new UpstreamError(
+        this.appId,
+        'unreachable',
+        `cannot build the upstream request (${String(errorCode(error) ?? 'invalid request')})`,
+      );
+    }
   }
 
   /** POSTs a request and routes the answer; every failure ends in the exchange's OpenRequest. */
@@ -414,7 +424,14 @@ export class HttpUpstreamSession implements UpstreamSession {
     if (exchange.open.settled) return;
     const headers = this.#headers(credentials.headers, ACCEPT_BOTH, true);
     headers['content-length'] = String(Buffer.byteLength(exchange.body));
-    const request = this.#transport().request(this.#requestOptions('POST', headers, false));
+    let request: http.ClientRequest;
+    try {
+      request = this.#createRequest('POST', headers, false);
+    } catch (error) {
+      const failure = error as UpstreamError;
+      exchange.open.fail(failure.failure, failure.message);
+      return;
+    }
     exchange.request = request;
     request.on('response', (response) => this.#onPostResponse(exchange, response, 'post'));
     request.on('error', (error) => {
@@ -611,7 +628,14 @@ export class HttpUpstreamSession implements UpstreamSession {
     if (exchange.open.settled) return;
     const headers = this.#headers(credentials.headers, 'text/event-stream', false);
     headers['last-event-id'] = lastEventId;
-    const request = this.#transport().request(this.#requestOptions('GET', headers, true));
+    let request: http.ClientRequest;
+    try {
+      request = this.#createRequest('GET', headers, true);
+    } catch (error) {
+      const failure = error as UpstreamError;
+      exchange.open.fail(failure.failure, failure.message);
+      return;
+    }
     exchange.request = request;
     request.on('response', (response) => this.#onPostResponse(exchange, response, 'resume'));
     request.on('error', (error) => {
@@ -692,7 +716,14 @@ export class HttpUpstreamSession implements UpstreamSession {
     if (this.#stream !== stream) return;
     const headers = this.#headers(credentials.headers, 'text/event-stream', false);
     if (this.#streamLastEventId) headers['last-event-id'] = this.#streamLastEventId;
-    const request = this.#transport().request(this.#requestOptions('GET', headers, true));
+    let request: http.ClientRequest;
+    try {
+      request = this.#createRequest('GET', headers, true);
+    } catch (error) {
+      this.#logger.warn({ appId: this.appId, err: (error as Error).message }, 'upstream stream not opened');
+      this.#scheduleStream();
+      return;
+    }
     stream.request = request;
     request.on('error', (error) => {
       if (this.#stream !== stream) return;
@@ -782,7 +813,7 @@ export class HttpUpstreamSession implements UpstreamSession {
     const headers = this.#headers(credentials.headers, ACCEPT_BOTH, body !== undefined);
     if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
     return new Promise<{ status: number }>((resolve, reject) => {
-      const request = this.#transport().request(this.#requestOptions(method, headers, false));
+      const request = this.#createRequest(method, headers, false); // a throw here rejects
       const timer = setTimeout(() => {
         request.destroy();
         reject(

@@ -295,6 +295,13 @@ describe('stdio upstream failures', () => {
     );
   });
 
+  test('an env the OS cannot take (a NUL byte): unreachable', async () => {
+    await assert.rejects(
+      connector.open({ appId: 'nul', transport: fake({ BAD: 'a\u0000b' }) }, agentInit),
+      failure('unreachable'),
+    );
+  });
+
   test('a child that exits during initialize: unreachable', async () => {
     await assert.rejects(
       connector.open({ appId: 'dies', transport: fake({ FAKE_MODE: 'exit-on-initialize' }) }, agentInit),

@@ -265,7 +265,18 @@ export class StdioUpstreamSession implements UpstreamSession {
     }
     if (this.#closed) throw new UpstreamError(this.appId, 'closed', 'upstream session is closed');
     this.#secrets = Object.values(env ?? {}).filter((value) => value.length >= 6);
-    const child = this.#spawn(env);
+    let child: Child;
+    try {
+      child = this.#spawn(env);
+    } catch (error) {
+      // spawn throws synchronously on arguments it refuses (a NUL byte in the env, say).
+      const code = (error as { code?: unknown }).code;
+      throw new UpstreamError(
+        this.appId,
+        'unreachable',
+        `cannot start ${this.#transport.command} (${String(code ?? 'invalid arguments')})`,
+      );
+    }
     this.#child = child;
     try {
       const response = await this.#request(
