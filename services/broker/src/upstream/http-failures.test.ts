@@ -276,7 +276,7 @@ describe('HTTP upstream failures become UpstreamErrors', () => {
     const session = await open('/hang');
     const started = Date.now();
     await assert.rejects(call(session, 300), failure('timeout'));
-    assert.ok(Date.now() - started < 1500);
+    assert.ok(Date.now() - started < 3000);
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 100);
     await assert.rejects(call(session, 5000, controller.signal), failure('cancelled'));

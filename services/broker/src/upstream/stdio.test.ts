@@ -122,10 +122,10 @@ describe('stdio upstream session against server-everything', () => {
       'tools/call',
       {
         name: 'trigger-long-running-operation',
-        arguments: { duration: 1.2, steps: 4 },
+        arguments: { duration: 2.4, steps: 4 },
         _meta: { progressToken: 7 },
       },
-      { timeoutMs: 800, resetTimeoutOnProgress: true, onMessage: (m) => seen.push(m.params?.progress) },
+      { timeoutMs: 1500, resetTimeoutOnProgress: true, onMessage: (m) => seen.push(m.params?.progress) },
     );
     assert.match(text(response), /completed/);
     assert.deepEqual(seen, [1, 2, 3, 4]);
@@ -219,7 +219,7 @@ describe('stdio upstream session against server-everything', () => {
     );
     setTimeout(() => controller.abort(), 200);
     await assert.rejects(call, failure('cancelled'));
-    assert.ok(Date.now() - started < 1500);
+    assert.ok(Date.now() - started < 3000);
     assert.equal(
       text(
         await session.request(
@@ -248,7 +248,7 @@ describe('stdio upstream session against server-everything', () => {
     const killedAt = Date.now();
     process.kill(pid, 'SIGKILL');
     await assert.rejects(call, failure('closed'));
-    assert.ok(Date.now() - killedAt < 1500, 'the open call failed fast');
+    assert.ok(Date.now() - killedAt < 3000, 'the open call failed fast');
     assert.equal(closed.length, 1);
     // The next call waits for the restarted child.
     const echo = await session.request(
@@ -415,8 +415,8 @@ test('a child that cannot be restarted: waiting requests fail unreachable, and i
   try {
     await assert.rejects(session.request('crash', {}, { timeoutMs: 5000 }), failure('closed'));
     const started = Date.now();
-    await assert.rejects(session.request('echo', {}, { timeoutMs: 10_000 }), failure('unreachable'));
-    assert.ok(Date.now() - started < 3000, 'failed with the restart attempt, not at the deadline');
+    await assert.rejects(session.request('echo', {}, { timeoutMs: 30_000 }), failure('unreachable'));
+    assert.ok(Date.now() - started < 8000, 'failed with the restart attempt, not at the deadline');
     await waitUntil(
       'more restart attempts',
       () => log.lines().filter((line) => line.includes('failed to restart')).length >= 2,
