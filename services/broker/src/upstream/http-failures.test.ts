@@ -1,0 +1,359 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { type UpstreamCredentials, UpstreamError, type UpstreamSession } from './connection.ts';
+import { createUpstreamConnector } from './connector.ts';
+import { agentInit, memoryLogger } from './test-support.ts';
+
+// Failing and hostile Streamable HTTP upstreams: a local node:http server that initializes
+// correctly, then misbehaves per URL path. Every failure must become a clear UpstreamError, fast.
+
+interface Seen {
+  method: string;
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  body: Record<string, unknown> | undefined;
+}
+const seen: Seen[] = [];
+let server: http.Server;
+let base: string;
+
+const LIMIT = 64 * 1024;
+const LEASE = 'Bearer lease-7f3a9c-secret';
+const log = memoryLogger();
+const leases: UpstreamCredentials = { forRequest: async () => ({ headers: { authorization: LEASE } }) };
+const connector = createUpstreamConnector({
+  credentials: leases,
+  logger: log.logger,
+  http: { maxMessageBytes: LIMIT, initializeTimeoutMs: 2000, reconnect: { initialMs: 50, maxMs: 200 } },
+});
+
+const json = (
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+) => {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+};
+
+function misbehave(path: string, id: unknown, req: http.IncomingMessage, res: http.ServerResponse): void {
+  switch (path) {
+    case '/ok':
+      json(res, 200, { jsonrpc: '2.0', id, result: { ok: true } });
+      return;
+    case '/hang':
+      return; // never answers
+    case '/garbage':
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"jsonrpc":"2.0", this is not json');
+      return;
+    case '/html':
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html><body>Welcome to nginx</body></html>');
+      return;
+    case '/wrong-id':
+      json(res, 200, { jsonrpc: '2.0', id: 'someone-else', result: {} });
+      return;
+    case '/no-id':
+      json(res, 200, { jsonrpc: '2.0', result: {} });
+      return;
+    case '/http500':
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('Internal Server Error');
+      return;
+    case '/rpc-error-400':
+      json(res, 400, {
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: -32000, message: 'Bad Request: nope' },
+      });
+      return;
+    case '/close':
+      req.socket.destroy();
+      return;
+    case '/sse-cut':
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(
+        'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}\n\n',
+      );
+      setTimeout(() => req.socket.destroy(), 50);
+      return;
+    case '/huge':
+      json(res, 200, { jsonrpc: '2.0', id, result: { blob: 'x'.repeat(LIMIT * 2) } });
+      return;
+    case '/huge-chunked': {
+      res.writeHead(200, { 'content-type': 'application/json' }); // no content-length: the bound counts bytes
+      const chunk = 'x'.repeat(16 * 1024);
+      res.write(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":{"blob":"`);
+      const timer = setInterval(() => {
+        if (!res.write(chunk) || res.destroyed) clearInterval(timer);
+      }, 1);
+      res.on('close', () => clearInterval(timer));
+      return;
+    }
+    case '/huge-sse':
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(
+        `data: {"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":{"blob":"${'x'.repeat(LIMIT * 2)}"}}\n\n`,
+      );
+      res.end();
+      return;
+    case '/expire':
+      json(res, 404, {
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: -32001, message: 'Session not found' },
+      });
+      return;
+    case '/poll':
+      // 2025-11-25 polling: an event id, then the server closes; the answer comes on GET + Last-Event-ID.
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end('id: ev-1\nretry: 10\ndata: \n\n');
+      pendingPoll = id;
+      return;
+    default:
+      json(res, 200, { jsonrpc: '2.0', id, result: {} });
+      return;
+  }
+}
+let pendingPoll: unknown;
+
+before(async () => {
+  server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const body = text ? (JSON.parse(text) as Record<string, unknown>) : undefined;
+      const path = req.url ?? '/';
+      seen.push({ method: req.method ?? '', path, headers: req.headers, body });
+      if (req.method === 'DELETE') return void res.writeHead(200).end();
+      if (req.method === 'GET') {
+        if (path === '/poll' && req.headers['last-event-id'] === 'ev-1') {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.end(
+            `id: ev-2\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: pendingPoll, result: { polled: true } })}\n\n`,
+          );
+          return;
+        }
+        if (path === '/stream') {
+          // The GET stream: one notification, then the connection drops; the reconnection must
+          // carry Last-Event-ID, and gets the next notification.
+          const last = req.headers['last-event-id'];
+          const n = last === undefined ? 1 : Number(String(last).slice(1)) + 1;
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          const note = {
+            jsonrpc: '2.0',
+            method: 'notifications/message',
+            params: { level: 'info', data: `n${n}` },
+          };
+          res.write(`id: s${n}\ndata: ${JSON.stringify(note)}\n\n`);
+          setTimeout(() => req.socket.destroy(), 30);
+          return;
+        }
+        return void res.writeHead(405).end();
+      }
+      if (body?.method === 'initialize') {
+        const version = (body.params as { protocolVersion: string }).protocolVersion;
+        const result = {
+          protocolVersion: path === '/old' ? '2020-01-01' : version,
+          capabilities: {},
+          serverInfo: { name: 'hostile', version: '0' },
+        };
+        return json(
+          res,
+          200,
+          { jsonrpc: '2.0', id: body.id, result },
+          { 'mcp-session-id': `sess${path.replace(/\W/g, '-')}` },
+        );
+      }
+      if (body && !('id' in body)) return void res.writeHead(202).end(); // notifications
+      misbehave(path, body?.id, req, res);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(async () => {
+  await connector.close();
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+const open = (path: string) =>
+  connector.open({ appId: 'hostile', transport: { type: 'http', url: `${base}${path}` } }, agentInit);
+const failure = (expected: UpstreamError['failure']) => (error: unknown) => {
+  assert.ok(error instanceof UpstreamError, `an UpstreamError, got ${String(error)}`);
+  assert.equal(error.failure, expected, error.message);
+  return true;
+};
+const call = (session: UpstreamSession, timeoutMs = 2000, signal?: AbortSignal) =>
+  session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs, signal });
+
+describe('HTTP upstream: protocol headers and the credential seam', () => {
+  test('every request after initialize carries the session id, the version, Accept and the lease', async () => {
+    const session = await open('/ok');
+    assert.deepEqual(await call(session).then((r) => 'result' in r && r.result), { ok: true });
+    await session.close();
+    const mine = seen.filter((s) => s.path === '/ok');
+    assert.deepEqual(
+      mine.map((s) => s.method),
+      ['POST', 'POST', 'POST', 'DELETE'],
+    );
+    assert.equal(mine[0]?.headers['mcp-session-id'], undefined);
+    for (const request of mine) assert.equal(request.headers.authorization, LEASE);
+    for (const request of mine.slice(1)) {
+      assert.equal(request.headers['mcp-session-id'], 'sess-ok');
+      assert.equal(request.headers['mcp-protocol-version'], agentInit.protocolVersion);
+    }
+    assert.equal(mine[1]?.body?.method, 'notifications/initialized');
+    assert.equal(mine[2]?.headers.accept, 'application/json, text/event-stream');
+    assert.equal(mine[2]?.headers['content-type'], 'application/json');
+    assert.ok(!log.lines().some((line) => line.includes('lease-7f3a9c')), 'the lease never reaches the log');
+  });
+
+  test('a lease header node refuses (header injection) fails the call, and its value is not logged', async () => {
+    const bad: UpstreamCredentials = {
+      forRequest: async () => ({ headers: { authorization: 'Bearer x\r\nX-Evil: 1' } }),
+    };
+    const own = createUpstreamConnector({ credentials: bad, logger: log.logger });
+    await assert.rejects(
+      own.open({ appId: 'bad-lease', transport: { type: 'http', url: `${base}/ok` } }, agentInit),
+      failure('unreachable'),
+    );
+    await own.close();
+    assert.ok(!log.lines().some((line) => line.includes('X-Evil')));
+    assert.ok(!seen.some((s) => s.headers['x-evil'] !== undefined));
+  });
+
+  test('an upstream negotiating an unsupported version is refused at open', async () => {
+    await assert.rejects(open('/old'), failure('protocol'));
+  });
+
+  test('an upstream that offers no GET stream (405) is left alone', async () => {
+    const session = await open('/ok');
+    const before = seen.filter((s) => s.method === 'GET' && s.path === '/ok').length;
+    const detach = session.listen(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(seen.filter((s) => s.method === 'GET' && s.path === '/ok').length, before + 1);
+    detach();
+    await session.close();
+  });
+
+  test('the GET stream reconnects with backoff and Last-Event-ID while a listener is attached', async () => {
+    const session = await open('/stream');
+    const heard: unknown[] = [];
+    const detach = session.listen((message) => heard.push(message.params?.data));
+    const deadline = Date.now() + 5000;
+    while (heard.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    detach();
+    assert.deepEqual(heard.slice(0, 3), ['n1', 'n2', 'n3']);
+    const gets = seen.filter((s) => s.method === 'GET' && s.path === '/stream');
+    assert.equal(gets[0]?.headers['last-event-id'], undefined);
+    assert.equal(gets[1]?.headers['last-event-id'], 's1');
+    assert.equal(gets[1]?.headers.accept, 'text/event-stream');
+    assert.equal(gets[1]?.headers['mcp-session-id'], 'sess-stream');
+    // Detached: no more reconnections.
+    const count = gets.length;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(seen.filter((s) => s.method === 'GET' && s.path === '/stream').length, count);
+    await session.close();
+  });
+
+  test('a POST stream closed after an event id is resumed with GET + Last-Event-ID', async () => {
+    const session = await open('/poll');
+    const response = await call(session);
+    assert.deepEqual('result' in response && response.result, { polled: true });
+    await session.close();
+  });
+});
+
+describe('HTTP upstream failures become UpstreamErrors', () => {
+  test('(a) never answers: timeout, and notifications/cancelled reaches the upstream', async () => {
+    const session = await open('/hang');
+    const started = Date.now();
+    await assert.rejects(call(session, 300), failure('timeout'));
+    assert.ok(Date.now() - started < 3000);
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    await assert.rejects(call(session, 5000, controller.signal), failure('cancelled'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const calls = seen
+      .filter((s) => s.path === '/hang' && s.body?.method === 'tools/call')
+      .map((s) => s.body?.id);
+    const cancels = seen.filter((s) => s.path === '/hang' && s.body?.method === 'notifications/cancelled');
+    assert.deepEqual(
+      cancels.map((s) => (s.body?.params as { requestId: unknown } | undefined)?.requestId),
+      calls,
+    );
+    assert.deepEqual(
+      cancels.map((s) => (s.body?.params as { reason: string } | undefined)?.reason),
+      ['timeout', 'cancelled by the client'],
+    );
+    await session.close();
+  });
+
+  for (const path of ['/garbage', '/html', '/wrong-id', '/no-id', '/http500']) {
+    test(`(b) ${path.slice(1)}: protocol`, async () => {
+      const session = await open(path);
+      await assert.rejects(call(session), failure('protocol'));
+      await session.close();
+    });
+  }
+
+  test('(b) an HTTP 400 whose body is a JSON-RPC error passes through as an error value', async () => {
+    const session = await open('/rpc-error-400');
+    const response = await call(session);
+    assert.ok('error' in response);
+    assert.equal(response.error.message, 'Bad Request: nope');
+    await session.close();
+  });
+
+  test('(c) the upstream closes the socket: unreachable', async () => {
+    const session = await open('/close');
+    await assert.rejects(call(session), failure('unreachable'));
+    await session.close();
+  });
+
+  test('(c) the connection drops in the middle of an SSE answer: unreachable', async () => {
+    const session = await open('/sse-cut');
+    await assert.rejects(call(session), failure('unreachable'));
+    await session.close();
+  });
+
+  test('(c) nothing listens on the port: unreachable at open', async () => {
+    const probe = http.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    await assert.rejects(
+      connector.open(
+        { appId: 'gone', transport: { type: 'http', url: `http://127.0.0.1:${port}/mcp` } },
+        agentInit,
+      ),
+      failure('unreachable'),
+    );
+  });
+
+  for (const path of ['/huge', '/huge-chunked', '/huge-sse']) {
+    test(`(d) ${path.slice(1)}: a message over the bound is refused (protocol)`, async () => {
+      const session = await open(path);
+      await assert.rejects(call(session, 5000), failure('protocol'));
+      await session.close();
+    });
+  }
+
+  test('(e) 404 for the session: closed, onClosed once, and the session stays closed', async () => {
+    const session = await open('/expire');
+    const closed: UpstreamError[] = [];
+    session.onClosed = (error) => closed.push(error);
+    await assert.rejects(call(session), failure('closed'));
+    await assert.rejects(call(session), failure('closed'));
+    assert.equal(closed.length, 1);
+    assert.equal(closed[0]?.failure, 'closed');
+    await session.close();
+  });
+});

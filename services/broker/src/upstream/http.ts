@@ -1,0 +1,895 @@
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from '@portcullis/runtime';
+import {
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+  type UpstreamCredentials,
+  UpstreamError,
+  type UpstreamFailure,
+  type UpstreamRequestOptions,
+  type UpstreamSession,
+  type UpstreamSessionInit,
+} from './connection.ts';
+import {
+  classify,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  isUnreachableCode,
+  noTakerError,
+  OpenRequest,
+  progressTokenOfNotification,
+} from './open-request.ts';
+import { SseParser, SseTooLargeError } from './sse.ts';
+
+/**
+ * A raw MCP Streamable HTTP client session (spec 2025-06-18 / 2025-11-25) on node:http: one POST
+ * per request on a shared keep-alive pool, answers as application/json or as an SSE stream parsed
+ * incrementally, the optional GET stream for messages outside any request, and DELETE on close.
+ * It does what the SDK's StreamableHTTPClientTransport + Client do for one session, without their
+ * per-call costs (fetch, web streams, zod parsing of every message); see ADR 0041.
+ */
+
+export interface HttpUpstreamOptions {
+  credentials: UpstreamCredentials;
+  logger: Logger;
+  /** The keep-alive pool for POST/DELETE. Shared by the connector; a session alone makes its own. */
+  agents?: HttpAgents;
+  /** Deadline of the initialize exchange (and of notifications/initialized). */
+  initializeTimeoutMs?: number;
+  /** Deadline of send() (a notification or a response to the upstream). */
+  sendTimeoutMs?: number;
+  /** Deadline of the best-effort DELETE on close(). */
+  closeTimeoutMs?: number;
+  /** The most bytes one upstream message (JSON body or SSE event) may take. */
+  maxMessageBytes?: number;
+  /** Protocol versions accepted from the upstream's initialize result. */
+  supportedProtocolVersions?: readonly string[];
+  /** Backoff of the GET stream's reconnection while a listener is attached. */
+  reconnect?: { initialMs: number; maxMs: number };
+}
+
+/**
+ * The sockets the connector shares among its HTTP sessions. Short exchanges (POST, DELETE) use a
+ * bounded keep-alive pool per upstream origin; long-lived SSE GET streams get their own agent so
+ * that many listening sessions never starve the hot path of sockets.
+ */
+export interface HttpAgents {
+  http: http.Agent;
+  https: https.Agent;
+  streamsHttp: http.Agent;
+  streamsHttps: https.Agent;
+}
+
+/** Builds the agents: `maxSockets` bounds concurrent POSTs per upstream origin (the rest queue). */
+export function createHttpAgents(maxSockets = 128): HttpAgents {
+  // keepAlive: the hot path must reuse connections; maxFreeSockets keeps idle ones bounded.
+  const pooled = { keepAlive: true, maxSockets, maxFreeSockets: 32, scheduling: 'lifo' as const };
+  // Streams hold their socket for their whole life: no pooling, no bound besides the sessions.
+  const streams = { keepAlive: false };
+  return {
+    http: new http.Agent(pooled),
+    https: new https.Agent(pooled),
+    streamsHttp: new http.Agent(streams),
+    streamsHttps: new https.Agent(streams),
+  };
+}
+
+export function destroyHttpAgents(agents: HttpAgents): void {
+  agents.http.destroy();
+  agents.https.destroy();
+  agents.streamsHttp.destroy();
+  agents.streamsHttps.destroy();
+}
+
+const ACCEPT_BOTH = 'application/json, text/event-stream';
+/** An SSE answer must end soon after its response: a stream kept open beyond this is cut. */
+const STREAM_LINGER_MS = 5000;
+/** How often a POST stream that ended before its response may be resumed with GET + Last-Event-ID. */
+const MAX_STREAM_RESUMES = 5;
+
+type ExchangeKind = 'post' | 'resume';
+
+/** Requests that may be sent twice without harm (reads and idempotent settings). */
+const RETRY_SAFE_METHODS = new Set([
+  'ping',
+  'tools/list',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+  'logging/setLevel',
+]);
+
+/** One JSON-RPC request in flight over HTTP: the shared bookkeeping plus the HTTP exchange carrying it. */
+interface HttpExchange {
+  open: OpenRequest;
+  body: string;
+  request: http.ClientRequest | undefined;
+  retried: boolean;
+  resumes: number;
+}
+
+function mediaType(header: string | undefined): string {
+  if (!header) return '';
+  const semicolon = header.indexOf(';');
+  return (semicolon === -1 ? header : header.slice(0, semicolon)).trim().toLowerCase();
+}
+
+function errorCode(error: unknown): unknown {
+  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+}
+
+/** Opens (or resumes) a Streamable HTTP session with an upstream, per UpstreamConnector.open. */
+export async function openHttpSession(
+  appId: string,
+  url: string,
+  init: UpstreamSessionInit,
+  options: HttpUpstreamOptions,
+): Promise<HttpUpstreamSession> {
+  const session = new HttpUpstreamSession(appId, url, options);
+  if (init.resume) {
+    session.adopt(init.resume.sessionId, init.resume.initializeResult);
+    return session;
+  }
+  try {
+    await session.initialize(init);
+  } catch (error) {
+    await session.close();
+    throw error;
+  }
+  return session;
+}
+
+export class HttpUpstreamSession implements UpstreamSession {
+  readonly appId: string;
+  initializeResult: Record<string, unknown> = {};
+  onClosed?: (error: UpstreamError) => void;
+
+  readonly #url: URL;
+  readonly #isHttps: boolean;
+  readonly #credentials: UpstreamCredentials;
+  readonly #logger: Logger;
+  readonly #agents: HttpAgents;
+  readonly #ownsAgents: boolean;
+  readonly #maxBytes: number;
+  readonly #supported: readonly string[];
+  readonly #initializeTimeoutMs: number;
+  readonly #sendTimeoutMs: number;
+  readonly #closeTimeoutMs: number;
+  readonly #reconnect: { initialMs: number; maxMs: number };
+  /** Our upstream ids carry a random tag: replicas resuming one upstream session never reuse an id. */
+  readonly #idTag = randomBytes(6).toString('base64url');
+  #nextId = 1;
+  #sessionId: string | undefined;
+  #protocolVersion: string | undefined;
+  readonly #exchanges = new Map<string, HttpExchange>();
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #listener: ((message: JsonRpcRequest | JsonRpcNotification) => void) | undefined;
+  #stream:
+    | { request: http.ClientRequest | undefined; timer: NodeJS.Timeout | undefined; attempts: number }
+    | undefined;
+  #streamLastEventId: string | undefined;
+  #streamRetryMs: number | undefined;
+  #streamUnsupported = false;
+
+  constructor(appId: string, url: string, options: HttpUpstreamOptions) {
+    this.appId = appId;
+    this.#url = new URL(url);
+    if (this.#url.protocol !== 'http:' && this.#url.protocol !== 'https:') {
+      throw new UpstreamError(appId, 'unreachable', `unsupported upstream URL scheme ${this.#url.protocol}`);
+    }
+    this.#isHttps = this.#url.protocol === 'https:';
+    this.#credentials = options.credentials;
+    this.#logger = options.logger;
+    this.#ownsAgents = options.agents === undefined;
+    this.#agents = options.agents ?? createHttpAgents();
+    this.#maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#supported = options.supportedProtocolVersions ?? SUPPORTED_PROTOCOL_VERSIONS;
+    this.#initializeTimeoutMs = options.initializeTimeoutMs ?? 10_000;
+    this.#sendTimeoutMs = options.sendTimeoutMs ?? 10_000;
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? 2_000;
+    this.#reconnect = options.reconnect ?? { initialMs: 250, maxMs: 30_000 };
+  }
+
+  get sessionId(): string | undefined {
+    return this.#sessionId;
+  }
+
+  /** The protocol version negotiated with the upstream (sent as MCP-Protocol-Version). */
+  get protocolVersion(): string | undefined {
+    return this.#protocolVersion;
+  }
+
+  /** Takes over a session another replica initialized: no handshake, the same session id. */
+  adopt(sessionId: string, initializeResult: Record<string, unknown>): void {
+    const version = initializeResult.protocolVersion;
+    if (typeof version !== 'string' || !this.#supported.includes(version)) {
+      throw new UpstreamError(
+        this.appId,
+        'protocol',
+        `cannot resume: unsupported protocol version ${String(version)}`,
+      );
+    }
+    this.#sessionId = sessionId;
+    this.#protocolVersion = version;
+    this.initializeResult = initializeResult;
+  }
+
+  /** The handshake: initialize, check the negotiated version, then notifications/initialized. */
+  async initialize(init: UpstreamSessionInit): Promise<void> {
+    const response = await this.request(
+      'initialize',
+      {
+        protocolVersion: init.protocolVersion,
+        capabilities: init.clientCapabilities,
+        clientInfo: init.clientInfo,
+      },
+      { timeoutMs: this.#initializeTimeoutMs },
+    );
+    if ('error' in response) {
+      throw new UpstreamError(
+        this.appId,
+        'protocol',
+        `upstream refused initialize: ${response.error.code} ${response.error.message}`,
+      );
+    }
+    const version = response.result.protocolVersion;
+    if (typeof version !== 'string' || !this.#supported.includes(version)) {
+      throw new UpstreamError(
+        this.appId,
+        'protocol',
+        `upstream negotiated unsupported protocol version ${String(version)}`,
+      );
+    }
+    this.#protocolVersion = version;
+    this.initializeResult = response.result;
+    await this.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+  }
+
+  request(
+    method: string,
+    params: Record<string, unknown> | undefined,
+    options: UpstreamRequestOptions,
+  ): Promise<JsonRpcResponse> {
+    if (this.#closed)
+      return Promise.reject(new UpstreamError(this.appId, 'closed', 'upstream session is closed'));
+    if (options.signal?.aborted) {
+      return Promise.reject(
+        new UpstreamError(this.appId, 'cancelled', `${method} was cancelled by the caller`),
+      );
+    }
+    const id = `${this.#idTag}-${this.#nextId++}`;
+    const body = JSON.stringify(
+      params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params },
+    );
+    const open = new OpenRequest(this.appId, id, method, params, options, (request, failure) =>
+      this.#giveUp(exchange, request, failure),
+    );
+    const exchange: HttpExchange = {
+      open,
+      body,
+      request: undefined,
+      retried: false,
+      resumes: 0,
+    };
+    this.#exchanges.set(id, exchange);
+    open.onSettled = () => {
+      this.#exchanges.delete(id);
+    };
+    void this.#post(exchange);
+    return open.promise;
+  }
+
+  async send(message: JsonRpcNotification | JsonRpcResponse): Promise<void> {
+    if (this.#closed) throw new UpstreamError(this.appId, 'closed', 'upstream session is closed');
+    const response = await this.#simpleExchange('POST', JSON.stringify(message), this.#sendTimeoutMs);
+    if (response.status === 404 && this.#sessionId) {
+      this.#expire();
+      throw new UpstreamError(this.appId, 'closed', 'upstream session expired (HTTP 404)');
+    }
+    if (response.status < 200 || response.status >= 300) {
+      throw new UpstreamError(
+        this.appId,
+        'protocol',
+        `upstream answered HTTP ${response.status} to a message`,
+      );
+    }
+  }
+
+  listen(onMessage: (message: JsonRpcRequest | JsonRpcNotification) => void): () => void {
+    this.#listener = onMessage;
+    if (!this.#stream && !this.#closed && !this.#streamUnsupported) {
+      this.#stream = { request: undefined, timer: undefined, attempts: 0 };
+      void this.#openStream();
+    }
+    return () => {
+      if (this.#listener !== onMessage) return;
+      this.#listener = undefined;
+      this.#stopStream();
+    };
+  }
+
+  close(): Promise<void> {
+    if (!this.#closing) this.#closing = this.#shutDown(true);
+    return this.#closing;
+  }
+
+  /** Stops using the session here without a DELETE: another replica resumes it by id. */
+  release(): Promise<void> {
+    if (!this.#closing) this.#closing = this.#shutDown(false);
+    return this.#closing;
+  }
+
+  async #shutDown(endUpstream: boolean): Promise<void> {
+    const wasOpen = !this.#closed;
+    this.#closed = true;
+    this.#listener = undefined;
+    this.#stopStream();
+    this.#failAll('closed', 'upstream session closed');
+    if (endUpstream && wasOpen && this.#sessionId) {
+      try {
+        const response = await this.#simpleExchange('DELETE', undefined, this.#closeTimeoutMs);
+        if (response.status >= 400 && response.status !== 404 && response.status !== 405) {
+          this.#logger.debug(
+            { appId: this.appId, status: response.status },
+            'upstream refused session DELETE',
+          );
+        }
+      } catch (error) {
+        this.#logger.debug(
+          { appId: this.appId, err: (error as Error).message },
+          'upstream session DELETE failed',
+        );
+      }
+    }
+    if (this.#ownsAgents) destroyHttpAgents(this.#agents);
+  }
+
+  /** The upstream forgot the session (404): everything open fails 'closed' and onClosed fires once. */
+  #expire(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listener = undefined;
+    this.#stopStream();
+    const error = new UpstreamError(this.appId, 'closed', 'upstream session expired (HTTP 404)');
+    this.#failAll('closed', error.message);
+    this.#closing = this.#ownsAgents
+      ? Promise.resolve().then(() => destroyHttpAgents(this.#agents))
+      : Promise.resolve();
+    this.onClosed?.(error);
+  }
+
+  #failAll(failure: UpstreamFailure, message: string): void {
+    for (const exchange of [...this.#exchanges.values()]) {
+      exchange.request?.destroy();
+      exchange.open.fail(failure, message);
+    }
+  }
+
+  #headers(credentialHeaders: Record<string, string> | undefined, accept: string, hasBody: boolean) {
+    // Credential headers first: the protocol's own headers must win over anything a lease carries.
+    const headers: Record<string, string> = { ...credentialHeaders, accept };
+    if (hasBody) headers['content-type'] = 'application/json';
+    if (this.#sessionId) headers['mcp-session-id'] = this.#sessionId;
+    if (this.#protocolVersion) headers['mcp-protocol-version'] = this.#protocolVersion;
+    return headers;
+  }
+
+  #requestOptions(method: string, headers: Record<string, string>, stream: boolean): http.RequestOptions {
+    const agents = this.#agents;
+    return {
+      method,
+      protocol: this.#url.protocol,
+      hostname: this.#url.hostname.replace(/^\[|\]$/g, ''),
+      port: this.#url.port || undefined,
+      path: `${this.#url.pathname}${this.#url.search}`,
+      headers,
+      agent: this.#isHttps
+        ? stream
+          ? agents.streamsHttps
+          : agents.https
+        : stream
+          ? agents.streamsHttp
+          : agents.http,
+    };
+  }
+
+  /**
+   * Creates the request; node throws synchronously on a header it refuses (a lease value with a
+   * newline, say). That becomes an UpstreamError naming the error code, never the header's value.
+   */
+  #createRequest(method: string, headers: Record<string, string>, stream: boolean): http.ClientRequest {
+    try {
+      return (this.#isHttps ? https : http).request(this.#requestOptions(method, headers, stream));
+    } catch (error) {
+      throw new UpstreamError(
+        this.appId,
+        'unreachable',
+        `cannot build the upstream request (${String(errorCode(error) ?? 'invalid request')})`,
+      );
+    }
+  }
+
+  /** POSTs a request and routes the answer; every failure ends in the exchange's OpenRequest. */
+  async #post(exchange: HttpExchange): Promise<void> {
+    let credentials: Awaited<ReturnType<UpstreamCredentials['forRequest']>>;
+    try {
+      credentials = await this.#credentials.forRequest(this.appId);
+    } catch (error) {
+      exchange.open.fail('unreachable', 'no upstream credential could be obtained', error);
+      return;
+    }
+    if (exchange.open.settled) return;
+    const headers = this.#headers(credentials.headers, ACCEPT_BOTH, true);
+    headers['content-length'] = String(Buffer.byteLength(exchange.body));
+    let request: http.ClientRequest;
+    try {
+      request = this.#createRequest('POST', headers, false);
+    } catch (error) {
+      const failure = error as UpstreamError;
+      exchange.open.fail(failure.failure, failure.message);
+      return;
+    }
+    exchange.request = request;
+    request.on('response', (response) => this.#onPostResponse(exchange, response, 'post'));
+    request.on('error', (error) => {
+      if (exchange.open.settled) return;
+      // A keep-alive socket the upstream closed while idle fails at once, before it answered
+      // anything: the one case where sending again is safe (node's documented reusedSocket retry).
+      // Never for tools/call: the upstream may have read it before closing, and a tool must not run twice.
+      if (
+        request.reusedSocket &&
+        errorCode(error) === 'ECONNRESET' &&
+        !exchange.retried &&
+        RETRY_SAFE_METHODS.has(exchange.open.method)
+      ) {
+        exchange.retried = true;
+        void this.#post(exchange);
+        return;
+      }
+      exchange.open.fail(
+        isUnreachableCode(errorCode(error)) || error.message === 'socket hang up'
+          ? 'unreachable'
+          : 'protocol',
+        `upstream request failed: ${error.message}`,
+        error,
+      );
+    });
+    request.end(exchange.body);
+  }
+
+  #onPostResponse(exchange: HttpExchange, response: http.IncomingMessage, kind: ExchangeKind): void {
+    const { open } = exchange;
+    if (open.settled) {
+      response.destroy();
+      return;
+    }
+    const status = response.statusCode ?? 0;
+    if (open.method === 'initialize' && kind === 'post') {
+      const sessionId = response.headers['mcp-session-id'];
+      if (typeof sessionId === 'string' && sessionId.length > 0) this.#sessionId = sessionId;
+    }
+    if (status === 404 && this.#sessionId && open.method !== 'initialize') {
+      response.resume();
+      this.#expire();
+      return;
+    }
+    const type = mediaType(response.headers['content-type']);
+    if (status === 200 && type === 'text/event-stream') {
+      this.#readRequestStream(exchange, response);
+      return;
+    }
+    if (type === 'application/json' && ((status >= 200 && status < 300) || status >= 400)) {
+      this.#readBody(response, (error, body) => {
+        if (open.settled) return;
+        if (error) {
+          open.fail(error.failure, error.message, error.cause);
+          return;
+        }
+        this.#onJsonBody(exchange, body, status);
+      });
+      return;
+    }
+    response.resume();
+    open.fail(
+      'protocol',
+      `upstream answered ${open.method} with HTTP ${status} and content type "${type || 'none'}"`,
+    );
+  }
+
+  #onJsonBody(exchange: HttpExchange, body: Buffer, status: number): void {
+    const { open } = exchange;
+    let value: unknown;
+    try {
+      value = JSON.parse(body.toString('utf8'));
+    } catch {
+      open.fail('protocol', `upstream answered ${open.method} with a body that is not JSON (HTTP ${status})`);
+      return;
+    }
+    if (status >= 400) {
+      // An HTTP error is passed through only when its body is a JSON-RPC error about this request
+      // (or about no request in particular, id null): e.g. the SDK's 400 "Bad Request" answers.
+      const message = classify(value);
+      const id = message?.kind === 'response' ? message.message.id : undefined;
+      if (
+        message?.kind === 'response' &&
+        'error' in message.message &&
+        (id === open.id || id === null || id === undefined)
+      ) {
+        open.resolve({ jsonrpc: '2.0', id: open.id, error: message.message.error });
+      } else {
+        open.fail('protocol', `upstream answered ${open.method} with HTTP ${status}`);
+      }
+      return;
+    }
+    const messages = Array.isArray(value) ? value : [value];
+    for (const item of messages) {
+      if (open.settled) return;
+      this.#onRequestMessage(exchange, item);
+    }
+    if (!open.settled) open.fail('protocol', `upstream's answer to ${open.method} holds no response`);
+  }
+
+  /** One message on the answer to our request: its response, or a message that belongs to it. */
+  #onRequestMessage(exchange: HttpExchange, value: unknown): void {
+    const { open } = exchange;
+    const message = classify(value);
+    if (!message) {
+      this.#abandon(
+        exchange,
+        `upstream sent a message that is not JSON-RPC 2.0 while answering ${open.method}`,
+      );
+      return;
+    }
+    if (message.kind === 'response') {
+      if (message.message.id === open.id) open.resolve(message.message);
+      else {
+        // A response for another of our requests may arrive here after a stream resumption.
+        const other =
+          typeof message.message.id === 'string' ? this.#exchanges.get(message.message.id) : undefined;
+        if (other) other.open.resolve(message.message);
+        else this.#abandon(exchange, `upstream answered ${open.method} with a response for another id`);
+      }
+      return;
+    }
+    if (!open.deliver(message.message)) this.#unclaimed(message.message);
+  }
+
+  /** Reads an SSE answer to a request until its response; resumes once the stream ends early. */
+  #readRequestStream(exchange: HttpExchange, response: http.IncomingMessage): void {
+    const { open } = exchange;
+    let linger: NodeJS.Timeout | undefined;
+    const parser = new SseParser(this.#maxBytes, (event) => {
+      if (event.data.length === 0 || (event.event !== undefined && event.event !== 'message')) return;
+      if (open.settled) return;
+      let value: unknown;
+      try {
+        value = JSON.parse(event.data);
+      } catch {
+        this.#abandon(exchange, `upstream sent an SSE event that is not JSON while answering ${open.method}`);
+        return;
+      }
+      this.#onRequestMessage(exchange, value);
+    });
+    response.on('data', (chunk: Buffer) => {
+      if (open.settled) {
+        // Drain what follows the response so the socket can go back to the pool, but not forever.
+        linger ??= setTimeout(() => response.destroy(), STREAM_LINGER_MS);
+        return;
+      }
+      try {
+        parser.push(chunk);
+      } catch (error) {
+        response.destroy();
+        open.fail(
+          'protocol',
+          error instanceof SseTooLargeError
+            ? `upstream message exceeds ${this.#maxBytes} bytes`
+            : `upstream SSE stream failed: ${(error as Error).message}`,
+        );
+      }
+    });
+    response.on('close', () => {
+      clearTimeout(linger);
+      parser.end();
+      if (open.settled) return;
+      if (!response.complete) {
+        open.fail('unreachable', `upstream connection lost while answering ${open.method}`);
+        return;
+      }
+      // The stream ended before our response: per the 2025-11-25 spec the server may close it
+      // after an event id and expects the client to resume it with GET + Last-Event-ID.
+      if (parser.lastEventId !== undefined && exchange.resumes < MAX_STREAM_RESUMES) {
+        exchange.resumes++;
+        setTimeout(() => void this.#resume(exchange, parser.lastEventId as string), parser.retryMs ?? 0);
+        return;
+      }
+      this.#abandon(exchange, `upstream ended the stream before answering ${open.method}`);
+    });
+  }
+
+  /** The upstream broke the protocol on this exchange: drop its connection (never reused) and fail it. */
+  #abandon(exchange: HttpExchange, message: string): void {
+    exchange.request?.destroy();
+    exchange.open.fail('protocol', message);
+  }
+
+  async #resume(exchange: HttpExchange, lastEventId: string): Promise<void> {
+    if (exchange.open.settled) return;
+    let credentials: Awaited<ReturnType<UpstreamCredentials['forRequest']>>;
+    try {
+      credentials = await this.#credentials.forRequest(this.appId);
+    } catch (error) {
+      exchange.open.fail('unreachable', 'no upstream credential could be obtained', error);
+      return;
+    }
+    if (exchange.open.settled) return;
+    const headers = this.#headers(credentials.headers, 'text/event-stream', false);
+    headers['last-event-id'] = lastEventId;
+    let request: http.ClientRequest;
+    try {
+      request = this.#createRequest('GET', headers, true);
+    } catch (error) {
+      const failure = error as UpstreamError;
+      exchange.open.fail(failure.failure, failure.message);
+      return;
+    }
+    exchange.request = request;
+    request.on('response', (response) => this.#onPostResponse(exchange, response, 'resume'));
+    request.on('error', (error) => {
+      exchange.open.fail('unreachable', `upstream stream resumption failed: ${error.message}`, error);
+    });
+    request.end();
+  }
+
+  /** The request's deadline passed or its caller aborted: drop the exchange, tell the upstream. */
+  #giveUp(exchange: HttpExchange, open: OpenRequest, failure: 'timeout' | 'cancelled'): void {
+    exchange.request?.destroy();
+    if (open.method === 'initialize' || this.#closed) return;
+    const reason = failure === 'timeout' ? 'timeout' : 'cancelled by the client';
+    this.send({
+      jsonrpc: '2.0',
+      method: 'notifications/cancelled',
+      params: { requestId: open.id, reason },
+    }).catch((error: Error) =>
+      this.#logger.debug({ appId: this.appId, err: error.message }, 'notifications/cancelled not delivered'),
+    );
+  }
+
+  /** A message with no request to take it: the listener, else an error answer for a request. */
+  #unclaimed(message: JsonRpcRequest | JsonRpcNotification): void {
+    if (this.#listener) {
+      this.#listener(message);
+      return;
+    }
+    if ('id' in message) {
+      this.send(noTakerError(message.id, message.method)).catch(() => undefined);
+    } else {
+      this.#logger.debug(
+        { appId: this.appId, method: message.method },
+        'upstream notification dropped: no listener',
+      );
+    }
+  }
+
+  /** A message on the GET stream: a response or progress for an open request goes to it. */
+  #onStreamMessage(value: unknown): void {
+    const message = classify(value);
+    if (!message) {
+      this.#logger.warn({ appId: this.appId }, 'upstream sent a non JSON-RPC message on its stream; ignored');
+      return;
+    }
+    if (message.kind === 'response') {
+      const id = message.message.id;
+      const exchange = typeof id === 'string' ? this.#exchanges.get(id) : undefined;
+      if (exchange) exchange.open.resolve(message.message);
+      return;
+    }
+    const token = progressTokenOfNotification(message.message);
+    if (token !== undefined) {
+      for (const exchange of this.#exchanges.values()) {
+        if (exchange.open.progressToken === token) {
+          if (!exchange.open.deliver(message.message)) this.#unclaimed(message.message);
+          return;
+        }
+      }
+    }
+    this.#unclaimed(message.message);
+  }
+
+  async #openStream(): Promise<void> {
+    const stream = this.#stream;
+    if (!stream || this.#closed) return;
+    let credentials: Awaited<ReturnType<UpstreamCredentials['forRequest']>>;
+    try {
+      credentials = await this.#credentials.forRequest(this.appId);
+    } catch (error) {
+      this.#logger.warn(
+        { appId: this.appId, err: (error as Error).message },
+        'no credential for the upstream stream',
+      );
+      this.#scheduleStream();
+      return;
+    }
+    if (this.#stream !== stream) return;
+    const headers = this.#headers(credentials.headers, 'text/event-stream', false);
+    if (this.#streamLastEventId) headers['last-event-id'] = this.#streamLastEventId;
+    let request: http.ClientRequest;
+    try {
+      request = this.#createRequest('GET', headers, true);
+    } catch (error) {
+      this.#logger.warn({ appId: this.appId, err: (error as Error).message }, 'upstream stream not opened');
+      this.#scheduleStream();
+      return;
+    }
+    stream.request = request;
+    request.on('error', (error) => {
+      if (this.#stream !== stream) return;
+      this.#logger.debug({ appId: this.appId, err: error.message }, 'upstream stream failed');
+      this.#scheduleStream();
+    });
+    request.on('response', (response) => {
+      if (this.#stream !== stream) {
+        response.destroy();
+        return;
+      }
+      const status = response.statusCode ?? 0;
+      if (status === 405) {
+        // The upstream offers no GET stream: nothing to listen to, and nothing wrong.
+        response.resume();
+        this.#streamUnsupported = true;
+        this.#stream = undefined;
+        return;
+      }
+      if (status === 404 && this.#sessionId) {
+        response.resume();
+        this.#expire();
+        return;
+      }
+      if (status !== 200 || mediaType(response.headers['content-type']) !== 'text/event-stream') {
+        response.resume();
+        this.#logger.warn({ appId: this.appId, status }, 'upstream refused its GET stream; retrying');
+        this.#scheduleStream();
+        return;
+      }
+      stream.attempts = 0;
+      const parser = new SseParser(this.#maxBytes, (event) => {
+        if (event.id !== undefined) this.#streamLastEventId = event.id;
+        if (event.data.length === 0 || (event.event !== undefined && event.event !== 'message')) return;
+        let value: unknown;
+        try {
+          value = JSON.parse(event.data);
+        } catch {
+          this.#logger.warn({ appId: this.appId }, 'upstream sent a non-JSON event on its stream; ignored');
+          return;
+        }
+        this.#onStreamMessage(value);
+      });
+      response.on('data', (chunk: Buffer) => {
+        try {
+          parser.push(chunk);
+        } catch {
+          this.#logger.warn({ appId: this.appId }, 'upstream stream event over the size bound; reconnecting');
+          response.destroy();
+        }
+      });
+      response.on('close', () => {
+        parser.end();
+        if (parser.retryMs !== undefined) this.#streamRetryMs = parser.retryMs;
+        if (this.#stream === stream) this.#scheduleStream();
+      });
+    });
+    request.end();
+  }
+
+  #scheduleStream(): void {
+    const stream = this.#stream;
+    if (!stream || this.#closed) return;
+    stream.request = undefined;
+    const backoff = Math.min(this.#reconnect.maxMs, this.#reconnect.initialMs * 2 ** stream.attempts);
+    stream.attempts++;
+    stream.timer = setTimeout(() => void this.#openStream(), this.#streamRetryMs ?? backoff);
+  }
+
+  #stopStream(): void {
+    const stream = this.#stream;
+    this.#stream = undefined;
+    // A new listener starts afresh: resuming (Last-Event-ID) is for reconnecting the same listener.
+    this.#streamLastEventId = undefined;
+    if (!stream) return;
+    clearTimeout(stream.timer);
+    stream.request?.destroy();
+  }
+
+  /** A request whose answer matters only by its status (notifications, responses, DELETE). */
+  async #simpleExchange(method: 'POST' | 'DELETE', body: string | undefined, timeoutMs: number) {
+    const credentials = await this.#credentials.forRequest(this.appId).catch((error: unknown) => {
+      throw new UpstreamError(this.appId, 'unreachable', 'no upstream credential could be obtained', {
+        cause: error,
+      });
+    });
+    const headers = this.#headers(credentials.headers, ACCEPT_BOTH, body !== undefined);
+    if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
+    return new Promise<{ status: number }>((resolve, reject) => {
+      const request = this.#createRequest(method, headers, false); // a throw here rejects
+      const timer = setTimeout(() => {
+        request.destroy();
+        reject(
+          new UpstreamError(
+            this.appId,
+            'timeout',
+            `upstream did not answer ${method} within ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      request.on('response', (response) => {
+        clearTimeout(timer);
+        response.resume();
+        resolve({ status: response.statusCode ?? 0 });
+      });
+      request.on('error', (error) => {
+        clearTimeout(timer);
+        reject(
+          new UpstreamError(this.appId, 'unreachable', `upstream ${method} failed: ${error.message}`, {
+            cause: error,
+          }),
+        );
+      });
+      request.end(body);
+    });
+  }
+
+  /** Reads a whole body, refusing more than the message bound. */
+  #readBody(
+    response: http.IncomingMessage,
+    done: (error: UpstreamError | undefined, body: Buffer) => void,
+  ): void {
+    const declared = Number(response.headers['content-length']);
+    if (Number.isFinite(declared) && declared > this.#maxBytes) {
+      response.destroy();
+      done(
+        new UpstreamError(this.appId, 'protocol', `upstream message exceeds ${this.#maxBytes} bytes`),
+        Buffer.alloc(0),
+      );
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let finished = false;
+    response.on('data', (chunk: Buffer) => {
+      if (finished) return;
+      size += chunk.length;
+      if (size > this.#maxBytes) {
+        finished = true;
+        response.destroy();
+        done(
+          new UpstreamError(this.appId, 'protocol', `upstream message exceeds ${this.#maxBytes} bytes`),
+          Buffer.alloc(0),
+        );
+        return;
+      }
+      chunks.push(chunk);
+    });
+    response.on('end', () => {
+      if (finished) return;
+      finished = true;
+      done(undefined, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    });
+    response.on('close', () => {
+      if (finished) return;
+      finished = true;
+      done(
+        new UpstreamError(this.appId, 'unreachable', 'upstream connection lost mid-answer'),
+        Buffer.alloc(0),
+      );
+    });
+  }
+}

@@ -1,0 +1,95 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
+import { createLogger, type Logger } from '@portcullis/runtime';
+import { freePort, type ServiceProcess, startProcess, waitFor } from '@portcullis/testing';
+import type { UpstreamSessionInit } from './connection.ts';
+
+/** Test helpers for the upstream connections: the real server-everything, and a log sink. */
+
+const require = createRequire(import.meta.url);
+
+/** dist/index.js of @modelcontextprotocol/server-everything (a devDependency of the broker). */
+export const everythingEntry = join(
+  dirname(require.resolve('@modelcontextprotocol/server-everything/package.json')),
+  'dist/index.js',
+);
+
+/** Starts server-everything over Streamable HTTP on a free port (its PORT variable). */
+export async function startEverythingHttp(): Promise<{ url: string; process: ServiceProcess }> {
+  const port = await freePort();
+  const process = await startProcess({
+    name: 'server-everything',
+    script: everythingEntry,
+    args: ['streamableHttp'],
+    env: { PORT: String(port) },
+  });
+  await waitFor('server-everything to listen', () => process.output().includes('listening on port'), {
+    timeoutMs: 20_000,
+  });
+  return { url: `http://127.0.0.1:${port}/mcp`, process };
+}
+
+/** A logger whose JSON lines are kept in memory, to assert what was (and was not) logged. */
+export function memoryLogger(): { logger: Logger; lines: () => string[] } {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  return {
+    logger: createLogger({ service: 'upstream-test', level: 'debug', destination }),
+    lines: () => lines,
+  };
+}
+
+/** What an agent's client would offer: sampling, elicitation and roots. */
+export const agentInit: UpstreamSessionInit = {
+  protocolVersion: '2025-11-25',
+  clientCapabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } },
+  clientInfo: { name: 'portcullis-test-agent', version: '1.0.0' },
+};
+
+/**
+ * A tiny stdio MCP server for the failure cases server-everything cannot show: it answers
+ * initialize, then per method hangs, crashes, writes garbage or an oversized line, reports what it
+ * received on stderr, and returns its own environment. FAKE_MODE=exit-on-initialize makes it die
+ * during the handshake.
+ */
+export const fakeStdioServer = `
+const readline = require('node:readline');
+const out = (message) => process.stdout.write(JSON.stringify(message) + '\\n');
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  const m = JSON.parse(line);
+  switch (m.method) {
+    case 'initialize':
+      if (process.env.FAKE_MODE === 'exit-on-initialize') process.exit(7);
+      // FAKE_MARKER: the first child creates the file; every later one finds it and dies.
+      if (process.env.FAKE_MARKER) {
+        const fs = require('node:fs');
+        if (fs.existsSync(process.env.FAKE_MARKER)) process.exit(9);
+        fs.writeFileSync(process.env.FAKE_MARKER, 'started');
+      }
+      return out({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'fake', version: '1' } } });
+    case 'notifications/cancelled':
+      return process.stderr.write('got cancelled ' + m.params.requestId + ' ' + m.params.reason + '\\n');
+    case 'hang':
+      return;
+    case 'crash':
+      return process.exit(3);
+    case 'garbage':
+      return process.stdout.write('<html>not json</html>\\n');
+    case 'huge':
+      return process.stdout.write('{"jsonrpc":"2.0","id":' + m.id + ',"result":{"x":"' + 'y'.repeat(m.params.size) + '"}}\\n');
+    case 'env':
+      return out({ jsonrpc: '2.0', id: m.id, result: { env: process.env, cwd: process.cwd() } });
+    case 'chatty':
+      for (let i = 0; i < 100; i++) process.stderr.write('line ' + i + ' token=' + process.env.LEASE_TOKEN + '\\n');
+      return out({ jsonrpc: '2.0', id: m.id, result: {} });
+    default:
+      if (m.id !== undefined) out({ jsonrpc: '2.0', id: m.id, result: { echo: m.params ?? null } });
+  }
+});
+`;
