@@ -210,6 +210,10 @@ async function main(): Promise<void> {
     const broker = await stack.startBroker({
       UPSTREAM_APP_ID: 'bench',
       LOG_LEVEL: 'warn',
+      // e.g. BENCH_BROKER_NODE_OPTIONS=--cpu-prof to profile the broker under this load.
+      ...(process.env.BENCH_BROKER_NODE_OPTIONS
+        ? { NODE_OPTIONS: process.env.BENCH_BROKER_NODE_OPTIONS }
+        : {}),
       RATE_LIMIT_CLASSES: JSON.stringify({ standard: { perAgent: generous, perTool: generous } }),
     });
     const direct = new RawClient(upstream.url, {});

@@ -5,14 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import type { AuditEvent } from '@portcullis/contracts';
-import { createKafka, createProducer } from '@portcullis/kafka';
+import { type AuditEvent, Topics, topicName } from '@portcullis/contracts';
+import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
 import { Spool } from '@portcullis/spool';
-import { freePort } from '@portcullis/testing';
+import { freePort, stackEnv, uniqueName } from '@portcullis/testing';
 import { AuditUnavailableError, DurableAuditPublisher } from './durable-audit.ts';
 
-// The audit sink with Kafka unreachable (a real kafkajs producer pointed at a port nobody listens
+// The audit sink with Kafka up (group commit) and with Kafka unreachable (a real kafkajs producer pointed at a port nobody listens
 // on): events go to the spool in order, and admission keeps room for every admitted call's outcome.
 // Replay to a Kafka that comes back is proven end to end in test/e2e/audit-spool.test.ts.
 
@@ -116,4 +116,64 @@ test('a malformed event is refused before it reaches Kafka or the spool', async 
   assert.equal(spool.pendingRecords, 0);
   await audit.stop();
   await spool.close();
+});
+
+test('with Kafka up: concurrent events share produce requests, each resolves once acknowledged, order per call kept', async () => {
+  const kafka = createKafka({
+    clientId: 'durable-audit-group',
+    brokers: stackEnv().kafkaBrokers.split(','),
+    logger,
+  });
+  const prefix = uniqueName('group');
+  await ensureTopics(kafka, prefix, [Topics.audit]);
+  const producer = createProducer(kafka);
+  await producer.connect();
+  let requests = 0;
+  const send = producer.send.bind(producer);
+  producer.send = (record) => {
+    requests++;
+    return send(record);
+  };
+  const { spool } = await Spool.open({
+    dir: await mkdtemp(join(tmpdir(), 'durable-audit-')),
+    maxBytes: 1 << 20,
+    maxRecords: 100,
+  });
+  const audit = new DurableAuditPublisher({
+    producer,
+    topicPrefix: prefix,
+    spool,
+    sendTimeoutMs: 10_000,
+    retryIntervalMs: 100,
+    logger,
+  });
+  const calls = Array.from({ length: 200 }, () => randomUUID());
+  await Promise.all(
+    calls.map(async (callId) => {
+      await audit.publish(requested(callId));
+      await audit.publish(completed(callId));
+    }),
+  );
+  assert.ok(requests < 200, `400 events took ${requests} produce requests`);
+  assert.equal(spool.pendingRecords, 0, 'nothing was spooled');
+
+  const consumer = kafka.consumer({ groupId: uniqueName('group-reader') });
+  await consumer.connect();
+  await consumer.subscribe({ topic: topicName(prefix, Topics.audit), fromBeginning: true });
+  const seen = new Map<string, string[]>();
+  let total = 0;
+  await new Promise<void>((resolve) => {
+    void consumer.run({
+      eachMessage: async ({ message }) => {
+        const event = JSON.parse(message.value!.toString()) as { callId: string; type: string };
+        seen.set(event.callId, [...(seen.get(event.callId) ?? []), event.type]);
+        if (++total === 400) resolve();
+      },
+    });
+  });
+  await consumer.disconnect();
+  await audit.stop();
+  await producer.disconnect();
+  for (const callId of calls)
+    assert.deepEqual(seen.get(callId), ['tool_call.requested', 'tool_call.completed']);
 });
