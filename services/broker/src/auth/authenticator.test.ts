@@ -149,7 +149,7 @@ describe('OAuth access tokens — refused', () => {
     const outcome = refused(await authenticator().authenticate(bearer(token)), 401, 'wrong_audience');
     assert.equal(
       outcome.wwwAuthenticate,
-      `Bearer resource_metadata="${METADATA}", error="invalid_token", error_description="The access token was not issued for this gateway"`,
+      `Bearer realm="portcullis", resource_metadata="${METADATA}", error="invalid_token", error_description="The access token was not issued for this gateway"`,
     );
   });
 
@@ -258,7 +258,7 @@ describe('OAuth access tokens — refused', () => {
     const outcome = refused(await auth.authenticate(bearer(token)), 403, 'insufficient_scope');
     assert.equal(
       outcome.wwwAuthenticate,
-      `Bearer resource_metadata="${METADATA}", error="insufficient_scope", error_description="The token lacks scope mcp:admin", scope="mcp:admin"`,
+      `Bearer realm="portcullis", resource_metadata="${METADATA}", error="insufficient_scope", error_description="The token lacks scope mcp:admin", scope="mcp:admin"`,
     );
     const satisfied = createAuthenticator({
       directory,
@@ -352,7 +352,7 @@ describe('claims as other IdPs write them', () => {
 describe('headers and agent keys', () => {
   test('no Authorization header: 401 missing_credentials with a bare challenge naming the metadata', async () => {
     const outcome = refused(await authenticator().authenticate({}), 401, 'missing_credentials');
-    assert.equal(outcome.wwwAuthenticate, `Bearer resource_metadata="${METADATA}"`);
+    assert.equal(outcome.wwwAuthenticate, `Bearer realm="portcullis", resource_metadata="${METADATA}"`);
   });
 
   test('malformed Authorization headers: 401 invalid_credentials (invalid_request)', async () => {
@@ -385,7 +385,7 @@ describe('headers and agent keys', () => {
     const outcome = refused(await keysOnly.authenticate(bearer(token)), 401, 'invalid_credentials');
     assert.equal(
       outcome.wwwAuthenticate,
-      'Bearer error="invalid_token", error_description="The agent key is not valid"',
+      'Bearer realm="portcullis", error="invalid_token", error_description="The agent key is not valid"',
     );
   });
 
@@ -406,7 +406,7 @@ describe('headers and agent keys', () => {
   test('challenge values are quoted and cannot break out of their parameter', () => {
     assert.equal(
       bearerChallenge({ error: 'invalid_token', description: 'say "hi"\\\r\nX-Injected: 1' }),
-      'Bearer error="invalid_token", error_description="say ?hi????X-Injected: 1"',
+      'Bearer realm="portcullis", error="invalid_token", error_description="say ?hi????X-Injected: 1"',
     );
   });
 });

@@ -21,9 +21,11 @@ export function bearerChallenge(params: ChallengeParams): string {
     // outside it is replaced rather than escaped, so no client parser can be confused by it.
     if (value !== undefined) parts.push(`${name}="${value.replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?')}"`);
   };
+  // A realm names the protection space (RFC 7235 §2.2), so even the bare challenge has a parameter.
+  add('realm', 'portcullis');
   add('resource_metadata', params.resourceMetadataUrl);
   add('error', params.error);
   add('error_description', params.description);
   add('scope', params.scope);
-  return parts.length === 0 ? 'Bearer' : `Bearer ${parts.join(', ')}`;
+  return `Bearer ${parts.join(', ')}`;
 }

@@ -128,7 +128,7 @@ test('a request without credentials gets 401, the challenge and a problem+json b
   assert.equal(response.status, 401);
   assert.equal(
     response.headers.get('www-authenticate'),
-    `Bearer resource_metadata="${new URL(resource).origin}/.well-known/oauth-protected-resource/mcp"`,
+    `Bearer realm="portcullis", resource_metadata="${new URL(resource).origin}/.well-known/oauth-protected-resource/mcp"`,
   );
   assert.equal(response.headers.get('content-type'), 'application/problem+json');
   assert.equal(response.headers.get('cache-control'), 'no-store');

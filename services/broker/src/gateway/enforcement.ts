@@ -123,7 +123,7 @@ export class Enforcement {
       // Fail closed: a call whose request cannot be recorded (Kafka away and spool full) is not executed.
       logger.error({ err: error, callId }, 'audit path unavailable; call refused');
       throw new RpcError(
-        RpcCode.AuditUnavailable,
+        RpcCode.InternalError,
         'Audit path unavailable: the call was not executed. Retry later.',
         {
           code: 'audit_unavailable',

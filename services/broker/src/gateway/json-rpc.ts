@@ -31,8 +31,6 @@ export const RpcCode = {
   ToolBlocked: -32014,
   /** Gateway: DLP found data the policy says must not pass. */
   DlpBlocked: -32015,
-  /** Gateway: the audit path cannot record the call, so it is not executed; retryable. */
-  AuditUnavailable: -32016,
 } as const;
 
 /** An error the relay answers with; `data.code` is the stable machine-readable reason. */
