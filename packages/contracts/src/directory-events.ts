@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ActionClass } from './policy.ts';
+import { ActionClass, DlpOverride } from './policy.ts';
 
 /**
  * Directory state on the compacted topic `portcullis.directory.v1`. One record per entity, keyed
@@ -53,6 +53,8 @@ export const AppPolicyData = z.object({
       }),
     )
     .optional(),
+  /** DLP modes per action class; leaves not given keep the bundle defaults (rego/portcullis/defaults). */
+  dlp: z.strictObject({ read: DlpOverride, write: DlpOverride, delete: DlpOverride }).partial().optional(),
 });
 export type AppPolicyData = z.infer<typeof AppPolicyData>;
 
