@@ -1,5 +1,7 @@
 import { type CallToolResult, McpError } from '@modelcontextprotocol/sdk/types.js';
-import { countByType, scanJson } from '@portcullis/dlp';
+import type { DlpObligation } from '@portcullis/contracts';
+import { scanJson } from '@portcullis/dlp';
+import { inspectResult as inspectWithObligation } from './dlp-enforcement.ts';
 
 export interface InspectedResult {
   /** What the agent receives: the upstream result with findings redacted, or a withheld notice. */
@@ -10,29 +12,23 @@ export interface InspectedResult {
   withheld?: { code: string; message: string };
 }
 
+/** What the gateway applied before policy chose DLP modes: redact everything in results. */
+const REDACT_ALL_RESULTS: DlpObligation = {
+  arguments: { secrets: 'allow', personal: 'allow' },
+  results: { secrets: 'redact', personal: 'redact' },
+};
+
 /**
- * DLP on the result path: every string in an upstream result (text, structured content, keys,
- * _meta) is scanned, and secrets and personal data are replaced by typed placeholders before the
- * agent sees the result. A result that cannot be inspected (nested too deep) is withheld, never
- * passed through unscanned. The policy will choose allow / redact / block per action class through
- * obligations; until then every result is redacted.
+ * DLP on the result path with every category redacted, whatever the policy says: the API the
+ * gateway used before decisions carried a DLP obligation. New code calls dlp-enforcement's
+ * inspectResult with the decision's obligation instead.
  */
 export function inspectResult(result: CallToolResult): InspectedResult {
-  let scanned: ReturnType<typeof scanJson<CallToolResult>>;
-  try {
-    scanned = scanJson(result, 'redact');
-  } catch (error) {
-    const message = `the upstream result could not be inspected: ${error instanceof Error ? error.message : String(error)}`;
-    return {
-      result: {
-        isError: true,
-        content: [{ type: 'text', text: `Result withheld by the gateway: ${message}` }],
-      },
-      withheld: { code: 'dlp_uninspectable', message },
-    };
-  }
-  if (scanned.findings.length === 0) return { result };
-  return { result: scanned.value, redactions: countByType(scanned.findings) as Record<string, number> };
+  const inspected = inspectWithObligation(result, REDACT_ALL_RESULTS);
+  if (inspected.outcome === 'block')
+    return { result: inspected.result, withheld: { code: inspected.code, message: inspected.message } };
+  if (Object.keys(inspected.redactions).length === 0) return { result: inspected.result };
+  return { result: inspected.result, redactions: inspected.redactions };
 }
 
 /**
