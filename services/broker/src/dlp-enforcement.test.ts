@@ -192,7 +192,7 @@ describe('results', () => {
     const text = (inspected.result.content[0] as { text: string }).text;
     assert.match(
       text,
-      /^The result was withheld: the result contains secrets \(aws_access_key ×1, github_token ×1, /,
+      /^The tool ran but its result was withheld: the result contains secrets \(aws_access_key ×1, github_token ×1, /,
     );
     assert.deepEqual(inspected.result._meta?.[DLP_META_KEY], {
       code: 'dlp_blocked',

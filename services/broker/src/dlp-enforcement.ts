@@ -194,7 +194,9 @@ function blocked(
   direction: 'arguments' | 'result',
   verdict: Extract<Verdict<unknown>, { kind: 'blocked' | 'uninspectable' }>,
 ): DlpBlock {
-  const what = direction === 'arguments' ? 'The call was not executed' : 'The result was withheld';
+  // A withheld result belongs to a call that did run upstream: say so, or an agent may retry a write.
+  const what =
+    direction === 'arguments' ? 'The call was not executed' : 'The tool ran but its result was withheld';
   const code = verdict.kind === 'blocked' ? 'dlp_blocked' : 'dlp_uninspectable';
   const findings = verdict.kind === 'blocked' ? verdict.counts : {};
   const message =
