@@ -395,16 +395,27 @@ redactions contains path if {
 # METADATA
 # description: |
 #   DLP modes for the call, per direction (arguments, results) and category of finding
-#   (secrets, personal): allow, redact or block. The app's settings for this action class win
-#   over the bundle defaults (data.portcullis.defaults.dlp); a mode that is missing or not one
-#   of the three becomes block, so an incomplete or mistyped setting never lets data through.
-dlp[direction] := modes if {
+#   (secrets, personal): allow, redact or block. Without app settings for the action class the
+#   bundle defaults (data.portcullis.defaults.dlp) apply as they are, the common case and the
+#   cheap one (they must be complete: the engine denies a decision whose obligation is not, and
+#   rego tests pin them). Unknown action classes, or a bundle without defaults, block everything.
+dlp := defaults if {
+	not app.dlp[action_class]
+	defaults := data.portcullis.defaults.dlp[action_class]
+} else := merged_dlp
+
+# METADATA
+# description: |
+#   The app's settings for the action class over the defaults, leaf by leaf; a leaf given by
+#   neither, or a value that is not a mode, becomes block, so an incomplete or mistyped setting
+#   never lets data through.
+merged_dlp[direction] := modes if {
 	some direction in dlp_directions
 	modes := {category: mode |
 		some category in dlp_categories
 		mode := known_dlp_mode(object.get(
 			dlp_overrides, [direction, category],
-			object.get(dlp_defaults, [direction, category], "block"),
+			object.get(dlp_fallbacks, [direction, category], "block"),
 		))
 	}
 }
@@ -426,12 +437,12 @@ default dlp_overrides := {}
 dlp_overrides := app.dlp[action_class]
 
 # METADATA
-# description: Without bundle defaults for the action class, every mode falls to block.
-default dlp_defaults := {}
+# description: Without bundle defaults for the action class, every leaf the app leaves out blocks.
+default dlp_fallbacks := {}
 
 # METADATA
 # description: The bundle's DLP defaults for the call's action class (rego/portcullis/defaults).
-dlp_defaults := data.portcullis.defaults.dlp[action_class]
+dlp_fallbacks := data.portcullis.defaults.dlp[action_class]
 
 # METADATA
 # description: A mode the enforcement point knows passes as is; anything else becomes block.

@@ -380,6 +380,16 @@ test_dlp_without_defaults_blocks_everything if {
 	[d.outcome, d.obligations.dlp] == ["allow", all_blocked]
 }
 
+test_dlp_app_override_without_defaults_blocks_the_other_leaves if {
+	d := authz.decision with input as call("agt_writer", "vault", "get", "read", {})
+		with data.directory as directory
+		with data.portcullis.defaults as {}
+	d.obligations.dlp == {
+		"arguments": {"secrets": "block", "personal": "block"},
+		"results": {"secrets": "block", "personal": "allow"},
+	}
+}
+
 test_dlp_for_an_invalid_action_class_blocks_everything if {
 	result(call("agt_writer", "demo", "x", "admin", {})).obligations.dlp == all_blocked
 }
