@@ -6,7 +6,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { DlpMode, DlpObligation } from '@portcullis/contracts';
 import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import { SignJWT } from 'jose';
-import { DLP_META_KEY, inspectArguments, inspectResult } from './dlp-enforcement.ts';
+import { BLOCK_ALL, DLP_META_KEY, inspectArguments, inspectResult } from './dlp-enforcement.ts';
 
 // Planted values: real formats, built at run time (a real RSA key, a real signed JWT), so no
 // scanner flags this file and the detectors see exactly what an upstream would send.
@@ -118,7 +118,7 @@ describe('arguments', () => {
 
   test('clean arguments pass as the same object under the strictest modes', () => {
     const args = { repository: 'acme/api', issue: 42, labels: ['bug'] };
-    const inspected = inspectArguments(args, modes('block', 'block'));
+    const inspected = inspectArguments(args, BLOCK_ALL);
     assert.ok(inspected.outcome === 'pass');
     assert.equal(inspected.arguments, args);
     assert.deepEqual(inspected.redactions, {});

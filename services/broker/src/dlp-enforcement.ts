@@ -89,6 +89,15 @@ export interface ResultInspectOptions extends InspectOptions {
   outputSchema?: object;
 }
 
+/**
+ * The obligation to apply when a decision carries none (the contract keeps it optional for
+ * decisions recorded before DLP modes existed; an allow from the engine always has one).
+ */
+export const BLOCK_ALL: DlpObligation = {
+  arguments: { secrets: 'block', personal: 'block' },
+  results: { secrets: 'block', personal: 'block' },
+};
+
 /** Applies the obligation's argument modes to a call's arguments, before they go upstream. */
 export function inspectArguments(
   args: Record<string, unknown>,
