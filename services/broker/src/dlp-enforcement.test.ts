@@ -124,6 +124,16 @@ describe('arguments', () => {
     assert.deepEqual(inspected.redactions, {});
   });
 
+  test('a mode that is not allow, redact or block is treated as block', () => {
+    const unchecked = { secrets: 'log', personal: 'allow' } as unknown as DlpObligation['arguments'];
+    const inspected = inspectArguments(
+      { token: planted.github },
+      { arguments: unchecked, results: unchecked },
+    );
+    assert.ok(inspected.outcome === 'block');
+    assert.deepEqual(inspected.findings, { github_token: 1 });
+  });
+
   test('an AWS secret key is found by its argument name', () => {
     const secret = ['wJalrXUtnFEMI/K7MDENG/', 'bPxRfiCYEXAMPLEKEY'].join('');
     const inspected = inspectArguments({ aws_secret_access_key: secret }, modes('block', 'allow'));

@@ -165,7 +165,10 @@ const KINDS = Object.keys(CATEGORY_OF_KIND) as FindingKind[];
 function judge<T>(value: T, modes: DlpCategoryModes, maxChars: number): Verdict<T> {
   const acting = new Set(KINDS.filter((kind) => modes[CATEGORY_OF_KIND[kind]] !== 'allow'));
   if (acting.size === 0) return { kind: 'clean' };
-  const blocking = new Set(KINDS.filter((kind) => modes[CATEGORY_OF_KIND[kind]] === 'block'));
+  // Anything but allow or redact blocks, should an unchecked mode ever arrive here (fail closed).
+  const blocking = new Set(
+    KINDS.filter((kind) => !['allow', 'redact'].includes(modes[CATEGORY_OF_KIND[kind]])),
+  );
   try {
     if (blocking.size === 0) {
       const scan = scanJson(value, 'redact', { kinds: acting, maxChars });
