@@ -79,7 +79,7 @@ async function main(): Promise<void> {
   // --- OPA REST sidecar --------------------------------------------------------------------------
   const dir = await mkdtemp(join(tmpdir(), 'policy-bench-'));
   const port = await freePort();
-  await writeFile(join(dir, 'data.json'), JSON.stringify({ directory: engine.directory }));
+  await writeFile(join(dir, 'data.json'), JSON.stringify({ ...bundle.data, directory: engine.directory }));
   const opaProcess = spawn(
     opa,
     [

@@ -246,6 +246,49 @@ describe('Data API', () => {
     assert.deepEqual(denied.result.reasons, ['no_entitlement']);
   });
 
+  test("an app's DLP settings reach decisions; an unknown key or mode is a 400 and changes nothing", async () => {
+    interface Dlp {
+      arguments: Record<string, string>;
+      results: Record<string, string>;
+    }
+    const dlpOf = async () =>
+      (
+        (await (await dataApi(readCall)).json()) as {
+          result: { obligations: { dlp: Dlp }; visible: boolean };
+        }
+      ).result;
+    assert.deepEqual((await dlpOf()).obligations.dlp.results, { secrets: 'redact', personal: 'redact' });
+    assert.equal((await dlpOf()).visible, true);
+    for (const policy of [
+      { dlp: { read: { result: { personal: 'allow' } } } },
+      { dlp: { read: { results: { personal: 'hide' } } } },
+      { dlp: { admin: {} } },
+    ]) {
+      const rejected = await stack.api('PUT', '/v1/apps/demo', { name: 'Demo', policy });
+      assert.equal(rejected.status, 400, JSON.stringify(policy));
+      assert.equal(((await rejected.json()) as Problem).code, 'invalid_request');
+    }
+    const accepted = await stack.api('PUT', '/v1/apps/demo', {
+      name: 'Demo',
+      policy: { dlp: { read: { results: { personal: 'allow' } } } },
+    });
+    assert.equal(accepted.status, 204);
+    const changed = await waitFor('the app setting in decisions', async () => {
+      const result = await dlpOf();
+      return result.obligations.dlp.results.personal === 'allow' ? result.obligations.dlp : undefined;
+    });
+    assert.deepEqual(changed, {
+      arguments: { secrets: 'redact', personal: 'allow' },
+      results: { secrets: 'redact', personal: 'allow' },
+    });
+    // Back to the defaults for the tests after this one.
+    assert.equal((await stack.api('PUT', '/v1/apps/demo', { name: 'Demo', policy: {} })).status, 204);
+    await waitFor(
+      'the defaults again',
+      async () => (await dlpOf()).obligations.dlp.results.personal === 'redact',
+    );
+  });
+
   test('every Data API decision is logged in OPA shape on Kafka, with the arguments masked', async () => {
     const secret = 'ghp_do_not_log_me';
     const response = await dataApi({ ...readCall, arguments: { token: secret } });

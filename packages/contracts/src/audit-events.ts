@@ -82,6 +82,11 @@ export const ToolCallCompletedV1 = z.object({
    * additive: consumers of version 1 that predate it ignore it.
    */
   redactions: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/), z.number().int().positive()).optional(),
+  /**
+   * Set when DLP redacted findings from the arguments before they went upstream (the policy's
+   * obligation said redact): counts per detector type, never the text. Optional and additive.
+   */
+  argumentRedactions: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/), z.number().int().positive()).optional(),
   /** SHA-256 of the RFC 8785 canonical JSON of the upstream result, when there was one. */
   resultDigest: Sha256Hex.optional(),
   /** The result after DLP redaction; absent when only the digest is kept. */

@@ -5,10 +5,12 @@ import { z } from 'zod';
 import {
   AdminChangedV1,
   AppConnection,
+  AppPolicyData,
   ApprovalDecidedV1,
   ApprovalRequestedV1,
   CredentialLeaseIssuedV1,
   CredentialLeaseRevokedV1,
+  Decision,
   DecisionLogV1,
   DirectoryRecordV1,
   PolicyActivatedV1,
@@ -79,4 +81,36 @@ test('parseAuditEvent rejects an unknown version with a reason', () => {
 test('parseAuditEvent rejects non-JSON and empty values', () => {
   assert.deepEqual(parseAuditEvent('{nope'), { ok: false, reason: 'value is not JSON' });
   assert.deepEqual(parseAuditEvent(null), { ok: false, reason: 'empty message value' });
+});
+
+const dlp = {
+  arguments: { secrets: 'block', personal: 'allow' },
+  results: { secrets: 'redact', personal: 'redact' },
+};
+
+test('a decision may carry a DLP obligation, and only with known modes and categories', () => {
+  const base = { ...requested.decision, obligations: { rateLimitClass: 'standard', redact: [] } };
+  assert.equal(Decision.safeParse(base).success, true, 'decisions recorded before DLP modes stay valid');
+  assert.equal(Decision.safeParse({ ...base, obligations: { ...base.obligations, dlp } }).success, true);
+  const unknownMode = { ...dlp, results: { secrets: 'log', personal: 'redact' } };
+  assert.equal(
+    Decision.safeParse({ ...base, obligations: { ...base.obligations, dlp: unknownMode } }).success,
+    false,
+  );
+  const extraCategory = { ...dlp, results: { ...dlp.results, phone: 'allow' } };
+  assert.equal(
+    Decision.safeParse({ ...base, obligations: { ...base.obligations, dlp: extraCategory } }).success,
+    false,
+  );
+});
+
+test('app settings override DLP modes per action class; a typo is an error, not ignored', () => {
+  assert.equal(
+    AppPolicyData.safeParse({ dlp: { write: { arguments: { secrets: 'redact' } } } }).success,
+    true,
+  );
+  assert.equal(AppPolicyData.safeParse({ dlp: { read: { results: { personal: 'allow' } } } }).success, true);
+  assert.equal(AppPolicyData.safeParse({ dlp: { admin: {} } }).success, false);
+  assert.equal(AppPolicyData.safeParse({ dlp: { read: { result: { personal: 'allow' } } } }).success, false);
+  assert.equal(AppPolicyData.safeParse({ dlp: { read: { results: { personal: 'hide' } } } }).success, false);
 });

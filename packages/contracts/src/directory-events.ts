@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { AppAuth, AppTransport, ToolFingerprint, ToolName } from './apps.ts';
-import { ActionClass } from './policy.ts';
+import { ActionClass, DlpOverride } from './policy.ts';
 
 /**
  * Directory state on the compacted topic `portcullis.directory.v1`. One record per entity, keyed
@@ -63,6 +63,8 @@ export const AppPolicyData = z.object({
       }),
     )
     .optional(),
+  /** DLP modes per action class; leaves not given keep the bundle defaults (rego/portcullis/defaults). */
+  dlp: z.strictObject({ read: DlpOverride, write: DlpOverride, delete: DlpOverride }).partial().optional(),
 });
 export type AppPolicyData = z.infer<typeof AppPolicyData>;
 

@@ -44,6 +44,31 @@ export const ReasonCode = z.enum([
 ]);
 export type ReasonCode = z.infer<typeof ReasonCode>;
 
+/**
+ * What the enforcement point does with DLP findings of one category: let them through, replace
+ * them with typed placeholders, or refuse the call (arguments) or withhold the result (results).
+ */
+export const DlpMode = z.enum(['allow', 'redact', 'block']);
+export type DlpMode = z.infer<typeof DlpMode>;
+
+/**
+ * The mode per category of finding. `secrets`: cloud keys, API tokens, private keys, JWTs;
+ * `personal`: e-mail addresses, card numbers, national identifiers (packages/dlp `FindingKind`).
+ */
+export const DlpCategoryModes = z.strictObject({ secrets: DlpMode, personal: DlpMode });
+export type DlpCategoryModes = z.infer<typeof DlpCategoryModes>;
+
+/** The DLP obligation of a decision: modes for the call's arguments and for its result. */
+export const DlpObligation = z.strictObject({ arguments: DlpCategoryModes, results: DlpCategoryModes });
+export type DlpObligation = z.infer<typeof DlpObligation>;
+
+/** An app's DLP settings for one action class: any leaf given wins over the bundle default. */
+export const DlpOverride = z.strictObject({
+  arguments: DlpCategoryModes.partial().optional(),
+  results: DlpCategoryModes.partial().optional(),
+});
+export type DlpOverride = z.infer<typeof DlpOverride>;
+
 export const Decision = z.object({
   decisionId: z.uuid(),
   outcome: DecisionOutcome,
@@ -52,7 +77,14 @@ export const Decision = z.object({
   policyRevision: z.string().min(1),
   /** Who may approve the call; present when the outcome is require_approval. */
   approvers: z.array(z.string().min(1)).optional(),
-  /** What the enforcement point must do besides allowing: redact response fields, rate-limit class. */
-  obligations: z.object({ rateLimitClass: z.string().min(1), redact: z.array(z.string().min(1)) }).optional(),
+  /** What the enforcement point must do besides allowing: redactions, rate-limit class, DLP modes. */
+  obligations: z
+    .object({
+      rateLimitClass: z.string().min(1),
+      redact: z.array(z.string().min(1)),
+      /** DLP modes the enforcement point applied; absent in decisions recorded before they existed. */
+      dlp: DlpObligation.optional(),
+    })
+    .optional(),
 });
 export type Decision = z.infer<typeof Decision>;

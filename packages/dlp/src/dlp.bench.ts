@@ -44,27 +44,46 @@ function measure(fn: () => void, minMs = 400): number {
   return Number(elapsed) / iterations;
 }
 
-const workloads: [string, unknown][] = [
-  ['1 KB tool result, clean', toolResult(1, false)],
-  ['16 KB tool result, clean', toolResult(16, false)],
-  ['16 KB tool result, 1 finding pair per 16 records', toolResult(16, true)],
-  ['64 KB base64 blob (adversarial)', base64Blob(64)],
+/** Typical tool-call arguments: a few short fields, one free-text body. */
+function toolArguments(bodyBytes: number, withSecret: boolean): unknown {
+  return {
+    repository: 'acme/api',
+    path: 'src/index.ts',
+    branch: 'main',
+    labels: ['bug', 'triage'],
+    body: prose(bodyBytes, 3) + (withSecret ? ` token ${fakes.githubToken}` : ''),
+  };
+}
+
+// The gateway's argument inspection with the default write modes (secrets block, personal allow):
+// a report-only scan for secrets, which stops at the decision and never copies.
+const secretsOnly = { kinds: new Set(['secret'] as const) };
+
+const workloads: [string, unknown, 'redact' | 'block'][] = [
+  ['1 KB tool result, clean', toolResult(1, false), 'redact'],
+  ['16 KB tool result, clean', toolResult(16, false), 'redact'],
+  ['16 KB tool result, 1 finding pair per 16 records', toolResult(16, true), 'redact'],
+  ['64 KB base64 blob (adversarial)', base64Blob(64), 'redact'],
+  ['arguments, 0.2 KB, clean (secrets, block)', toolArguments(80, false), 'block'],
+  ['arguments, 4 KB, one token (secrets, block)', toolArguments(4000, true), 'block'],
 ];
 
 print(
   'workload'.padEnd(50),
   'KB'.padStart(6),
+  'dlp µs'.padStart(8),
   'dlp ns/KB'.padStart(12),
   'stringify ns/KB'.padStart(16),
   'ratio'.padStart(7),
 );
-for (const [name, value] of workloads) {
+for (const [name, value, mode] of workloads) {
   const kb = Buffer.byteLength(JSON.stringify(value)) / 1024;
-  const dlp = measure(() => scanJson(value, 'redact'));
+  const dlp = measure(() => scanJson(value, mode, mode === 'block' ? secretsOnly : {}));
   const anchor = measure(() => JSON.stringify(value));
   print(
     name.padEnd(50),
     kb.toFixed(1).padStart(6),
+    (dlp / 1000).toFixed(1).padStart(8),
     (dlp / kb).toFixed(0).padStart(12),
     (anchor / kb).toFixed(0).padStart(16),
     `${(dlp / anchor).toFixed(1)}x`.padStart(7),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { type DetectorType, luhnValid, scanText } from './detectors.ts';
 import { fakes } from './fixtures.ts';
-import { countByType, scanJson } from './scan.ts';
+import { countByType, DlpLimitError, scanJson } from './scan.ts';
 
 const typesIn = (text: string) => scanText(text).map((f) => f.type);
 
@@ -206,6 +206,35 @@ describe('deep JSON scanning', () => {
     let deep: unknown = 'x';
     for (let i = 0; i < 1000; i++) deep = [deep];
     assert.throws(() => scanJson(deep, 'redact'), RangeError);
+  });
+
+  test('a kinds filter reports and redacts only those kinds', () => {
+    const value = {
+      note: `mail ${fakes.email} key ${fakes.awsAccessKey}`,
+      aws_secret_access_key: fakes.awsSecretKey,
+    };
+    const secrets = scanJson(value, 'redact', { kinds: new Set(['secret'] as const) });
+    assert.deepEqual(countByType(secrets.findings), { aws_access_key: 1, aws_secret_key: 1 });
+    assert.equal(secrets.value.note, `mail ${fakes.email} key [REDACTED:aws_access_key]`);
+    const personal = scanJson(value, 'redact', { kinds: new Set(['personal_data'] as const) });
+    assert.deepEqual(countByType(personal.findings), { email: 1 });
+    assert.equal(personal.value.aws_secret_access_key, fakes.awsSecretKey);
+    assert.equal(scanJson(value, 'block', { kinds: new Set() }).findings.length, 0);
+  });
+
+  test('a size bound stops the scan with a typed error instead of scanning on', () => {
+    const big = { a: 'x'.repeat(600), b: ['y'.repeat(600)] };
+    assert.equal(scanJson(big, 'block', { maxChars: 1300 }).findings.length, 0);
+    assert.throws(
+      () => scanJson(big, 'block', { maxChars: 1000 }),
+      (error: unknown) => error instanceof DlpLimitError && error.limit === 'size',
+    );
+    let deep: unknown = 'x';
+    for (let i = 0; i < 300; i++) deep = { d: deep };
+    assert.throws(
+      () => scanJson(deep, 'block'),
+      (error: unknown) => error instanceof DlpLimitError && error.limit === 'depth',
+    );
   });
 
   test('two keys that redact to the same placeholder both survive', () => {

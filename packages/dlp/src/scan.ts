@@ -36,11 +36,44 @@ const MAX_DEPTH = 256;
 const pointer = (path: readonly (string | number)[]) =>
   path.map((segment) => `/${String(segment).replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
 
+export interface ScanOptions {
+  /** Only findings of these kinds are reported (and redacted); default: every kind. */
+  kinds?: ReadonlySet<FindingKind>;
+  /**
+   * Upper bound on the UTF-16 code units of strings (values and keys) scanned; beyond it the scan
+   * stops with a DlpLimitError, so one huge value cannot hold the event loop for long. Default:
+   * unbounded (callers on a hot path set one).
+   */
+  maxChars?: number;
+}
+
+/** Thrown when a value cannot be inspected within the scan's bounds; callers must fail closed. */
+export class DlpLimitError extends RangeError {
+  readonly limit: 'depth' | 'size';
+  constructor(limit: 'depth' | 'size', message: string) {
+    super(message);
+    this.name = 'DlpLimitError';
+    this.limit = limit;
+  }
+}
+
+interface Walk {
+  findings: DlpFinding[];
+  redact: boolean;
+  kinds: ReadonlySet<FindingKind> | undefined;
+  budget: number;
+}
+
 /** Scans a JSON value and, in redact mode, returns a copy with every finding replaced. */
-export function scanJson<T>(value: T, mode: DlpMode): DlpResult<T> {
-  const findings: DlpFinding[] = [];
-  const result = walk(value, [], findings, mode === 'redact', 0, undefined);
-  return { value: (mode === 'redact' ? result : value) as T, findings };
+export function scanJson<T>(value: T, mode: DlpMode, options: ScanOptions = {}): DlpResult<T> {
+  const state: Walk = {
+    findings: [],
+    redact: mode === 'redact',
+    kinds: options.kinds,
+    budget: options.maxChars ?? Number.POSITIVE_INFINITY,
+  };
+  const result = walk(value, [], state, 0, undefined);
+  return { value: (mode === 'redact' ? result : value) as T, findings: state.findings };
 }
 
 /** Counts findings by type, e.g. { aws_access_key: 1, email: 2 }: safe to log and audit. */
@@ -53,17 +86,16 @@ export function countByType(findings: readonly DlpFinding[]): Partial<Record<Det
 function walk(
   value: unknown,
   path: (string | number)[],
-  findings: DlpFinding[],
-  redact: boolean,
+  state: Walk,
   depth: number,
   parentKey: string | undefined,
 ): unknown {
-  if (depth > MAX_DEPTH) throw new RangeError(`JSON nested deeper than ${MAX_DEPTH} levels`);
-  if (typeof value === 'string') return scanString(value, path, 'value', findings, redact, parentKey);
+  if (depth > MAX_DEPTH) throw new DlpLimitError('depth', `JSON nested deeper than ${MAX_DEPTH} levels`);
+  if (typeof value === 'string') return scanString(value, path, 'value', state, parentKey);
   if (typeof value === 'number') {
     if (!Number.isInteger(value) || Math.abs(value) < 1e12) return value;
     const text = String(value);
-    const scanned = scanString(text, path, 'value', findings, redact, parentKey);
+    const scanned = scanString(text, path, 'value', state, parentKey);
     return scanned === text ? value : scanned;
   }
   if (Array.isArray(value)) {
@@ -71,7 +103,7 @@ function walk(
     for (let i = 0; i < value.length; i++) {
       const item = value[i];
       path.push(i);
-      const next = walk(item, path, findings, redact, depth + 1, undefined);
+      const next = walk(item, path, state, depth + 1, undefined);
       path.pop();
       if (next !== item) {
         copy ??= value.slice();
@@ -86,9 +118,9 @@ function walk(
     for (const key in value) {
       if (!Object.hasOwn(value, key)) continue;
       const item = (value as Record<string, unknown>)[key];
-      let newKey = scanString(key, path, 'key', findings, redact, undefined);
+      let newKey = scanString(key, path, 'key', state, undefined);
       path.push(key);
-      const next = walk(item, path, findings, redact, depth + 1, key);
+      const next = walk(item, path, state, depth + 1, key);
       path.pop();
       if (newKey !== key || next !== item) changed = true;
       // Two keys redacted to the same placeholder must both survive.
@@ -104,12 +136,19 @@ function scanString(
   text: string,
   path: readonly (string | number)[],
   where: 'value' | 'key',
-  findings: DlpFinding[],
-  redact: boolean,
+  state: Walk,
   parentKey: string | undefined,
 ): string {
+  const { findings, redact, kinds } = state;
+  state.budget -= text.length;
+  if (state.budget < 0) throw new DlpLimitError('size', 'JSON holds more text than the scan may inspect');
   // A bare 40-character value under an AWS secret key name: its name is the only tell.
-  if (parentKey !== undefined && AWS_SECRET_KEY_NAME.test(parentKey) && AWS_SECRET_SHAPE.test(text)) {
+  if (
+    parentKey !== undefined &&
+    (kinds === undefined || kinds.has('secret')) &&
+    AWS_SECRET_KEY_NAME.test(parentKey) &&
+    AWS_SECRET_SHAPE.test(text)
+  ) {
     findings.push({
       type: 'aws_secret_key',
       kind: 'secret',
@@ -120,7 +159,8 @@ function scanString(
     });
     return redact ? placeholder('aws_secret_key') : text;
   }
-  const found = scanText(text);
+  const all = scanText(text);
+  const found = kinds === undefined ? all : all.filter((f) => kinds.has(f.kind));
   if (found.length === 0) return text;
   const at = pointer(path);
   for (const f of found)

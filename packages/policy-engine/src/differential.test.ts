@@ -40,11 +40,12 @@ test(`in-process decisions equal opa eval for ${INPUTS} generated inputs (seed $
   const inputs = generateInputs(SEED + 1, generated, INPUTS);
 
   const engine = new PolicyEngine();
-  await engine.loadBundle(await readBundle(readFileSync(bundleFile)));
+  const bundle = await readBundle(readFileSync(bundleFile));
+  await engine.loadBundle(bundle);
   engine.setDirectory(generated.directory);
   const inProcess = inputs.map((input) => engine.evaluateRaw(input));
 
-  await writeFile(join(dir, 'data.json'), JSON.stringify({ directory: generated.directory }));
+  await writeFile(join(dir, 'data.json'), JSON.stringify({ ...bundle.data, directory: generated.directory }));
   await writeFile(join(dir, 'input.json'), JSON.stringify({ cases: inputs }));
   const sources = readdirSync(regoDir)
     .filter((name) => name.endsWith('.rego') && !name.endsWith('_test.rego'))
@@ -79,4 +80,14 @@ test(`in-process decisions equal opa eval for ${INPUTS} generated inputs (seed $
     reasons.size >= 15,
     `only ${reasons.size} reason codes exercised: ${[...reasons].sort().join(', ')}`,
   );
+  // Listings and DLP overrides must be exercised both ways as well.
+  const visibility = new Set(inProcess.map((r) => (r as { visible: boolean }).visible));
+  assert.deepEqual([...visibility].sort(), [false, true]);
+  const personalResults = new Set(
+    inProcess.map(
+      (r) =>
+        (r as { obligations: { dlp: { results: { personal: string } } } }).obligations.dlp.results.personal,
+    ),
+  );
+  assert.ok(personalResults.has('allow') && personalResults.has('redact'), [...personalResults].join(','));
 });

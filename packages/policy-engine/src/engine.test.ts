@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { create } from 'tar';
 import { BundleError, type PolicyBundle, readBundle } from './bundle.ts';
 import { PolicyEngine } from './engine.ts';
+import { opaWasmBuildArgs } from './opa-build.ts';
 
 // Runs against the real bundle compiled by rego/build.sh (the test command builds it first).
 const bundleFile = new URL('../../../rego/build/bundle.tar.gz', import.meta.url);
@@ -127,7 +130,15 @@ describe('decisions', () => {
     assert.equal(decision.outcome, 'require_approval');
     assert.deepEqual(decision.reasons, ['write_requires_approval']);
     assert.deepEqual(decision.approvers, ['a@example.com']);
-    assert.deepEqual(decision.obligations, { rateLimitClass: 'bulk', redact: [] });
+    assert.deepEqual(decision.obligations, {
+      rateLimitClass: 'bulk',
+      redact: [],
+      dlp: {
+        arguments: { secrets: 'block', personal: 'allow' },
+        results: { secrets: 'redact', personal: 'redact' },
+      },
+    });
+    assert.equal(decision.visible, true, 'a tool that needs approval is still listed');
   });
 
   test('time comes from the clock when the input has none', async () => {
@@ -141,6 +152,71 @@ describe('decisions', () => {
     assert.deepEqual(engine.decide(call('agt_a', 'read'), 2_000_000_000_000).reasons, [
       'entitlement_expired',
     ]);
+  });
+});
+
+describe('DLP obligation and visibility', () => {
+  test('decisions carry the DLP modes of their action class and whether the tool is listed', async () => {
+    const engine = new PolicyEngine();
+    await engine.loadBundle(bundle);
+    engine.setDirectory({
+      ...directory(),
+      apps: { demo: { dlp: { read: { results: { personal: 'allow' } } } } },
+    });
+    const read = engine.decide(call('agt_a', 'read'));
+    assert.deepEqual(read.obligations?.dlp, {
+      arguments: { secrets: 'redact', personal: 'allow' },
+      results: { secrets: 'redact', personal: 'allow' },
+    });
+    assert.equal(read.visible, true);
+    const write = engine.decide(call('agt_a', 'write'));
+    assert.equal(write.visible, false);
+    assert.equal(write.obligations?.dlp?.arguments.secrets, 'block');
+    assert.equal(engine.decide(call('agt_s', 'read')).visible, false);
+    assert.equal(new PolicyEngine().decide(call('agt_a', 'read')).visible, false);
+  });
+
+  test('a policy returning a malformed DLP obligation is denied as policy_error, never allowed', async () => {
+    // A real policy, built with OPA, that returns whatever DLP obligation the input carries.
+    const dir = await mkdtemp(join(tmpdir(), 'dlp-policy-'));
+    await writeFile(
+      join(dir, 'policy.rego'),
+      `package portcullis.authz
+
+decision := {
+	"outcome": "allow", "allow": true, "reasons": ["allowed"], "approvers": [],
+	"action_class": "read", "visible": true,
+	"obligations": {"rate_limit_class": "standard", "redact": [], "dlp": input.dlp},
+}
+`,
+    );
+    const out = join(dir, 'bundle.tar.gz');
+    await promisify(execFile)(
+      process.env.PORTCULLIS_OPA_BIN || 'opa',
+      opaWasmBuildArgs({ source: dir, out }),
+    );
+    const engine = new PolicyEngine();
+    await engine.loadBundle(await readBundle(await readFile(out)));
+    engine.setDirectory({});
+    const modes = { secrets: 'redact', personal: 'redact' };
+    const decide = (dlp: unknown) => engine.decide({ ...call('agt_a', 'read'), ...(dlp ? { dlp } : {}) });
+    assert.equal(decide({ arguments: modes, results: modes }).outcome, 'allow');
+    for (const malformed of [
+      { arguments: modes, results: { secrets: 'log', personal: 'redact' } },
+      { arguments: modes, results: { secrets: 'redact' } },
+      { arguments: modes },
+      { arguments: modes, results: { ...modes, phone: 'allow' } },
+      'allow',
+      undefined,
+    ]) {
+      const decision = decide(malformed);
+      assert.deepEqual(
+        [decision.outcome, decision.reasons],
+        ['deny', ['policy_error']],
+        JSON.stringify(malformed),
+      );
+      assert.equal(decision.visible, false);
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type LoadedPolicy, loadPolicy } from '@open-policy-agent/opa-wasm';
-import { type Decision, ReasonCode } from '@portcullis/contracts';
+import { type Decision, DlpObligation, ReasonCode } from '@portcullis/contracts';
 import { z } from 'zod';
 import { BundleError, type PolicyBundle } from './bundle.ts';
 import { DataPatcher, type DirectoryChange } from './data-patcher.ts';
@@ -8,14 +8,23 @@ import { DataPatcher, type DirectoryChange } from './data-patcher.ts';
 /** The bundle's decision entrypoint; `rego/build.sh` compiles it first, so its id is 0. */
 export const DECISION_ENTRYPOINT = 'portcullis/authz/decision';
 
-/** What the policy must return; anything else is treated as a policy error and denied. */
+/**
+ * What the policy must return; anything else is treated as a policy error and denied. The DLP
+ * obligation is required and strict: a missing direction or category, or a mode other than allow,
+ * redact or block, fails the parse, so a malformed obligation can never mean "allow".
+ */
 export const PolicyResult = z.object({
   outcome: z.enum(['allow', 'deny', 'require_approval']),
   allow: z.boolean(),
   reasons: z.array(ReasonCode).min(1),
   approvers: z.array(z.string()),
   action_class: z.string(),
-  obligations: z.object({ rate_limit_class: z.string().min(1), redact: z.array(z.string()) }),
+  visible: z.boolean(),
+  obligations: z.object({
+    rate_limit_class: z.string().min(1),
+    redact: z.array(z.string()),
+    dlp: DlpObligation,
+  }),
 });
 export type PolicyResult = z.infer<typeof PolicyResult>;
 
@@ -23,6 +32,11 @@ export type PolicyResult = z.infer<typeof PolicyResult>;
 export interface EngineDecision extends Decision {
   /** The action class the policy judged the call as (an admin override may change it). */
   actionClass: string;
+  /**
+   * Whether the tool belongs in the agent's listings (tools/list): some arguments at some time
+   * could be allowed. Listing-only; false whenever the engine denies on its own (no policy, …).
+   */
+  visible: boolean;
 }
 
 /** The time fields the policy reads (Wasm has no time built-ins, so the engine passes them in). */
@@ -123,6 +137,7 @@ export class PolicyEngine {
       reasons: [reason],
       policyRevision,
       actionClass: declared,
+      visible: false,
     });
     if (!loaded) return denied('no_policy', 'none');
     const policyRevision = loaded.bundle.revision;
@@ -155,8 +170,13 @@ export function toDecision(decisionId: string, policyRevision: string, result: P
     reasons: result.reasons,
     policyRevision,
     actionClass: result.action_class,
+    visible: result.visible,
     ...(result.outcome === 'require_approval' ? { approvers: result.approvers } : {}),
-    obligations: { rateLimitClass: result.obligations.rate_limit_class, redact: result.obligations.redact },
+    obligations: {
+      rateLimitClass: result.obligations.rate_limit_class,
+      redact: result.obligations.redact,
+      dlp: result.obligations.dlp,
+    },
   };
 }
 

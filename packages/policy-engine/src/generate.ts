@@ -50,8 +50,12 @@ export function generateDirectory(seed: number, shape: DirectoryShape): Generate
   const appIds = Array.from({ length: shape.apps }, (_, i) => `app-${i}`);
   const agentIds = Array.from({ length: shape.agents }, (_, i) => `agt_${i.toString(36)}`);
   const apps: Record<string, unknown> = {};
-  for (const id of appIds) {
+  for (const [index, id] of appIds.entries()) {
     const app: Record<string, unknown> = {};
+    // DLP overrides on every third app, chosen by index so the seeded sequence (and with it every
+    // generated directory used before DLP modes existed) stays the same.
+    if (index % 3 === 1)
+      app.dlp = { write: { arguments: { secrets: 'redact' } }, read: { results: { personal: 'allow' } } };
     const deletes = random();
     if (deletes < 0.2) app.delete = 'deny';
     else if (deletes < 0.5) app.delete = 'require_approval';

@@ -2,8 +2,9 @@
 # title: Tool-call authorization
 # description: |
 #   Decides one MCP tools/call for an agent: allow, deny with stable reason codes, or
-#   require_approval with the people who may approve; plus obligations (redactions and a
-#   rate-limit class) for the enforcement point.
+#   require_approval with the people who may approve; plus obligations (redactions, a
+#   rate-limit class and DLP modes) for the enforcement point, and whether the tool belongs in
+#   the agent's tool listings at all (visible).
 #
 #   Agent entitlements are separate from any human's access: only data.directory.entitlements
 #   grants an agent anything. An agent acting for a user (input.user) gets at most the
@@ -26,9 +27,11 @@ decision := {
 	"reasons": reasons,
 	"approvers": approvers,
 	"action_class": action_class,
+	"visible": visible,
 	"obligations": {
 		"rate_limit_class": rate_limit_class,
 		"redact": sort(redactions),
+		"dlp": dlp,
 	},
 }
 
@@ -111,6 +114,13 @@ well_formed if {
 }
 
 # METADATA
+# description: The call is a delete and the app forbids deletes through agents.
+deletes_denied if {
+	action_class == "delete"
+	app.delete == "deny"
+}
+
+# METADATA
 # description: Every reason the call must be denied; empty means allowed or approval required.
 deny_reasons contains "unknown_agent" if not agent
 
@@ -135,10 +145,7 @@ deny_reasons contains "tool_disabled" if tool_config.disabled == true
 
 # METADATA
 # description: An app can forbid deletes through agents altogether.
-deny_reasons contains "delete_denied" if {
-	action_class == "delete"
-	app.delete == "deny"
-}
+deny_reasons contains "delete_denied" if deletes_denied
 
 # METADATA
 # description: Why the agent's own entitlement does not cover the call.
@@ -383,4 +390,104 @@ redactions contains path if {
 redactions contains path if {
 	some grant in matching_delegations
 	some path in grant.redact
+}
+
+# METADATA
+# description: |
+#   DLP modes for the call, per direction (arguments, results) and category of finding
+#   (secrets, personal): allow, redact or block. Without app settings for the action class the
+#   bundle defaults (data.portcullis.defaults.dlp) apply as they are, the common case and the
+#   cheap one (they must be complete: the engine denies a decision whose obligation is not, and
+#   rego tests pin them). Unknown action classes, or a bundle without defaults, block everything.
+dlp := defaults if {
+	not app.dlp[action_class]
+	defaults := data.portcullis.defaults.dlp[action_class]
+} else := merged_dlp
+
+# METADATA
+# description: |
+#   The app's settings for the action class over the defaults, leaf by leaf; a leaf given by
+#   neither, or a value that is not a mode, becomes block, so an incomplete or mistyped setting
+#   never lets data through.
+merged_dlp[direction] := modes if {
+	some direction in dlp_directions
+	modes := {category: mode |
+		some category in dlp_categories
+		mode := known_dlp_mode(object.get(
+			dlp_overrides, [direction, category],
+			object.get(dlp_fallbacks, [direction, category], "block"),
+		))
+	}
+}
+
+# METADATA
+# description: Where DLP looks.
+dlp_directions := {"arguments", "results"}
+
+# METADATA
+# description: What DLP looks for; every detector of packages/dlp belongs to exactly one.
+dlp_categories := {"secrets", "personal"}
+
+# METADATA
+# description: Without an app setting for the action class, the defaults decide.
+default dlp_overrides := {}
+
+# METADATA
+# description: The app's DLP settings for the call's action class.
+dlp_overrides := app.dlp[action_class]
+
+# METADATA
+# description: Without bundle defaults for the action class, every leaf the app leaves out blocks.
+default dlp_fallbacks := {}
+
+# METADATA
+# description: The bundle's DLP defaults for the call's action class (rego/portcullis/defaults).
+dlp_fallbacks := data.portcullis.defaults.dlp[action_class]
+
+# METADATA
+# description: A mode the enforcement point knows passes as is; anything else becomes block.
+known_dlp_mode(mode) := mode if {
+	mode in {"allow", "redact", "block"}
+} else := "block"
+
+# --- visibility in tool listings -----------------------------------------------------------------
+
+# METADATA
+# description: |
+#   Whether the gateway lists this tool to the agent: the call could be allowed for some
+#   arguments at some time. The agent is active, the app and action class are known, the tool is
+#   not disabled, the app does not forbid its deletes, and a grant of the agent (and, for a
+#   delegated listing, a delegation of the user) names the action class, is not expired and
+#   admits the client type. Argument allow-lists, time windows and approval requirements are
+#   ignored: a listing has no arguments, it outlives the instant it is made (a window opens
+#   later without any directory change to announce it), and a tool that needs approval can be used.
+default visible := false
+
+# METADATA
+# description: Visible when every listing condition above holds.
+visible if {
+	well_formed
+	not tool_config.disabled == true
+	not deletes_denied
+	some grant in covering_grants
+	listable(grant, input)
+	delegation_listable
+}
+
+# METADATA
+# description: A listing without a delegating user needs no delegation.
+delegation_listable if not input.user.id
+
+# METADATA
+# description: A delegated listing needs a listable delegation for the action class too.
+delegation_listable if {
+	some grant in covering_delegations
+	listable(grant, input)
+}
+
+# METADATA
+# description: The conditions of a grant a listing can judge, which are expiry and client type.
+listable(grant, call) if {
+	not expired(grant, object.get(call, "time", {}))
+	client_type_permitted(grant, object.get(call, "agent", {}))
 }

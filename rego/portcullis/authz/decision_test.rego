@@ -21,7 +21,10 @@ directory := {
 			"profile": {"redact": ["$.email"]},
 		}},
 		"github": {"delete": "require_approval", "approvers": ["alice@example.com", "dave@example.com"]},
-		"vault": {"delete": "deny", "rate_limit_class": "slow"},
+		"vault": {"delete": "deny", "rate_limit_class": "slow", "dlp": {
+			"read": {"results": {"personal": "allow"}},
+			"write": {"arguments": {"secrets": "redact", "personal": "sometimes"}},
+		}},
 		"solo": {"delete": "require_approval", "approvers": ["alice@example.com"]},
 		"noone": {"delete": "require_approval", "approvers": []},
 	},
@@ -65,6 +68,22 @@ call(agent_id, app_id, tool, action_class, arguments) := {
 	"time": now,
 }
 
+# The bundle defaults (rego/portcullis/defaults/data.json), restated so a change to them is deliberate.
+read_dlp_defaults := {
+	"arguments": {"secrets": "redact", "personal": "allow"},
+	"results": {"secrets": "redact", "personal": "redact"},
+}
+
+write_dlp_defaults := {
+	"arguments": {"secrets": "block", "personal": "allow"},
+	"results": {"secrets": "redact", "personal": "redact"},
+}
+
+all_blocked := {
+	"arguments": {"secrets": "block", "personal": "block"},
+	"results": {"secrets": "block", "personal": "block"},
+}
+
 on_behalf(request, user) := object.union(request, {"user": {"id": user}})
 
 at(request, clock) := object.union(request, {"time": clock})
@@ -86,7 +105,8 @@ test_entitled_read_is_allowed if {
 		"reasons": ["allowed"],
 		"approvers": [],
 		"action_class": "read",
-		"obligations": {"rate_limit_class": "standard", "redact": []},
+		"visible": true,
+		"obligations": {"rate_limit_class": "standard", "redact": [], "dlp": read_dlp_defaults},
 	}
 }
 
@@ -320,4 +340,119 @@ test_conditions_of_a_grant_alone if {
 	call := {"time": {"now_ms": 9}, "arguments": {"repo": "a"}, "agent": {"client_type": "cursor"}}
 	authz.condition_failures(grant, call) == set()
 	authz.condition_failures({"actions": ["read"]}, {}) == set()
+}
+
+# --- DLP obligations -----------------------------------------------------------------------------
+
+test_dlp_defaults_per_action_class if {
+	result(call("agt_reader", "demo", "read_record", "read", {})).obligations.dlp == read_dlp_defaults
+	result(call("agt_writer", "demo", "update_record", "write", {})).obligations.dlp == write_dlp_defaults
+
+	# Deletes get the write defaults; the call is denied, the obligation is still complete.
+	result(call("agt_reader", "demo", "drop", "delete", {})).obligations.dlp == write_dlp_defaults
+}
+
+test_dlp_app_override_wins_per_action_class_and_leaf if {
+	# vault relaxes personal data in read results only; the other leaves keep their defaults.
+	result(call("agt_writer", "vault", "get", "read", {})).obligations.dlp == {
+		"arguments": {"secrets": "redact", "personal": "allow"},
+		"results": {"secrets": "redact", "personal": "allow"},
+	}
+
+	# Deletes on vault have no override: defaults.
+	result(call("agt_writer", "vault", "destroy", "delete", {})).obligations.dlp == write_dlp_defaults
+}
+
+test_dlp_unknown_mode_becomes_block if {
+	# vault's write override says "sometimes" for personal arguments: not a mode, so block.
+	result(call("agt_writer", "vault", "put", "write", {})).obligations.dlp.arguments == {
+		"secrets": "redact",
+		"personal": "block",
+	}
+	authz.known_dlp_mode("redact") == "redact"
+	authz.known_dlp_mode(null) == "block"
+}
+
+test_dlp_without_defaults_blocks_everything if {
+	d := authz.decision with input as call("agt_reader", "demo", "read_record", "read", {})
+		with data.directory as directory
+		with data.portcullis.defaults as {}
+	[d.outcome, d.obligations.dlp] == ["allow", all_blocked]
+}
+
+test_dlp_app_override_without_defaults_blocks_the_other_leaves if {
+	d := authz.decision with input as call("agt_writer", "vault", "get", "read", {})
+		with data.directory as directory
+		with data.portcullis.defaults as {}
+	d.obligations.dlp == {
+		"arguments": {"secrets": "block", "personal": "block"},
+		"results": {"secrets": "block", "personal": "allow"},
+	}
+}
+
+test_dlp_for_an_invalid_action_class_blocks_everything if {
+	result(call("agt_writer", "demo", "x", "admin", {})).obligations.dlp == all_blocked
+}
+
+# --- visibility in tool listings -----------------------------------------------------------------
+
+listing(agent_id, app_id, tool, action_class) := call(agent_id, app_id, tool, action_class, {})
+
+visible(request) if {
+	authz.decision.visible with input as request with data.directory as directory
+}
+
+test_entitled_tools_are_visible_and_others_not if {
+	visible(listing("agt_reader", "demo", "read_record", "read"))
+	not visible(listing("agt_reader", "demo", "update_record", "write"))
+	not visible(listing("agt_reader", "github", "list", "read"))
+}
+
+test_invalid_callers_and_targets_see_nothing if {
+	not visible(listing("agt_nobody", "demo", "read_record", "read"))
+	not visible(listing("agt_suspended", "demo", "read_record", "read"))
+	not visible(listing("agt_reader", "nowhere", "x", "read"))
+	not visible(listing("agt_writer", "demo", "x", "admin"))
+}
+
+test_disabled_tools_and_denied_deletes_are_hidden if {
+	not visible(listing("agt_reader", "demo", "off", "read"))
+
+	# The admin override makes purge a delete, which the reader may not do.
+	not visible(listing("agt_reader", "demo", "purge", "read"))
+	not visible(listing("agt_writer", "vault", "destroy", "delete"))
+	visible(listing("agt_writer", "vault", "get", "read"))
+}
+
+test_listing_ignores_arguments_windows_and_approvals if {
+	# Only grant for read with an argument allow-list and a window: a Saturday listing without arguments.
+	saturday := {"now_ms": 1800000000000, "weekday": 6, "minute_of_day": 600}
+	request := at(listing("agt_cond", "github", "get_file", "read"), saturday)
+	authz.decision.outcome == "deny" with input as request with data.directory as directory
+	visible(request)
+
+	# A write needing approval is usable, so listed.
+	visible(listing("agt_writer", "demo", "update_record", "write"))
+	visible(listing("agt_writer", "github", "delete_repo", "delete"))
+}
+
+test_listing_honours_expiry_and_client_type if {
+	# agt_cond's delete grant expired; its cursor-only write grant does not admit claude-code,
+	# but its other write grant is still valid.
+	not visible(listing("agt_cond", "github", "drop", "delete"))
+	visible(listing("agt_cond", "github", "push", "write"))
+	later := {"now_ms": 1800000000001, "weekday": 3, "minute_of_day": 600}
+	not visible(at(listing("agt_cond", "github", "push", "write"), later))
+	cursor := object.union(listing("agt_cond", "github", "push", "write"), {"agent": {"client_type": "cursor"}})
+	visible(at(cursor, later))
+}
+
+test_delegated_listing_needs_both_sides if {
+	visible(on_behalf(listing("agt_writer", "demo", "read_record", "read"), "erin@example.com"))
+	not visible(on_behalf(listing("agt_writer", "demo", "update_record", "write"), "erin@example.com"))
+	not visible(on_behalf(listing("agt_writer", "demo", "read_record", "read"), "mallory@example.com"))
+
+	# Erin's github write delegation expired; her delete delegation needs approval but is listed.
+	not visible(on_behalf(listing("agt_writer", "github", "push", "write"), "erin@example.com"))
+	visible(on_behalf(listing("agt_writer", "github", "delete_repo", "delete"), "erin@example.com"))
 }

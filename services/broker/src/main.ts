@@ -12,7 +12,7 @@ import { DirectoryFeed } from './directory.ts';
 import { DurableAuditPublisher } from './durable-audit.ts';
 import { readEnv } from './env.ts';
 import { Catalog } from './gateway/catalog.ts';
-import { redactingGuard } from './gateway/content-guard.ts';
+import { obligationGuard } from './gateway/content-guard.ts';
 import { Enforcement } from './gateway/enforcement.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { ReplicaBus } from './gateway/replica-bus.ts';
@@ -163,7 +163,7 @@ await runService(
         enforcement,
         catalog,
         store,
-        guard: redactingGuard,
+        guard: obligationGuard,
         tools: pinnedToolGate(pins, logger, new Set(staticApp ? [staticApp.appId] : [])),
         logger,
         callTimeoutMs: env.UPSTREAM_TIMEOUT_MS,

@@ -1,7 +1,8 @@
-import { countByType, scanJson } from '@portcullis/dlp';
+import { scanJson } from '@portcullis/dlp';
+import { BLOCK_ALL, DLP_META_KEY, inspectArguments, inspectResult } from '../dlp-enforcement.ts';
 import type { JsonRpcErrorObject } from '../upstream/connection.ts';
 import type { AdmittedCall, Operation } from './enforcement.ts';
-import type { RpcError } from './json-rpc.ts';
+import { RpcCode, RpcError } from './json-rpc.ts';
 
 /** What DLP made of an upstream result. */
 export interface GuardedResult {
@@ -9,44 +10,75 @@ export interface GuardedResult {
   result: Record<string, unknown>;
   /** Findings redacted, by detector type (counts only: the ledger never sees the values). */
   redactions?: Record<string, number>;
-  /** Set when the result was withheld from the agent. */
+  /** Set when the result was withheld from the agent (or its structured content was). */
   blocked?: { code: string; message: string };
 }
 
+export type GuardedArguments =
+  | { pass: true; arguments: Record<string, unknown>; redactions?: Record<string, number> }
+  | {
+      pass: false;
+      /** For methods whose refusals are errors (prompts/get). */
+      error: RpcError;
+      /** For tools/call: a tool result the agent can read (isError, details in _meta). */
+      result: Record<string, unknown>;
+    };
+
 /**
  * The DLP seam of the relay: what passes from the agent to an upstream (arguments) and back
- * (results, errors). The policy's obligations for the admitted call choose what happens.
+ * (results, errors). The admitted call's policy obligation chooses allow, redact or block per
+ * category (secrets, personal data), per direction, per action class (ADR 0031).
  */
 export interface ContentGuard {
-  arguments(
-    call: AdmittedCall,
-    operation: Operation,
-  ): { pass: true; arguments: Record<string, unknown> } | { pass: false; error: RpcError };
-  result(call: AdmittedCall, result: Record<string, unknown>): GuardedResult;
+  arguments(call: AdmittedCall, operation: Operation): GuardedArguments;
+  result(call: AdmittedCall, result: Record<string, unknown>, outputSchema?: object): GuardedResult;
   error(call: AdmittedCall, error: JsonRpcErrorObject): JsonRpcErrorObject;
 }
 
+const nonEmpty = (counts: Record<string, number>) => (Object.keys(counts).length > 0 ? counts : undefined);
+
 /**
- * A guard that redacts every secret and personal datum in results and upstream errors and lets
- * arguments pass; a result that cannot be inspected is withheld (fail closed).
+ * The guard the gateway runs: the decision's DLP obligation, or block-everything when an allow
+ * somehow carries none (fail closed). Upstream error messages are always redacted: they are
+ * meant for a human, and nothing in an error justifies letting a secret through.
  */
-export const redactingGuard: ContentGuard = {
-  arguments: (_call, operation) => ({ pass: true, arguments: operation.arguments }),
-  result(_call, result) {
-    try {
-      const scanned = scanJson(result, 'redact');
-      if (scanned.findings.length === 0) return { result };
-      return { result: scanned.value, redactions: countByType(scanned.findings) as Record<string, number> };
-    } catch (error) {
-      const message = `the upstream result could not be inspected: ${error instanceof Error ? error.message : String(error)}`;
-      return {
-        result: {
-          isError: true,
-          content: [{ type: 'text', text: `Result withheld by the gateway: ${message}` }],
-        },
-        blocked: { code: 'dlp_uninspectable', message },
-      };
+export const obligationGuard: ContentGuard = {
+  arguments(call, operation) {
+    const inspected = inspectArguments(operation.arguments, call.decision.obligations?.dlp ?? BLOCK_ALL);
+    if (inspected.outcome === 'pass') {
+      const redactions = nonEmpty(inspected.redactions);
+      return { pass: true, arguments: inspected.arguments, ...(redactions ? { redactions } : {}) };
     }
+    return {
+      pass: false,
+      result: inspected.result as Record<string, unknown>,
+      error: new RpcError(RpcCode.DlpBlocked, inspected.message, {
+        code: inspected.code,
+        findings: inspected.findings,
+        retryable: false,
+      }),
+    };
+  },
+  result(call, result, outputSchema) {
+    const inspected = inspectResult(
+      result as Parameters<typeof inspectResult>[0],
+      call.decision.obligations?.dlp ?? BLOCK_ALL,
+      outputSchema ? { outputSchema } : {},
+    );
+    if (inspected.outcome === 'block')
+      return {
+        result: inspected.result as Record<string, unknown>,
+        blocked: { code: inspected.code, message: inspected.message },
+        ...(nonEmpty(inspected.findings) ? { redactions: inspected.findings } : {}),
+      };
+    const redactions = nonEmpty(inspected.redactions);
+    return {
+      result: inspected.result as Record<string, unknown>,
+      ...(redactions ? { redactions } : {}),
+      ...(inspected.withheld
+        ? { blocked: { code: inspected.withheld, message: 'structured content withheld after redaction' } }
+        : {}),
+    };
   },
   error(_call, error) {
     try {
@@ -56,3 +88,6 @@ export const redactingGuard: ContentGuard = {
     }
   },
 };
+
+/** The key under which DLP details travel in a result's `_meta`. */
+export { DLP_META_KEY };

@@ -46,10 +46,16 @@ export interface EnforcementDeps {
 export interface AdmittedCall {
   callId: string;
   decision: Decision;
-  finish(
-    outcome: ToolCallOutcome,
-    detail?: { error?: { code: string; message: string }; redactions?: Record<string, number> },
-  ): Promise<void>;
+  finish(outcome: ToolCallOutcome, detail?: OutcomeDetail): Promise<void>;
+}
+
+/** What an outcome event says besides the outcome. */
+export interface OutcomeDetail {
+  error?: { code: string; message: string };
+  /** Findings DLP redacted from the result, by detector type. */
+  redactions?: Record<string, number>;
+  /** Findings DLP redacted from the arguments before they went upstream. */
+  argumentRedactions?: Record<string, number>;
 }
 
 /** A call that must not run: answer with `result` (tools/call) or throw `error` (other methods). */
@@ -87,15 +93,20 @@ export class Enforcement {
         { ...operation, arguments: {} },
         { call_id: 'listing', instance_id: this.#deps.instanceId },
       ),
-    ) as Decision & { visible?: boolean };
-    return decision.visible ?? decision.outcome !== 'deny';
+    );
+    return decision.visible;
   }
 
   async admit(caller: Caller, operation: Operation): Promise<AdmittedCall | RefusedCall> {
     const { engine, audit, logger } = this.#deps;
     const callId = randomUUID();
     const started = performance.now();
-    const { actionClass: judgedAs, ...decision } = engine.decide(
+    // `visible` is for listings only; the ledger records the decision as the contract defines it.
+    const {
+      actionClass: judgedAs,
+      visible: _listing,
+      ...decision
+    } = engine.decide(
       policyInput(caller, operation, { call_id: callId, instance_id: this.#deps.instanceId }),
     );
     // Limits apply to calls policy allowed, in the class the policy's obligation names.
@@ -157,7 +168,7 @@ export class Enforcement {
     callId: string,
     started: number,
     outcome: ToolCallOutcome,
-    detail: { error?: { code: string; message: string }; redactions?: Record<string, number> } = {},
+    detail: OutcomeDetail = {},
   ): Promise<void> {
     const completed: ToolCallCompletedV1 = {
       ...this.#envelope(callId),

@@ -195,12 +195,19 @@ async function callTool(
       _meta: { 'portcullis/decision': admitted.detail },
     };
   const outgoing = deps.guard.arguments(admitted, operation);
-  if (!outgoing.pass) return finishBlocked(admitted, outgoing.error);
-  return forward(deps, context, admitted, target.appId, 'tools/call', {
-    ...params(context),
-    name: target.name,
-    arguments: outgoing.arguments,
-  });
+  if (!outgoing.pass) {
+    await blocked(admitted, outgoing.error);
+    return outgoing.result;
+  }
+  return forward(
+    deps,
+    context,
+    admitted,
+    target.appId,
+    'tools/call',
+    { ...params(context), name: target.name, arguments: outgoing.arguments },
+    { argumentRedactions: outgoing.redactions, outputSchema: tool.outputSchema as object | undefined },
+  );
 }
 
 async function readResource(
@@ -248,23 +255,26 @@ async function getPrompt(
   const admitted = await deps.enforcement.admit(context.caller, operation);
   if (!('finish' in admitted)) throw admitted.error;
   const outgoing = deps.guard.arguments(admitted, operation);
-  if (!outgoing.pass) throw await finishBlocked(admitted, outgoing.error).then(() => outgoing.error);
-  return forward(deps, context, admitted, target.appId, 'prompts/get', {
-    ...params(context),
-    name: target.name,
-    arguments: outgoing.arguments,
-  });
+  if (!outgoing.pass) {
+    await blocked(admitted, outgoing.error);
+    throw outgoing.error;
+  }
+  return forward(
+    deps,
+    context,
+    admitted,
+    target.appId,
+    'prompts/get',
+    { ...params(context), name: target.name, arguments: outgoing.arguments },
+    { argumentRedactions: outgoing.redactions },
+  );
 }
 
-async function finishBlocked(admitted: AdmittedCall, error: RpcError): Promise<Record<string, unknown>> {
+/** Records a call DLP stopped before it went upstream. */
+async function blocked(admitted: AdmittedCall, error: RpcError): Promise<void> {
   await admitted.finish('not_executed', {
     error: { code: String(error.data?.code ?? 'dlp_blocked'), message: error.message },
   });
-  return {
-    isError: true,
-    content: [{ type: 'text', text: error.message }],
-    _meta: { 'portcullis/dlp': error.data },
-  };
 }
 
 /**
@@ -279,6 +289,7 @@ async function forward(
   appId: string,
   method: string,
   outgoing: Record<string, unknown>,
+  extra: { argumentRedactions?: Record<string, number> | undefined; outputSchema?: object | undefined } = {},
 ): Promise<Record<string, unknown> | JsonRpcResponse> {
   const { session, request, channel } = context;
   const controller = new AbortController();
@@ -311,7 +322,7 @@ async function forward(
     });
     return { jsonrpc: '2.0', id: request.id, error };
   }
-  const inspected = deps.guard.result(admitted, response.result);
+  const inspected = deps.guard.result(admitted, response.result, extra.outputSchema);
   const failed = inspected.blocked !== undefined || response.result.isError === true;
   void admitted.finish(failed ? 'failed' : 'succeeded', {
     ...(inspected.blocked
@@ -320,7 +331,18 @@ async function forward(
         ? { error: { code: 'tool_error', message: 'the tool reported an error' } }
         : {}),
     ...(inspected.redactions ? { redactions: inspected.redactions } : {}),
+    ...(extra.argumentRedactions ? { argumentRedactions: extra.argumentRedactions } : {}),
   });
+  // Only a tool call answers with a readable result; a withheld resource or prompt is an error.
+  if (
+    inspected.blocked &&
+    method !== 'tools/call' &&
+    inspected.blocked.code !== 'dlp_structured_content_withheld'
+  )
+    throw new RpcError(RpcCode.DlpBlocked, inspected.blocked.message, {
+      code: inspected.blocked.code,
+      retryable: false,
+    });
   deps.logger.debug({ appId, method, upstreamMs }, 'upstream answered');
   return inspected.result;
 }

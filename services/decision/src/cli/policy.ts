@@ -104,10 +104,17 @@ async function evaluate(values: Record<string, string | boolean | undefined>, di
   for (const reason of decision.reasons)
     console.log(`  ${reason}: ${REASON_DESCRIPTIONS[reason as ReasonCode]}`);
   if (decision.approvers?.length) console.log(`approvers: ${decision.approvers.join(', ')}`);
-  if (decision.obligations)
+  if (decision.obligations) {
     console.log(
       `obligations: rate-limit class ${decision.obligations.rateLimitClass}; redact ${decision.obligations.redact.join(', ') || 'nothing'}`,
     );
+    const dlp = decision.obligations.dlp;
+    if (dlp)
+      console.log(
+        `dlp: arguments secrets ${dlp.arguments.secrets}, personal ${dlp.arguments.personal}; results secrets ${dlp.results.secrets}, personal ${dlp.results.personal}`,
+      );
+  }
+  console.log(`listed in tools/list: ${decision.visible ? 'yes' : 'no'}`);
   if (!input.time)
     console.log('note: the input has no time; the current time was used (time windows, expiry).');
   return decision.outcome === 'allow' ? 0 : 3;
