@@ -247,7 +247,7 @@ export function createApi(deps: ApiDeps): Router {
     }),
   );
 
-  // --- apps: upstream connections and tool pins (docs/gateway-apps.md) ------------------------------
+  // --- apps: upstream connections and tool pins (docs/gateway.md, "Registering apps") ------------------------------
   router.get(
     '/v1/apps',
     viewer,
