@@ -22,6 +22,12 @@ export class AuditUnavailableError extends Error {
 
 export interface DurableAuditOptions {
   producer: Producer;
+  /**
+   * A second producer for outcome events, so that recording the end of one call never holds up
+   * the start of the next (each idempotent producer has one request in flight). Defaults to
+   * `producer`.
+   */
+  outcomeProducer?: Producer;
   topicPrefix: string;
   spool: Spool;
   /** Longest a call waits for Kafka's acknowledgement before its event goes to the spool. */
@@ -38,17 +44,7 @@ export interface DurableAuditOptions {
  */
 const OUTCOME_RESERVE_BYTES = 2048;
 const REPLAY_BATCH = 200;
-/** Most events one coalesced produce request carries. */
-const GROUP_LIMIT = 500;
 
-interface QueuedEvent {
-  key: string;
-  value: string;
-  resolve: () => void;
-  reject: (error: unknown) => void;
-  /** Set when the caller stopped waiting (timeout) and spooled the event instead. */
-  abandoned: boolean;
-}
 /** Readiness asks whether a call of about this size would still be admitted. */
 const TYPICAL_REQUEST_BYTES = 1024;
 
@@ -76,13 +72,16 @@ export class DurableAuditPublisher implements AuditSink {
   #replaying: Promise<void> | undefined;
   #stopped = false;
   #wake: (() => void) | undefined;
-  /** Events waiting for the produce request in flight to finish; sent together in the next one. */
-  #queue: QueuedEvent[] = [];
-  #sending = false;
+  readonly #requests: GroupSender;
+  readonly #outcomes: GroupSender;
 
   constructor(options: DurableAuditOptions) {
     this.#options = options;
     this.#topic = topicName(options.topicPrefix, Topics.audit);
+    this.#requests = new GroupSender(options.producer, this.#topic, options.sendTimeoutMs);
+    this.#outcomes = options.outcomeProducer
+      ? new GroupSender(options.outcomeProducer, this.#topic, options.sendTimeoutMs)
+      : this.#requests;
     this.#spooling = options.spool.pendingRecords > 0;
     if (this.#spooling) this.#startReplay();
   }
@@ -106,7 +105,7 @@ export class DurableAuditPublisher implements AuditSink {
       this.#openCalls++;
     }
     try {
-      await this.#publish(valid.callId, value);
+      await this.#publish(valid.callId, value, opensCall ? this.#requests : this.#outcomes);
     } catch (error) {
       if (opensCall) this.#openCalls--;
       throw error;
@@ -163,10 +162,10 @@ export class DurableAuditPublisher implements AuditSink {
     }
   }
 
-  async #publish(key: string, value: string): Promise<void> {
+  async #publish(key: string, value: string, sender: GroupSender): Promise<void> {
     if (!this.#spooling) {
       try {
-        await this.#groupSend(key, value);
+        await sender.send(key, value);
         return;
       } catch (error) {
         if (!this.#spooling) {
@@ -190,48 +189,6 @@ export class DurableAuditPublisher implements AuditSink {
       this.#appending--;
     }
     this.#startReplay();
-  }
-
-  /**
-   * Group commit towards Kafka: the idempotent producer allows one produce request in flight, so
-   * one request per event would queue concurrent calls behind each other (≈ 1,000 events/s here).
-   * Events published while a request is in flight go together in the next one; each caller still
-   * resolves only when Kafka acknowledged its own event (acks=all). Order per key is kept: a
-   * call's outcome is published only after its request resolved.
-   */
-  #groupSend(key: string, value: string): Promise<void> {
-    let entry: QueuedEvent | undefined;
-    const sent = new Promise<void>((resolve, reject) => {
-      entry = { key, value, resolve, reject, abandoned: false };
-      this.#queue.push(entry);
-    });
-    if (!this.#sending) void this.#drainQueue();
-    return withTimeout(sent, this.#options.sendTimeoutMs).catch((error: unknown) => {
-      if (entry) entry.abandoned = true;
-      throw error;
-    });
-  }
-
-  async #drainQueue(): Promise<void> {
-    this.#sending = true;
-    try {
-      while (this.#queue.length > 0) {
-        const group = this.#queue.splice(0, GROUP_LIMIT).filter((entry) => !entry.abandoned);
-        if (group.length === 0) continue;
-        try {
-          await sendDurably(
-            this.#options.producer,
-            this.#topic,
-            group.map(({ key, value }) => ({ key, value })),
-          );
-          for (const entry of group) entry.resolve();
-        } catch (error) {
-          for (const entry of group) entry.reject(error);
-        }
-      }
-    } finally {
-      this.#sending = false;
-    }
   }
 
   #startReplay(): void {
@@ -293,6 +250,75 @@ export class DurableAuditPublisher implements AuditSink {
       }
       this.#wake = done;
     });
+  }
+}
+
+/** Most events one coalesced produce request carries. */
+const GROUP_LIMIT = 500;
+
+interface QueuedEvent {
+  key: string;
+  value: string;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+  /** Set when the caller stopped waiting (timeout) and spooled the event instead. */
+  abandoned: boolean;
+}
+
+/**
+ * Group commit towards Kafka: the idempotent producer allows one produce request in flight, so
+ * one request per event would queue concurrent calls behind each other (≈ 1,000 events/s here).
+ * Events sent while a request is in flight go together in the next one; each caller still
+ * resolves only when Kafka acknowledged its own event (acks=all). Order per key is kept: a call's
+ * outcome is sent only after its request resolved.
+ */
+class GroupSender {
+  readonly #producer: Producer;
+  readonly #topic: string;
+  readonly #timeoutMs: number;
+  #queue: QueuedEvent[] = [];
+  #sending = false;
+
+  constructor(producer: Producer, topic: string, timeoutMs: number) {
+    this.#producer = producer;
+    this.#topic = topic;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** Resolves once Kafka acknowledged the event; rejects after the timeout (the caller spools). */
+  send(key: string, value: string): Promise<void> {
+    let entry: QueuedEvent | undefined;
+    const sent = new Promise<void>((resolve, reject) => {
+      entry = { key, value, resolve, reject, abandoned: false };
+      this.#queue.push(entry);
+    });
+    if (!this.#sending) void this.#drain();
+    return withTimeout(sent, this.#timeoutMs).catch((error: unknown) => {
+      if (entry) entry.abandoned = true;
+      throw error;
+    });
+  }
+
+  async #drain(): Promise<void> {
+    this.#sending = true;
+    try {
+      while (this.#queue.length > 0) {
+        const group = this.#queue.splice(0, GROUP_LIMIT).filter((entry) => !entry.abandoned);
+        if (group.length === 0) continue;
+        try {
+          await sendDurably(
+            this.#producer,
+            this.#topic,
+            group.map(({ key, value }) => ({ key, value })),
+          );
+          for (const entry of group) entry.resolve();
+        } catch (error) {
+          for (const entry of group) entry.reject(error);
+        }
+      }
+    } finally {
+      this.#sending = false;
+    }
   }
 }
 

@@ -78,6 +78,9 @@ await runService(
     });
     const producer = createProducer(kafka);
     await producer.connect();
+    // Outcome events get a producer of their own: see DurableAuditOptions.outcomeProducer.
+    const outcomeProducer = createProducer(kafka);
+    await outcomeProducer.connect();
     // The audit path: Kafka, or this replica's spool while Kafka is away (replayed in order).
     const { spool, recovery } = await Spool.open({
       dir: env.AUDIT_SPOOL_DIR,
@@ -88,6 +91,7 @@ await runService(
       logger.warn(recovery, 'audit spool holds events from a previous run; replaying them first');
     const audit = new DurableAuditPublisher({
       producer,
+      outcomeProducer,
       topicPrefix: env.KAFKA_TOPIC_PREFIX,
       spool,
       sendTimeoutMs: env.AUDIT_SEND_TIMEOUT_MS,
@@ -100,7 +104,9 @@ await runService(
       await spool.close();
     });
     // Flushed after intake stopped and in-flight calls finished, so their outcome events get out.
-    shutdown.add('flush', 'kafka producer', () => producer.disconnect());
+    shutdown.add('flush', 'kafka producers', async () => {
+      await Promise.all([producer.disconnect(), outcomeProducer.disconnect()]);
+    });
     // Ready while the audit path takes calls: Kafka up, or Kafka away with room in the spool.
     health.addCheck('audit', async () => audit.check());
 

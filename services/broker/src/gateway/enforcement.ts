@@ -109,11 +109,6 @@ export class Enforcement {
     } = engine.decide(
       policyInput(caller, operation, { call_id: callId, instance_id: this.#deps.instanceId }),
     );
-    // Limits apply to calls policy allowed, in the class the policy's obligation names.
-    const limited =
-      decision.outcome === 'allow'
-        ? await this.#rateLimit(caller.agent, operation, decision.obligations?.rateLimitClass ?? 'standard')
-        : undefined;
     const requested: ToolCallRequestedV1 = {
       ...this.#envelope(callId),
       type: 'tool_call.requested',
@@ -128,9 +123,19 @@ export class Enforcement {
       argumentsDigest: digestOf(operation.arguments),
       decision,
     };
+    // Limits apply to calls policy allowed, in the class the policy's obligation names. The check
+    // runs while the request is being recorded: a limited call is on record as not executed.
+    const limiting =
+      decision.outcome === 'allow'
+        ? this.#rateLimit(caller.agent, operation, decision.obligations?.rateLimitClass ?? 'standard')
+        : undefined;
+    let limited: RpcError | undefined;
     try {
       await audit.publish(requested);
+      limited = await limiting;
     } catch (error) {
+      // The limiter's own failures become errors inside #rateLimit; this is the audit path.
+      await limiting;
       // Fail closed: a call whose request cannot be recorded (Kafka away and spool full) is not executed.
       logger.error({ err: error, callId }, 'audit path unavailable; call refused');
       throw new RpcError(
