@@ -54,6 +54,12 @@ export const BrokerEnv = z
     AUDIT_SPOOL_MAX_EVENTS: env
       .positiveInt('most audit events the spool holds; beyond it calls fail closed')
       .default(100000),
+    AUDIT_ACCEPTANCE: z
+      .enum(['kafka', 'local-first'])
+      .default('kafka')
+      .describe(
+        "when a call's audit event counts as accepted: kafka = acknowledged by Kafka (the spool only while Kafka is away); local-first = fsync'd to this replica's spool and shipped to Kafka in the background (lower latency; events live on this replica's disk until shipped)",
+      ),
     AUDIT_SEND_TIMEOUT_MS: env
       .positiveInt('longest a call waits for Kafka to acknowledge its audit event before it is spooled')
       .default(1000),

@@ -92,6 +92,7 @@ await runService(
     const audit = new DurableAuditPublisher({
       producer,
       outcomeProducer,
+      acceptance: env.AUDIT_ACCEPTANCE,
       topicPrefix: env.KAFKA_TOPIC_PREFIX,
       spool,
       sendTimeoutMs: env.AUDIT_SEND_TIMEOUT_MS,

@@ -3,7 +3,14 @@ import { actionClassOf } from '../action-class.ts';
 import type { JsonRpcRequest, JsonRpcResponse, UpstreamSession } from '../upstream/connection.ts';
 import { type Catalog, capabilityVariant, type ListKind } from './catalog.ts';
 import type { ContentGuard } from './content-guard.ts';
-import type { AdmittedCall, Caller, Enforcement, Operation } from './enforcement.ts';
+import {
+  ACCESS_REQUEST_HINT,
+  type AdmittedCall,
+  type Caller,
+  type Enforcement,
+  type Operation,
+  type RefusedCall,
+} from './enforcement.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
 import { type LiveSession, upstreamRpcError } from './live-session.ts';
 import type { ReplyChannel } from './reply.ts';
@@ -172,7 +179,18 @@ async function callTool(
   const args = objectArgument(params(context).arguments, 'arguments');
   if (typeof name !== 'string') throw new RpcError(RpcCode.InvalidParams, 'name must be a string');
   const target = context.apps.length > 0 ? session.namespace.resolveName(name) : undefined;
-  if (!target || !context.apps.includes(target.appId)) throw unknown('tool', name);
+  if (!target) throw unknown('tool', name);
+  if (!context.apps.includes(target.appId)) {
+    // A registered app the agent holds no entitlement for: the policy answers (a denial with
+    // reasons and how to ask for access), and the upstream is never touched. Unknown ⇒ write.
+    const refused = await refuseOutsideEntitlements(deps, context, {
+      appId: target.appId,
+      tool: target.name,
+      actionClass: 'write',
+      arguments: args,
+    });
+    return decisionResult(refused);
+  }
   const tool = await session.withUpstream(target.appId, (upstream) =>
     deps.catalog.find(target.appId, 'tools', target.name, upstream, variantOf(session)),
   );
@@ -187,13 +205,7 @@ async function callTool(
     arguments: args,
   };
   const admitted = await deps.enforcement.admit(caller, operation);
-  // A denial or an approval requirement is a tool result the agent can read and act on.
-  if (!('finish' in admitted))
-    return {
-      isError: true,
-      content: [{ type: 'text', text: `${admitted.error.message} ${JSON.stringify(admitted.detail)}` }],
-      _meta: { 'portcullis/decision': admitted.detail },
-    };
+  if (!('finish' in admitted)) return decisionResult(admitted);
   const outgoing = deps.guard.arguments(admitted, operation);
   if (!outgoing.pass) {
     await blocked(admitted, outgoing.error);
@@ -217,13 +229,15 @@ async function readResource(
   const { uri } = params(context);
   if (typeof uri !== 'string') throw new RpcError(RpcCode.InvalidParams, 'uri must be a string');
   const target = context.session.namespace.resolveUri(uri);
-  if (!target || !context.apps.includes(target.appId)) throw unknown('resource', uri);
+  if (!target) throw unknown('resource', uri);
   const operation: Operation = {
     appId: target.appId,
     tool: 'resources/read',
     actionClass: 'read',
     arguments: { uri: target.uri },
   };
+  if (!context.apps.includes(target.appId))
+    throw (await refuseOutsideEntitlements(deps, context, operation)).error;
   const admitted = await deps.enforcement.admit(context.caller, operation);
   if (!('finish' in admitted)) throw admitted.error;
   return forward(deps, context, admitted, target.appId, 'resources/read', {
@@ -241,7 +255,16 @@ async function getPrompt(
   const args = objectArgument(params(context).arguments, 'arguments');
   if (typeof name !== 'string') throw new RpcError(RpcCode.InvalidParams, 'name must be a string');
   const target = session.namespace.resolveName(name);
-  if (!target || !context.apps.includes(target.appId)) throw unknown('prompt', name);
+  if (!target) throw unknown('prompt', name);
+  if (!context.apps.includes(target.appId))
+    throw (
+      await refuseOutsideEntitlements(deps, context, {
+        appId: target.appId,
+        tool: `prompt:${target.name}`,
+        actionClass: 'read',
+        arguments: args,
+      })
+    ).error;
   const prompt = await session.withUpstream(target.appId, (upstream) =>
     deps.catalog.find(target.appId, 'prompts', target.name, upstream, variantOf(session)),
   );
@@ -268,6 +291,47 @@ async function getPrompt(
     { ...params(context), name: target.name, arguments: outgoing.arguments },
     { argumentRedactions: outgoing.redactions },
   );
+}
+
+/** A denial or an approval requirement as a tool result the agent can read and act on. */
+function decisionResult(refused: RefusedCall): Record<string, unknown> {
+  return {
+    isError: true,
+    content: [{ type: 'text', text: `${refused.error.message} ${JSON.stringify(refused.detail)}` }],
+    _meta: { 'portcullis/decision': refused.detail },
+  };
+}
+
+/**
+ * An operation on an app outside the agent's entitlements goes to the policy without touching
+ * the upstream. The policy refuses it; should it ever allow, the call is still refused here,
+ * since only apps the agent is entitled to are served (recorded as not executed either way).
+ */
+async function refuseOutsideEntitlements(
+  deps: MethodDeps,
+  context: RequestContext,
+  operation: Operation,
+): Promise<RefusedCall> {
+  const outcome = await deps.enforcement.admit(context.caller, operation);
+  if (!('finish' in outcome)) return outcome;
+  await outcome.finish('not_executed', {
+    error: { code: 'no_entitlement', message: 'the agent holds no entitlement for this app' },
+  });
+  const detail = {
+    decision: 'deny',
+    code: 'denied',
+    reasons: ['no_entitlement'],
+    policyRevision: outcome.decision.policyRevision,
+    callId: outcome.callId,
+    decisionId: outcome.decision.decisionId,
+    howToRequestAccess: ACCESS_REQUEST_HINT,
+  };
+  return {
+    callId: outcome.callId,
+    decision: outcome.decision,
+    detail,
+    error: new RpcError(RpcCode.PolicyDenied, 'Denied: the agent holds no entitlement for this app.', detail),
+  };
 }
 
 /** Records a call DLP stopped before it went upstream. */
