@@ -4,6 +4,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 
 // A minimal agent: any MCP client works the same way. It lists the tools it can reach, reads a
 // record (allowed), and tries to delete one (denied by policy unless it holds a delete entitlement).
+// On the gateway's aggregate endpoint (/mcp) tools are named <app>__<tool>.
 const url = process.env.PORTCULLIS_MCP_URL ?? 'http://127.0.0.1:8080/mcp';
 const key = process.env.PORTCULLIS_AGENT_KEY;
 if (!key) {
@@ -21,8 +22,8 @@ const { tools } = await client.listTools();
 console.log(`tools: ${tools.map((tool) => tool.name).join(', ')}`);
 
 for (const [name, args] of [
-  ['read_record', { id: 'r-1' }],
-  ['delete_record', { id: 'r-1' }],
+  ['demo__read_record', { id: 'r-1' }],
+  ['demo__delete_record', { id: 'r-1' }],
 ] as const) {
   const result = (await client.callTool({ name, arguments: args })) as CallToolResult;
   const text = result.content.map((part) => (part.type === 'text' ? part.text : `[${part.type}]`)).join(' ');
