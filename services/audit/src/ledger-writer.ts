@@ -24,7 +24,9 @@ export interface LedgerWriterOptions {
 
 interface Placed {
   event: LedgerEvent;
-  occurredAt: Date;
+  /** occurredAt as the ledger stores and hashes it: ISO 8601 UTC with milliseconds. */
+  occurredAt: string;
+  occurredMs: number;
   chainId: string;
   offset: string;
 }
@@ -62,6 +64,7 @@ export class LedgerWriter {
   /** Returns how many new rows the batch added. */
   async writeBatch(messages: KafkaMessage[], context: BatchContext): Promise<number> {
     const now = this.#now();
+    const nowMs = now.getTime();
     const placed: Placed[] = [];
     const rejected: DeadLetter[] = [];
     const seen = new Set<string>();
@@ -71,8 +74,9 @@ export class LedgerWriter {
         rejected.push({ message, reason: parsed.reason });
         continue;
       }
-      const occurredAt = new Date(parsed.event.occurredAt);
-      const age = now.getTime() - occurredAt.getTime();
+      // Parsed and formatted once per event: the window check, the chain id and the row use it.
+      const occurredMs = Date.parse(parsed.event.occurredAt);
+      const age = nowMs - occurredMs;
       if (age > this.#retentionMs || -age > this.#maxFutureMs) {
         rejected.push({
           message,
@@ -90,9 +94,11 @@ export class LedgerWriter {
       // A duplicate inside one batch is the same event twice; the first copy is the one kept.
       if (seen.has(parsed.event.eventId)) continue;
       seen.add(parsed.event.eventId);
+      const occurredAt = new Date(occurredMs).toISOString();
       placed.push({
         event: parsed.event,
         occurredAt,
+        occurredMs,
         chainId: chainIdFor(occurredAt, context.topic, context.partition),
         offset: message.offset,
       });
@@ -143,14 +149,18 @@ export class LedgerWriter {
 
     let earliest = Number.POSITIVE_INFINITY;
     let latest = Number.NEGATIVE_INFINITY;
+    let ids = '';
     for (const p of placed) {
-      earliest = Math.min(earliest, p.occurredAt.getTime());
-      latest = Math.max(latest, p.occurredAt.getTime());
+      earliest = Math.min(earliest, p.occurredMs);
+      latest = Math.max(latest, p.occurredMs);
+      ids += ids === '' ? p.event.eventId : `,${p.event.eventId}`;
     }
+    // The ids go as one array literal: they are validated UUIDs (no quotes, commas or braces to
+    // escape), and building the text once is cheaper than the driver quoting every element.
     const existing = await client.query<{ event_id: string }>(
       `SELECT event_id FROM audit.ledger_events
        WHERE event_id = ANY($1::uuid[]) AND occurred_at BETWEEN $2 AND $3`,
-      [placed.map((p) => p.event.eventId), new Date(earliest), new Date(latest)],
+      [`{${ids}}`, new Date(earliest), new Date(latest)],
     );
     const present = new Set(existing.rows.map((r) => r.event_id));
     const fresh = placed.filter((p) => !present.has(p.event.eventId));
@@ -160,6 +170,7 @@ export class LedgerWriter {
     const lines: string[] = [];
     const touched = new Set<string>();
     const topic = copyText(context.topic);
+    const chainField = new Map<string, string>();
     for (const { event, occurredAt, chainId, offset } of fresh) {
       const tip = head.get(chainId);
       if (!tip) throw new Error(`chain head ${chainId} vanished inside its transaction`);
@@ -168,7 +179,7 @@ export class LedgerWriter {
         callId: 'callId' in event ? event.callId : null,
         eventType: event.type,
         eventVersion: event.version,
-        occurredAt: occurredAt.toISOString(),
+        occurredAt,
         recordedAt,
         payload: event,
         sourceTopic: context.topic,
@@ -182,10 +193,15 @@ export class LedgerWriter {
       // payload column (JSONB keeps the same value whatever the member order).
       const payload = canonicalJson(event);
       const hash = sha256Hex(canonicalRowContent(row, payload));
+      let chain = chainField.get(chainId);
+      if (chain === undefined) {
+        chain = copyText(chainId);
+        chainField.set(chainId, chain);
+      }
       lines.push(
-        `${row.occurredAt}\t${row.eventId}\t${row.callId === null ? '\\N' : copyText(row.callId)}\t${copyText(row.eventType)}` +
+        `${occurredAt}\t${row.eventId}\t${row.callId === null ? '\\N' : copyText(row.callId)}\t${copyText(row.eventType)}` +
           `\t${row.eventVersion}\t${recordedAt}\t${copyText(payload)}\t${topic}\t${row.sourcePartition}` +
-          `\t${offset}\t${copyText(chainId)}\t${row.chainSeq}\t${row.prevHash}\t${hash}\n`,
+          `\t${offset}\t${chain}\t${row.chainSeq}\t${row.prevHash}\t${hash}\n`,
       );
       head.set(chainId, { seq: row.chainSeq, hash });
       touched.add(chainId);
