@@ -448,6 +448,20 @@ test('retention detaches old day partitions, and verify tells retired chains fro
   assert.equal(report.rows, 1);
 });
 
+test('payload text with COPY and JSON specials (tab, newline, CR, backslash, quotes, U+2028, astral) is stored as sent', async () => {
+  const ledger = await freshLedger();
+  const name = 'tab\there\nnew\rline \\ back\\slash "quoted" \\N \u2028 é 😀 \\t';
+  const event = requestedEvent({ agent: { id: 'agt_text', name, owner: 'o@example.com' } });
+  assert.equal(await ledger.write([event]), 1);
+  const { rows } = await ledger.pool.query<{ payload: { agent: { name: string } } }>(
+    'SELECT payload FROM audit.ledger_events WHERE event_id = $1',
+    [event.eventId],
+  );
+  assert.equal(rows[0]?.payload.agent.name, name);
+  const report = await verify(ledger.pool);
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+});
+
 test('auditor indexes: built on a day partition once its day is over, never on the partition ingest writes today', async () => {
   const ledger = await freshLedger();
   const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
