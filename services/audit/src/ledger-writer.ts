@@ -48,6 +48,8 @@ export class LedgerWriter {
   readonly #partitions = new Set<string>();
   /** Connections whose session already has the staging table (a temp table lives per session). */
   readonly #staged = new WeakSet<pg.PoolClient>();
+  /** Chains whose head row a committed transaction has seen: heads are never deleted (no grant). */
+  readonly #knownHeads = new Set<string>();
 
   constructor(
     pool: pg.Pool,
@@ -107,11 +109,13 @@ export class LedgerWriter {
     if (placed.length === 0) return 0;
     await this.#ensurePartitions(placed);
     const staging: { createdOn?: pg.PoolClient } = {};
+    const chainIds = [...new Set(placed.map((p) => p.chainId))];
     const added = await withTransaction(this.#pool, (client) =>
-      this.#append(client, placed, context, now, staging),
+      this.#append(client, placed, chainIds, context, now, staging),
     );
     // Only after the commit: a rolled-back transaction also rolls back the table's creation.
     if (staging.createdOn) this.#staged.add(staging.createdOn);
+    for (const id of chainIds) this.#knownHeads.add(id);
     return added;
   }
 
@@ -127,25 +131,35 @@ export class LedgerWriter {
   async #append(
     client: pg.PoolClient,
     placed: Placed[],
+    chainIds: string[],
     context: BatchContext,
     now: Date,
     staging: { createdOn?: pg.PoolClient },
   ): Promise<number> {
-    const chainIds = [...new Set(placed.map((p) => p.chainId))];
     // Create missing heads, then lock them: a second writer on the same partition (a stale
     // consumer after a rebalance) waits here and then sees this batch's rows as already present.
-    await client.query(
-      `INSERT INTO audit.chain_heads (chain_id, chain_day, source_topic, source_partition, seq, head_hash)
-       SELECT id, left(id, 10)::date, $2, $3, 0, genesis
-       FROM unnest($1::text[], $4::text[]) AS h(id, genesis)
-       ON CONFLICT (chain_id) DO NOTHING`,
-      [chainIds, context.topic, context.partition, chainIds.map(genesisHash)],
-    );
+    // A head this writer has seen committed exists (nobody may delete one), so the insert is
+    // skipped for it: usually a statement less per batch.
+    const unknown = chainIds.filter((id) => !this.#knownHeads.has(id));
+    if (unknown.length > 0) {
+      await client.query(
+        `INSERT INTO audit.chain_heads (chain_id, chain_day, source_topic, source_partition, seq, head_hash)
+         SELECT id, left(id, 10)::date, $2, $3, 0, genesis
+         FROM unnest($1::text[], $4::text[]) AS h(id, genesis)
+         ON CONFLICT (chain_id) DO NOTHING`,
+        [unknown, context.topic, context.partition, unknown.map(genesisHash)],
+      );
+    }
     const heads = await client.query<{ chain_id: string; seq: string; head_hash: string }>(
       'SELECT chain_id, seq, head_hash FROM audit.chain_heads WHERE chain_id = ANY($1::text[]) ORDER BY chain_id FOR UPDATE',
       [chainIds],
     );
     const head = new Map(heads.rows.map((r) => [r.chain_id, { seq: Number(r.seq), hash: r.head_hash }]));
+    for (const id of chainIds) {
+      // Only a superuser bypassing the grants can have removed it; forget it, so the batch's retry
+      // goes through the insert again, exactly as without this cache.
+      if (!head.has(id)) this.#knownHeads.delete(id);
+    }
 
     let earliest = Number.POSITIVE_INFINITY;
     let latest = Number.NEGATIVE_INFINITY;
