@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pnpm bench:ledger — runs test/bench/ledger.ts against the local stack (infra/local/up.sh), or
+# pnpm bench:ledger — runs test/bench/ledger.ts (or the bench file given as $1) against the local stack (infra/local/up.sh), or
 # against the stack named by PORTCULLIS_DATABASE_URL / PORTCULLIS_KAFKA_BROKERS if already set.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -13,4 +13,4 @@ if [ -z "${PORTCULLIS_DATABASE_URL:-}" ] && [ -f "$env_file" ]; then
   source "$env_file"
   set +a
 fi
-exec node test/bench/ledger.ts
+exec node "${1:-test/bench/ledger.ts}"

@@ -9,6 +9,9 @@
  *   - baseline: one plain INSERT … ON CONFLICT DO NOTHING per event, no chain.
  * Phase 1 (throughput): N events are produced first, then the consumer starts; events/s is N over
  * the time from its first batch to its last commit.
+ * Phase 1 also reports CPU per event: the bench process's (Node: kafkajs, parsing, hashing, the
+ * driver) and the contestant's Postgres sessions' (read from /proc). On a machine shared with other
+ * work, events/s swings with the load; CPU per event is much steadier and tells where the time goes.
  * Phase 2 (lag): events are produced at a fixed rate while the consumer runs; lag is the time from
  * the send of an event to the commit of the transaction holding it, p50/p99 over all events.
  *
@@ -18,6 +21,7 @@
  * runs one contestant, BENCH_SKIP_LAG=1 skips phase 2.
  */
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { consumerGroupName, Topics, topicName } from '@portcullis/contracts';
 import { migrate } from '@portcullis/db';
@@ -45,7 +49,30 @@ type Handler = (messages: KafkaMessage[], topic: string, partition: number) => P
 interface Contestant {
   name: string;
   handler: Handler;
+  /** CPU time (ms) the contestant's Postgres backends have used since they started. */
+  backendCpuMs: () => Promise<number>;
   close: () => Promise<void>;
+}
+
+const CLOCK_TICKS_PER_S = 100; // Linux USER_HZ, what /proc/<pid>/stat counts in
+
+/**
+ * CPU used by the server processes of every session on the contestant's database (user + system,
+ * from /proc: Postgres runs on this machine). With the stack shared by other work, CPU per event
+ * is a steadier figure than events/s; background writers shared by all databases are not counted.
+ */
+async function backendCpuMs(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE datname = current_database()',
+  );
+  let ticks = 0;
+  for (const { pid } of rows) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // Fields after the command name (which is in parentheses and may hold spaces): utime, stime at 14, 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+  }
+  return (ticks * 1000) / CLOCK_TICKS_PER_S;
 }
 
 async function ledgerContestant(): Promise<Contestant> {
@@ -62,6 +89,7 @@ async function ledgerContestant(): Promise<Contestant> {
   return {
     name: 'ledger (batched, hash-chained)',
     handler: (messages, topic, partition) => writer.writeBatch(messages, { topic, partition }),
+    backendCpuMs: () => backendCpuMs(pool),
     close: async () => {
       await pool.end();
       await db.drop();
@@ -98,6 +126,7 @@ async function baselineContestant(): Promise<Contestant> {
       }
       return added;
     },
+    backendCpuMs: () => backendCpuMs(pool),
     close: async () => {
       await pool.end();
       await db.drop();
@@ -174,15 +203,26 @@ async function consume(
   return { consumer, done, firstBatchAt: () => first };
 }
 
-async function throughput(contestant: Contestant): Promise<number> {
+async function throughput(
+  contestant: Contestant,
+): Promise<{ eps: number; nodeUsPerEvent: number; pgUsPerEvent: number }> {
   const prefix = uniqueName('bench');
   await ensureTopics(kafka, prefix, [Topics.audit]);
   await produce(prefix, EVENTS, 0, new Map());
+  const pgBefore = await contestant.backendCpuMs();
+  const cpuBefore = process.cpuUsage();
   // Timed from the first batch, so the consumer group's join is not counted.
   const { consumer, done, firstBatchAt } = await consume(prefix, contestant, EVENTS, new Map(), false);
   const end = await done;
+  const cpu = process.cpuUsage(cpuBefore);
+  const pgAfter = await contestant.backendCpuMs();
   await consumer.disconnect();
-  return EVENTS / ((end - firstBatchAt()) / 1000);
+  return {
+    eps: EVENTS / ((end - firstBatchAt()) / 1000),
+    // Node's CPU includes the consumer group's join; Postgres's, sessions opened during the phase.
+    nodeUsPerEvent: (cpu.user + cpu.system) / EVENTS,
+    pgUsPerEvent: ((pgAfter - pgBefore) * 1000) / EVENTS,
+  };
 }
 
 async function lag(
@@ -213,8 +253,16 @@ async function main(): Promise<void> {
     `ledger ingest benchmark: ${EVENTS} events for throughput; ${RATE} events/s for ${SECONDS} s for lag; ` +
       `Kafka ${infra.kafkaBrokers}, ${Topics.audit.partitions} partitions (run ${randomUUID().slice(0, 8)})`,
   );
-  const results: { name: string; eps: number; p50: number; p99: number; max: number; achieved: number }[] =
-    [];
+  const results: {
+    name: string;
+    eps: number;
+    nodeUsPerEvent: number;
+    pgUsPerEvent: number;
+    p50: number;
+    p99: number;
+    max: number;
+    achieved: number;
+  }[] = [];
   // BENCH_ONLY=ledger runs one contestant alone, for profiling; the report needs both.
   const only = process.env.BENCH_ONLY;
   const contestants = [ledgerContestant, baselineContestant].filter(
@@ -223,22 +271,24 @@ async function main(): Promise<void> {
   for (const make of contestants) {
     const contestant = await make();
     try {
-      const eps = await throughput(contestant);
+      const t = await throughput(contestant);
       const l = SKIP_LAG
         ? { p50: Number.NaN, p99: Number.NaN, max: Number.NaN, achieved: 0 }
         : await lag(contestant);
-      results.push({ name: contestant.name, eps, ...l });
+      results.push({ name: contestant.name, ...t, ...l });
     } finally {
       await contestant.close();
     }
   }
   const pad = (s: string, n: number) => s.padEnd(n);
   console.log(
-    `\n${pad('contestant', 34)} ${pad('events/s', 10)} ${pad('lag p50 ms', 11)} ${pad('lag p99 ms', 11)} lag max ms`,
+    `\n${pad('contestant', 34)} ${pad('events/s', 10)} ${pad('node µs/ev', 11)} ${pad('pg µs/ev', 9)} ` +
+      `${pad('lag p50 ms', 11)} ${pad('lag p99 ms', 11)} lag max ms`,
   );
   for (const r of results) {
     console.log(
-      `${pad(r.name, 34)} ${pad(r.eps.toFixed(0), 10)} ${pad(r.p50.toFixed(0), 11)} ${pad(r.p99.toFixed(0), 11)} ${r.max.toFixed(0)}`,
+      `${pad(r.name, 34)} ${pad(r.eps.toFixed(0), 10)} ${pad(r.nodeUsPerEvent.toFixed(1), 11)} ` +
+        `${pad(r.pgUsPerEvent.toFixed(1), 9)} ${pad(r.p50.toFixed(0), 11)} ${pad(r.p99.toFixed(0), 11)} ${r.max.toFixed(0)}`,
     );
   }
   if (results.length < 2) return;

@@ -36,9 +36,13 @@ export interface HashedRow extends LedgerRow {
   rowHash: string;
 }
 
-/** Chains are per UTC day of occurred_at and per Kafka topic partition. */
-export function chainIdFor(occurredAt: Date, topic: string, partition: number): string {
-  return `${occurredAt.toISOString().slice(0, 10)}/${topic}/${partition}`;
+/**
+ * Chains are per UTC day of occurred_at and per Kafka topic partition. `occurredAt` is the
+ * timestamp as stored: ISO 8601 UTC (Date.prototype.toISOString), so its first ten characters are
+ * the UTC day.
+ */
+export function chainIdFor(occurredAt: string, topic: string, partition: number): string {
+  return `${occurredAt.slice(0, 10)}/${topic}/${partition}`;
 }
 
 /** The day a chain covers, taken from its id. */
@@ -90,9 +94,11 @@ function fixedColumnsText(row: LedgerRow, canonicalPayload: string | undefined):
   if (callId !== null && typeof callId !== 'string') return undefined;
   if (!Number.isSafeInteger(eventVersion) || !Number.isSafeInteger(sourcePartition)) return undefined;
   if (!Number.isSafeInteger(chainSeq)) return undefined;
-  const strings = [row.chainId, row.eventId, row.eventType, row.occurredAt, row.prevHash];
-  strings.push(row.recordedAt, row.sourceOffset, row.sourceTopic);
-  if (strings.some((s) => typeof s !== 'string')) return undefined;
+  // Checked one by one: no array or closure per row on the ingest's hot path.
+  if (typeof row.chainId !== 'string' || typeof row.eventId !== 'string') return undefined;
+  if (typeof row.eventType !== 'string' || typeof row.occurredAt !== 'string') return undefined;
+  if (typeof row.prevHash !== 'string' || typeof row.recordedAt !== 'string') return undefined;
+  if (typeof row.sourceOffset !== 'string' || typeof row.sourceTopic !== 'string') return undefined;
   const head =
     `{"callId":${callId === null ? 'null' : JSON.stringify(callId)},"chainId":${JSON.stringify(row.chainId)}` +
     `,"chainSeq":${chainSeq},"eventId":${JSON.stringify(row.eventId)},"eventType":${JSON.stringify(row.eventType)}` +

@@ -24,7 +24,9 @@ export interface LedgerWriterOptions {
 
 interface Placed {
   event: LedgerEvent;
-  occurredAt: Date;
+  /** occurredAt as the ledger stores and hashes it: ISO 8601 UTC with milliseconds. */
+  occurredAt: string;
+  occurredMs: number;
   chainId: string;
   offset: string;
 }
@@ -46,6 +48,8 @@ export class LedgerWriter {
   readonly #partitions = new Set<string>();
   /** Connections whose session already has the staging table (a temp table lives per session). */
   readonly #staged = new WeakSet<pg.PoolClient>();
+  /** Chains whose head row a committed transaction has seen: heads are never deleted (no grant). */
+  readonly #knownHeads = new Set<string>();
 
   constructor(
     pool: pg.Pool,
@@ -62,6 +66,7 @@ export class LedgerWriter {
   /** Returns how many new rows the batch added. */
   async writeBatch(messages: KafkaMessage[], context: BatchContext): Promise<number> {
     const now = this.#now();
+    const nowMs = now.getTime();
     const placed: Placed[] = [];
     const rejected: DeadLetter[] = [];
     const seen = new Set<string>();
@@ -71,8 +76,9 @@ export class LedgerWriter {
         rejected.push({ message, reason: parsed.reason });
         continue;
       }
-      const occurredAt = new Date(parsed.event.occurredAt);
-      const age = now.getTime() - occurredAt.getTime();
+      // Parsed and formatted once per event: the window check, the chain id and the row use it.
+      const occurredMs = Date.parse(parsed.event.occurredAt);
+      const age = nowMs - occurredMs;
       if (age > this.#retentionMs || -age > this.#maxFutureMs) {
         rejected.push({
           message,
@@ -90,9 +96,11 @@ export class LedgerWriter {
       // A duplicate inside one batch is the same event twice; the first copy is the one kept.
       if (seen.has(parsed.event.eventId)) continue;
       seen.add(parsed.event.eventId);
+      const occurredAt = new Date(occurredMs).toISOString();
       placed.push({
         event: parsed.event,
         occurredAt,
+        occurredMs,
         chainId: chainIdFor(occurredAt, context.topic, context.partition),
         offset: message.offset,
       });
@@ -101,11 +109,13 @@ export class LedgerWriter {
     if (placed.length === 0) return 0;
     await this.#ensurePartitions(placed);
     const staging: { createdOn?: pg.PoolClient } = {};
+    const chainIds = [...new Set(placed.map((p) => p.chainId))];
     const added = await withTransaction(this.#pool, (client) =>
-      this.#append(client, placed, context, now, staging),
+      this.#append(client, placed, chainIds, context, now, staging),
     );
     // Only after the commit: a rolled-back transaction also rolls back the table's creation.
     if (staging.createdOn) this.#staged.add(staging.createdOn);
+    for (const id of chainIds) this.#knownHeads.add(id);
     return added;
   }
 
@@ -121,36 +131,50 @@ export class LedgerWriter {
   async #append(
     client: pg.PoolClient,
     placed: Placed[],
+    chainIds: string[],
     context: BatchContext,
     now: Date,
     staging: { createdOn?: pg.PoolClient },
   ): Promise<number> {
-    const chainIds = [...new Set(placed.map((p) => p.chainId))];
     // Create missing heads, then lock them: a second writer on the same partition (a stale
     // consumer after a rebalance) waits here and then sees this batch's rows as already present.
-    await client.query(
-      `INSERT INTO audit.chain_heads (chain_id, chain_day, source_topic, source_partition, seq, head_hash)
-       SELECT id, left(id, 10)::date, $2, $3, 0, genesis
-       FROM unnest($1::text[], $4::text[]) AS h(id, genesis)
-       ON CONFLICT (chain_id) DO NOTHING`,
-      [chainIds, context.topic, context.partition, chainIds.map(genesisHash)],
-    );
+    // A head this writer has seen committed exists (nobody may delete one), so the insert is
+    // skipped for it: usually a statement less per batch.
+    const unknown = chainIds.filter((id) => !this.#knownHeads.has(id));
+    if (unknown.length > 0) {
+      await client.query(
+        `INSERT INTO audit.chain_heads (chain_id, chain_day, source_topic, source_partition, seq, head_hash)
+         SELECT id, left(id, 10)::date, $2, $3, 0, genesis
+         FROM unnest($1::text[], $4::text[]) AS h(id, genesis)
+         ON CONFLICT (chain_id) DO NOTHING`,
+        [unknown, context.topic, context.partition, unknown.map(genesisHash)],
+      );
+    }
     const heads = await client.query<{ chain_id: string; seq: string; head_hash: string }>(
       'SELECT chain_id, seq, head_hash FROM audit.chain_heads WHERE chain_id = ANY($1::text[]) ORDER BY chain_id FOR UPDATE',
       [chainIds],
     );
     const head = new Map(heads.rows.map((r) => [r.chain_id, { seq: Number(r.seq), hash: r.head_hash }]));
+    for (const id of chainIds) {
+      // Only a superuser bypassing the grants can have removed it; forget it, so the batch's retry
+      // goes through the insert again, exactly as without this cache.
+      if (!head.has(id)) this.#knownHeads.delete(id);
+    }
 
     let earliest = Number.POSITIVE_INFINITY;
     let latest = Number.NEGATIVE_INFINITY;
+    let ids = '';
     for (const p of placed) {
-      earliest = Math.min(earliest, p.occurredAt.getTime());
-      latest = Math.max(latest, p.occurredAt.getTime());
+      earliest = Math.min(earliest, p.occurredMs);
+      latest = Math.max(latest, p.occurredMs);
+      ids += ids === '' ? p.event.eventId : `,${p.event.eventId}`;
     }
+    // The ids go as one array literal: they are validated UUIDs (no quotes, commas or braces to
+    // escape), and building the text once is cheaper than the driver quoting every element.
     const existing = await client.query<{ event_id: string }>(
       `SELECT event_id FROM audit.ledger_events
        WHERE event_id = ANY($1::uuid[]) AND occurred_at BETWEEN $2 AND $3`,
-      [placed.map((p) => p.event.eventId), new Date(earliest), new Date(latest)],
+      [`{${ids}}`, new Date(earliest), new Date(latest)],
     );
     const present = new Set(existing.rows.map((r) => r.event_id));
     const fresh = placed.filter((p) => !present.has(p.event.eventId));
@@ -160,6 +184,7 @@ export class LedgerWriter {
     const lines: string[] = [];
     const touched = new Set<string>();
     const topic = copyText(context.topic);
+    const chainField = new Map<string, string>();
     for (const { event, occurredAt, chainId, offset } of fresh) {
       const tip = head.get(chainId);
       if (!tip) throw new Error(`chain head ${chainId} vanished inside its transaction`);
@@ -168,7 +193,7 @@ export class LedgerWriter {
         callId: 'callId' in event ? event.callId : null,
         eventType: event.type,
         eventVersion: event.version,
-        occurredAt: occurredAt.toISOString(),
+        occurredAt,
         recordedAt,
         payload: event,
         sourceTopic: context.topic,
@@ -182,10 +207,15 @@ export class LedgerWriter {
       // payload column (JSONB keeps the same value whatever the member order).
       const payload = canonicalJson(event);
       const hash = sha256Hex(canonicalRowContent(row, payload));
+      let chain = chainField.get(chainId);
+      if (chain === undefined) {
+        chain = copyText(chainId);
+        chainField.set(chainId, chain);
+      }
       lines.push(
-        `${row.occurredAt}\t${row.eventId}\t${row.callId === null ? '\\N' : copyText(row.callId)}\t${copyText(row.eventType)}` +
-          `\t${row.eventVersion}\t${recordedAt}\t${copyText(payload)}\t${topic}\t${row.sourcePartition}` +
-          `\t${offset}\t${copyText(chainId)}\t${row.chainSeq}\t${row.prevHash}\t${hash}\n`,
+        `${occurredAt}\t${row.eventId}\t${row.callId === null ? '\\N' : copyText(row.callId)}\t${copyText(row.eventType)}` +
+          `\t${row.eventVersion}\t${recordedAt}\t${copyJsonText(payload)}\t${topic}\t${row.sourcePartition}` +
+          `\t${offset}\t${chain}\t${row.chainSeq}\t${row.prevHash}\t${hash}\n`,
       );
       head.set(chainId, { seq: row.chainSeq, hash });
       touched.add(chainId);
@@ -255,4 +285,13 @@ const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': 
 /** A value as a field of COPY's text format: backslash, tab, newline and carriage return escaped. */
 function copyText(value: string): string {
   return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c] ?? c) : value;
+}
+
+/**
+ * copyText for JSON text from JSON.stringify, which never holds a raw tab, newline or carriage
+ * return (it escapes them), so only backslashes need doubling; indexOf finds them faster than a
+ * character class scan of the whole payload.
+ */
+function copyJsonText(json: string): string {
+  return json.includes('\\') ? json.replaceAll('\\', '\\\\') : json;
 }

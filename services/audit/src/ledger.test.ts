@@ -448,6 +448,85 @@ test('retention detaches old day partitions, and verify tells retired chains fro
   assert.equal(report.rows, 1);
 });
 
+test('payload text with COPY and JSON specials (tab, newline, CR, backslash, quotes, U+2028, astral) is stored as sent', async () => {
+  const ledger = await freshLedger();
+  const name = 'tab\there\nnew\rline \\ back\\slash "quoted" \\N \u2028 é 😀 \\t';
+  const event = requestedEvent({ agent: { id: 'agt_text', name, owner: 'o@example.com' } });
+  assert.equal(await ledger.write([event]), 1);
+  const { rows } = await ledger.pool.query<{ payload: { agent: { name: string } } }>(
+    'SELECT payload FROM audit.ledger_events WHERE event_id = $1',
+    [event.eventId],
+  );
+  assert.equal(rows[0]?.payload.agent.name, name);
+  const report = await verify(ledger.pool);
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+});
+
+test('auditor indexes: built on a day partition once its day is over, never on the partition ingest writes today', async () => {
+  const ledger = await freshLedger();
+  const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+  const partitionOf = (d: Date) => `ledger_events_p${d.toISOString().slice(0, 10).replaceAll('-', '')}`;
+  const [settled, today] = [partitionOf(twoDaysAgo), partitionOf(new Date())];
+  const indexesOf = async (partition: string) => {
+    const { rows } = await ledger.pool.query<{ indexname: string }>(
+      "SELECT indexname FROM pg_indexes WHERE schemaname = 'audit' AND tablename = $1 ORDER BY indexname",
+      [partition],
+    );
+    // Parent-inherited index names carry generated suffixes; the kind of index is what matters.
+    return rows.map((r) => r.indexname.replace(`${partition}_`, '').replace(/\d*$/, ''));
+  };
+  const agent = { id: 'agt_settled', name: 'settled-bot', owner: 'alice@example.com' };
+  // The write creates the partition of two days ago (the migration made only yesterday's on).
+  await ledger.write([
+    requestedEvent({ agent, occurredAt: twoDaysAgo.toISOString(), onBehalfOf: { userId: 'u-1' } }),
+    requestedEvent({ agent, onBehalfOf: { userId: 'u-1' } }),
+  ]);
+  const writerKeys = ['call_id_idx', 'chain_id_chain_seq_occurred_at_key', 'occurred_at_idx', 'pkey'];
+  assert.deepEqual(await indexesOf(settled), writerKeys);
+  assert.deepEqual(await indexesOf(today), writerKeys);
+
+  const { maintainPartitions } = await import('./maintenance.ts');
+  const done = await maintainPartitions(ledger.pool, 3, 30);
+  assert.deepEqual(
+    done.filter((d) => d.action === 'indexed').map((d) => d.partition_name),
+    [settled],
+  );
+  assert.deepEqual(
+    await indexesOf(settled),
+    [...writerKeys, 'agent_idx', 'approval_idx', 'type_idx', 'user_idx'].sort(),
+  );
+  assert.deepEqual(await indexesOf(today), writerKeys, 'today keeps only what the writer needs');
+  // Running again builds nothing twice.
+  const again = await maintainPartitions(ledger.pool, 3, 30);
+  assert.deepEqual(
+    again.filter((d) => d.action === 'indexed'),
+    [],
+  );
+
+  // The views answer the same on both kinds of partition; on the settled one the filter uses the index.
+  const { rows } = await ledger.pool.query(
+    "SELECT count(*)::int AS n FROM audit.tool_calls WHERE agent_id = 'agt_settled' AND on_behalf_of = 'u-1'",
+  );
+  assert.deepEqual(rows, [{ n: 2 }]);
+  const client = await ledger.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SET LOCAL enable_seqscan = off');
+    const plan = await client.query(
+      `EXPLAIN SELECT * FROM audit.ledger_events WHERE payload -> 'agent' ->> 'id' = 'agt_settled'
+       AND occurred_at >= $1::date AND occurred_at < $1::date + 1`,
+      [twoDaysAgo.toISOString().slice(0, 10)],
+    );
+    await client.query('ROLLBACK');
+    const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+    assert.match(text, new RegExp(`${settled}_agent_idx`));
+  } finally {
+    client.release();
+  }
+  const report = await verify(ledger.pool);
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+});
+
 test('key rotation: checkpoints of two keys verify with both public keys, not with one', async () => {
   const ledger = await freshLedger();
   const next = generateKeyPairSync('ed25519');
