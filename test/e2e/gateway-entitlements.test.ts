@@ -242,6 +242,10 @@ test('suspending the agent refuses its next request in the same session: 403 age
       body: JSON.stringify({ jsonrpc: '2.0', id: 'suspension-probe', method: 'ping' }),
     });
   assert.equal((await ping()).status, 200, 'the session works before the suspension');
+  // The session's standalone stream carries what the upstream announces...
+  const before = listChanged.length;
+  notes.setTool({ name: 'draft_note', description: 'Drafts a note.' });
+  await notified(before);
 
   await ok(await stack.api('PUT', `/v1/agents/${AGENT}`, { owner: OWNER, state: 'suspended' }));
   const refused = await waitFor('the suspension to apply', async () => {
@@ -254,4 +258,19 @@ test('suspending the agent refuses its next request in the same session: 403 age
   const callsBefore = notes.calls.length;
   await assert.rejects(agent.callTool({ name: 'notes__read_note', arguments: { text: 'x' } }), /403/);
   assert.equal(notes.calls.length, callsBefore);
+
+  // ...and the stream opened before the suspension is ended: nothing more reaches the agent
+  // (neither notifications nor server-initiated requests), and reopening it is refused.
+  const after = listChanged.length;
+  notes.setTool({ name: 'archive_note', description: 'Archives a note.' });
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(listChanged.length, after, 'a suspended agent still received a notification');
+  const reopened = await fetch(`${brokerUrl}/mcp`, {
+    headers: {
+      authorization: `Bearer ${key}`,
+      accept: 'text/event-stream',
+      'mcp-session-id': transport.sessionId ?? '',
+    },
+  });
+  assert.equal(reopened.status, 403);
 });
