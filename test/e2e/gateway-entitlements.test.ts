@@ -138,6 +138,10 @@ describe('listings follow entitlements (point 2)', () => {
       arguments: { text: 'gates' },
     })) as CallToolResult;
     assert.deepEqual(result.content, [{ type: 'text', text: 'search_wiki: gates' }]);
+    // The session's stream now follows the new app's upstream too: what it announces arrives.
+    const announced = listChanged.length;
+    wiki.setTool({ name: 'wiki_draft', description: 'A tool added upstream (unpinned, so hidden).' });
+    await notified(announced);
   });
 
   test('narrowing a grant to read hides the write tool again', async () => {
@@ -160,6 +164,11 @@ describe('listings follow entitlements (point 2)', () => {
     assert.equal(unknown.code, -32602);
     assert.equal((unknown.data as { code: string }).code, 'unknown_tool');
     assert.equal(wiki.calls.includes('search_wiki: x'), false);
+    // Nor does the revoked app's upstream reach the agent on the session's stream any more.
+    const quiet = listChanged.length;
+    wiki.setTool({ name: 'wiki_other', description: 'Another tool added upstream.' });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(listChanged.length, quiet, 'a revoked app still reached the agent');
   });
 
   test("an app's own endpoint shows an agent without entitlement nothing", async () => {

@@ -457,6 +457,9 @@ export class Gateway {
         session.stream.close();
         continue;
       }
+      // An aggregate session follows the upstreams of the apps the agent is entitled to now only.
+      if (session.record.scope.kind === 'aggregate')
+        session.follow(this.#options.appsOf(session.record.agentId));
       for (const method of [
         'notifications/tools/list_changed',
         'notifications/resources/list_changed',
