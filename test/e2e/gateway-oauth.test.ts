@@ -129,6 +129,28 @@ test('an unmodified SDK client discovers the IdP from the 401, gets a token and 
   }
 });
 
+test("the same discovery works on an app's own endpoint, below the gateway's resource", async () => {
+  const provider = new ClientCredentialsProvider({
+    clientId: registered.clientId,
+    clientSecret: registered.clientSecret,
+    expectedIssuer: idp.issuer,
+  });
+  const client = new Client({ name: 'oauth-e2e-app', version: '1.0.0' });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${brokerUrl}/mcp/apps/${APP}`), { authProvider: provider }),
+  );
+  try {
+    presented.push(provider.tokens()?.access_token ?? '');
+    const result = (await client.callTool({
+      name: 'whoami',
+      arguments: { text: 'per app' },
+    })) as CallToolResult;
+    assert.deepEqual(result.content, [{ type: 'text', text: 'whoami: per app' }]);
+  } finally {
+    await client.close();
+  }
+});
+
 test('the protected-resource metadata names this gateway and its IdP', async () => {
   const metadata = await ok(
     await fetch(`${new URL(brokerUrl).origin}/.well-known/oauth-protected-resource/mcp`),
@@ -184,7 +206,7 @@ test('neither the access token nor the agent key is ever sent upstream', async (
   } finally {
     await client.close();
   }
-  assert.equal(upstream.calls.length, 2);
+  assert.deepEqual(upstream.calls, ['whoami: via oauth', 'whoami: per app', 'whoami: via key']);
   assert.ok(upstream.seen.length > 0);
   const withAuthorization = upstream.seen.filter((request) => request.authorization !== undefined);
   assert.deepEqual(withAuthorization, [], 'the upstream received an Authorization header');
