@@ -48,6 +48,8 @@ let stack: TestStack;
 let upstream: MutableUpstream;
 let agent: Client;
 let pinnedAtRegistration = '';
+let brokerUrl = '';
+let key = '';
 const listChanged: number[] = [];
 
 async function ok(response: Response, status = 200): Promise<unknown> {
@@ -102,9 +104,9 @@ before(async () => {
     await stack.api('PUT', `/v1/agents/${AGENT}/entitlements/${APP}`, { grants: [{ actions: ['read'] }] }),
     204,
   );
-  const { key } = (await ok(await stack.api('POST', `/v1/agents/${AGENT}/keys`), 201)) as { key: string };
+  key = ((await ok(await stack.api('POST', `/v1/agents/${AGENT}/keys`), 201)) as { key: string }).key;
   await stack.directoryPublished();
-  const brokerUrl = (await stack.startBroker({ UPSTREAM_URL: '', UPSTREAM_APP_ID: '' })).url;
+  brokerUrl = (await stack.startBroker({ UPSTREAM_URL: '', UPSTREAM_APP_ID: '' })).url;
 
   agent = new Client({ name: 'pinning-agent', version: '1.0.0' });
   agent.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
@@ -171,6 +173,25 @@ test('a definition changed upstream is hidden, refused with -32014, and reported
 
   // Still refused a moment later: nothing but an approval unblocks it.
   assert.equal((await callError(`${APP}__lookup`)).code, -32014);
+
+  // The app's own endpoint (no prefixes) hides and refuses it just the same.
+  const single = new Client({ name: 'pinning-single-app', version: '1.0.0' });
+  await single.connect(
+    new StreamableHTTPClientTransport(new URL(`${brokerUrl}/mcp/apps/${APP}`), {
+      requestInit: { headers: { Authorization: `Bearer ${key}` } },
+    }),
+  );
+  try {
+    assert.deepEqual((await single.listTools()).tools, []);
+    const error = await single.callTool({ name: 'lookup', arguments: { text: 'x' } }).then(
+      () => assert.fail('lookup should be refused on the app endpoint'),
+      (caught: unknown) => caught as McpError,
+    );
+    assert.equal(error.code, -32014);
+  } finally {
+    await single.close();
+  }
+  assert.deepEqual(upstream.calls, ['lookup: portcullis']);
 });
 
 test("an admin's approval of the new fingerprint makes the tool listed and callable again", async () => {
