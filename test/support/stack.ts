@@ -271,7 +271,8 @@ export class TestStack {
     entry: string,
     extraEnv: Record<string, string> = {},
   ): Promise<{ port: number; process: ServiceProcess }> {
-    const port = await freePort();
+    // A caller that must know the port before the service starts (an OAuth audience) passes HTTP_PORT.
+    const port = extraEnv.HTTP_PORT ? Number(extraEnv.HTTP_PORT) : await freePort();
     const process = await startProcess({
       name,
       script: script(entry),

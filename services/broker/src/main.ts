@@ -186,6 +186,7 @@ await runService(
       limits: { maxBytes: env.MAX_REQUEST_BYTES, maxDepth: env.MAX_JSON_DEPTH },
       appsOf: (agentId) => directory.entitledApps(agentId).filter((appId) => target(appId) !== undefined),
       appExists: (appId) => target(appId) !== undefined,
+      agentActive: (agentId) => directory.agent(agentId)?.state === 'active',
       serverInfo: GATEWAY_INFO,
       keepAliveMs: env.SSE_KEEPALIVE_MS,
       localIdleMs: 10 * 60_000,

@@ -32,6 +32,8 @@ export interface GatewayOptions {
   appsOf(agentId: string): string[];
   /** Whether an app id names an app with an upstream connection. */
   appExists(appId: string): boolean;
+  /** Whether the directory knows the agent and it is active (not suspended). */
+  agentActive(agentId: string): boolean;
   serverInfo: { name: string; version: string };
   /** Comment lines on idle standalone streams, so proxies keep them open. */
   keepAliveMs: number;
@@ -448,6 +450,16 @@ export class Gateway {
     for (const appId of change.apps) this.#options.methodDeps.catalog.invalidate(appId);
     for (const { session } of this.#local.values()) {
       if (!session.stream || !(change.everyone || change.agents.has(session.record.agentId))) continue;
+      // Authentication runs on every request, but a standalone stream opened before a suspension
+      // would go on carrying upstream notifications and server-initiated requests to the agent.
+      // End it: the client's reconnection is a new request, and is refused (403 agent_suspended).
+      if (!this.#options.agentActive(session.record.agentId)) {
+        session.stream.close();
+        continue;
+      }
+      // An aggregate session follows the upstreams of the apps the agent is entitled to now only.
+      if (session.record.scope.kind === 'aggregate')
+        session.follow(this.#options.appsOf(session.record.agentId));
       for (const method of [
         'notifications/tools/list_changed',
         'notifications/resources/list_changed',

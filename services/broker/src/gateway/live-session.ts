@@ -65,6 +65,8 @@ export class LiveSession {
   readonly inflight = new Map<JsonRpcId, AbortController>();
   readonly #pending = new Map<string, PendingClientRequest>();
   readonly #detach = new Map<string, () => void>();
+  /** The apps whose upstream streams the standalone stream may carry (those the agent may reach). */
+  #followed = new Set<string>();
   #stream: NotificationStream | undefined;
   #sequence = 0;
   lastUsed = performance.now();
@@ -162,7 +164,7 @@ export class LiveSession {
       );
     };
     if (initializedHere) await this.#replayState(appId, session);
-    if (this.#stream) this.#listen(appId, session);
+    if (this.#stream && this.#followed.has(appId)) this.#listen(appId, session);
     return session;
   }
 
@@ -200,13 +202,33 @@ export class LiveSession {
       for (const detach of this.#detach.values()) detach();
       this.#detach.clear();
     });
-    for (const appId of appIds)
-      this.upstream(appId).then(
-        (session) => {
-          if (this.#stream === stream && !this.#detach.has(appId)) this.#listen(appId, session);
-        },
-        (error) => this.#deps.logger.warn({ err: error, appId }, 'upstream stream not opened'),
-      );
+    this.#followed = new Set();
+    this.follow(appIds);
+  }
+
+  /**
+   * Sets the apps whose upstream streams reach the agent while its standalone stream is open. The
+   * gateway calls it when the agent's entitlements change: an app it lost stops reaching it (its
+   * notifications and server-initiated requests included), a newly entitled app starts.
+   */
+  follow(appIds: readonly string[]): void {
+    const stream = this.#stream;
+    if (!stream) return;
+    this.#followed = new Set(appIds);
+    for (const [appId, detach] of [...this.#detach])
+      if (!this.#followed.has(appId)) {
+        detach();
+        this.#detach.delete(appId);
+      }
+    for (const appId of this.#followed)
+      if (!this.#detach.has(appId))
+        this.upstream(appId).then(
+          (session) => {
+            if (this.#stream === stream && this.#followed.has(appId) && !this.#detach.has(appId))
+              this.#listen(appId, session);
+          },
+          (error) => this.#deps.logger.warn({ err: error, appId }, 'upstream stream not opened'),
+        );
   }
 
   #listen(appId: string, session: UpstreamSession): void {

@@ -1,0 +1,285 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, test } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import {
+  type CallToolResult,
+  McpError,
+  ToolListChangedNotificationSchema,
+} from '@modelcontextprotocol/sdk/types.js';
+import { waitFor } from '@portcullis/testing';
+import { readBundle } from '../../packages/policy-engine/src/index.ts';
+import { MutableUpstream } from '../support/mutable-upstream.ts';
+import { bundlePath, TestStack } from '../support/stack.ts';
+
+// Entitlements as the gateway applies them (issue 4, points 2 and 4), through a real broker with
+// two apps registered through the decision service: an agent's aggregate endpoint shows only the
+// apps it is entitled to and only the tools its grants cover; granting and revoking an app
+// through the decision API announces tools/list_changed on the session's stream and changes the
+// listing; refusals are machine-readable and distinct from "not found"; a suspension applies to
+// the very next request of an established session.
+
+const AGENT = 'ent-agent';
+const OWNER = 'olga@example.com';
+const ACCESS_HINT = 'Ask the agent owner to request an entitlement for this app and action class.';
+
+let stack: TestStack;
+let notes: MutableUpstream;
+let wiki: MutableUpstream;
+let brokerUrl = '';
+let key = '';
+let policyRevision = '';
+let agent: Client;
+let transport: StreamableHTTPClientTransport;
+const listChanged: number[] = [];
+
+async function ok(response: Response, status = 200): Promise<unknown> {
+  const text = await response.text();
+  assert.equal(response.status, status, text);
+  return text ? (JSON.parse(text) as unknown) : undefined;
+}
+
+const grant = async (app: string, actions: string[]) => {
+  await ok(await stack.api('PUT', `/v1/agents/${AGENT}/entitlements/${app}`, { grants: [{ actions }] }), 204);
+};
+
+async function connect(path: string): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+  const client = new Client({ name: 'entitlements-agent', version: '1.0.0' });
+  const clientTransport = new StreamableHTTPClientTransport(new URL(`${brokerUrl}${path}`), {
+    requestInit: { headers: { Authorization: `Bearer ${key}` } },
+  });
+  await client.connect(clientTransport);
+  return { client, transport: clientTransport };
+}
+
+const toolNames = async (client = agent) => (await client.listTools()).tools.map((tool) => tool.name).sort();
+
+/** The JSON-RPC error a request ends with. */
+async function rpcError(request: Promise<unknown>): Promise<McpError> {
+  const error = await request.then(
+    (result) => assert.fail(`expected an error, got ${JSON.stringify(result)}`),
+    (caught: unknown) => caught,
+  );
+  assert.ok(error instanceof McpError, String(error));
+  return error;
+}
+
+/** Waits for a tools/list_changed that arrives after `since` notifications. */
+const notified = (since: number) =>
+  waitFor('a tools/list_changed notification', async () => listChanged.length > since);
+
+before(async () => {
+  stack = await TestStack.create();
+  await stack.startDecision();
+  [notes, wiki] = await Promise.all([
+    MutableUpstream.start([
+      { name: 'read_note', description: 'Reads a note.', annotations: { readOnlyHint: true } },
+      { name: 'write_note', description: 'Writes a note.' },
+      { name: 'purge_notes', description: 'Deletes every note.', annotations: { destructiveHint: true } },
+    ]),
+    MutableUpstream.start([
+      { name: 'search_wiki', description: 'Searches the wiki.', annotations: { readOnlyHint: true } },
+      { name: 'edit_wiki', description: 'Edits a wiki page.', annotations: { readOnlyHint: false } },
+    ]),
+  ]);
+  for (const [id, upstream] of [
+    ['notes', notes],
+    ['wiki', wiki],
+  ] as const)
+    await ok(
+      await stack.api('PUT', `/v1/apps/${id}/connection`, {
+        name: id,
+        transport: { type: 'http', url: upstream.url },
+      }),
+    );
+  await ok(await stack.api('PUT', `/v1/agents/${AGENT}`, { owner: OWNER }));
+  await grant('notes', ['read']);
+  key = ((await ok(await stack.api('POST', `/v1/agents/${AGENT}/keys`), 201)) as { key: string }).key;
+  await stack.directoryPublished();
+  brokerUrl = (await stack.startBroker({ UPSTREAM_URL: '', UPSTREAM_APP_ID: '' })).url;
+  policyRevision = (await readBundle(await readFile(bundlePath))).revision;
+
+  ({ client: agent, transport } = await connect('/mcp'));
+  agent.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+    listChanged.push(Date.now());
+  });
+});
+
+after(async () => {
+  await agent?.close().catch(() => undefined);
+  await Promise.all([notes?.stop(), wiki?.stop()]);
+  await stack?.stop();
+});
+
+describe('listings follow entitlements (point 2)', () => {
+  test('the aggregate shows only entitled apps, and only the tools the grants cover', async () => {
+    // A read grant covers read_note; write_note (no annotations: write) and purge_notes
+    // (destructive: delete) need grants the agent does not hold; wiki is not entitled at all.
+    assert.deepEqual(await toolNames(), ['notes__read_note']);
+    assert.deepEqual(
+      (await agent.listResources()).resources.map((resource) => resource.uri),
+      ['notes+note://welcome'],
+    );
+    assert.deepEqual(
+      (await agent.listPrompts()).prompts.map((prompt) => prompt.name),
+      ['notes__summarize'],
+    );
+  });
+
+  test('granting an app through the decision API: list_changed arrives and its tools appear', async () => {
+    const since = listChanged.length;
+    await grant('wiki', ['read', 'write']);
+    await notified(since);
+    await waitFor('the wiki tools listed', async () => (await toolNames()).includes('wiki__edit_wiki'));
+    assert.deepEqual(await toolNames(), ['notes__read_note', 'wiki__edit_wiki', 'wiki__search_wiki']);
+    const result = (await agent.callTool({
+      name: 'wiki__search_wiki',
+      arguments: { text: 'gates' },
+    })) as CallToolResult;
+    assert.deepEqual(result.content, [{ type: 'text', text: 'search_wiki: gates' }]);
+    // The session's stream now follows the new app's upstream too: what it announces arrives.
+    const announced = listChanged.length;
+    wiki.setTool({ name: 'wiki_draft', description: 'A tool added upstream (unpinned, so hidden).' });
+    await notified(announced);
+  });
+
+  test('narrowing a grant to read hides the write tool again', async () => {
+    const since = listChanged.length;
+    await grant('wiki', ['read']);
+    await notified(since);
+    await waitFor('edit_wiki hidden', async () => !(await toolNames()).includes('wiki__edit_wiki'));
+    assert.deepEqual(await toolNames(), ['notes__read_note', 'wiki__search_wiki']);
+  });
+
+  test('revoking the app: list_changed arrives, its tools disappear and are unknown', async () => {
+    const since = listChanged.length;
+    await ok(await stack.api('DELETE', `/v1/agents/${AGENT}/entitlements/wiki`), 204);
+    await notified(since);
+    await waitFor('the wiki tools gone', async () =>
+      (await toolNames()).every((name) => !name.startsWith('wiki__')),
+    );
+    assert.deepEqual(await toolNames(), ['notes__read_note']);
+    const unknown = await rpcError(agent.callTool({ name: 'wiki__search_wiki', arguments: { text: 'x' } }));
+    assert.equal(unknown.code, -32602);
+    assert.equal((unknown.data as { code: string }).code, 'unknown_tool');
+    assert.equal(wiki.calls.includes('search_wiki: x'), false);
+    // Nor does the revoked app's upstream reach the agent on the session's stream any more.
+    const quiet = listChanged.length;
+    wiki.setTool({ name: 'wiki_other', description: 'Another tool added upstream.' });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(listChanged.length, quiet, 'a revoked app still reached the agent');
+  });
+
+  test("an app's own endpoint shows an agent without entitlement nothing", async () => {
+    const { client } = await connect('/mcp/apps/wiki');
+    try {
+      assert.deepEqual(await toolNames(client), []);
+      assert.deepEqual((await client.listResources()).resources, []);
+      assert.deepEqual((await client.listPrompts()).prompts, []);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('refusals are machine-readable (point 4)', () => {
+  const expectDenied = (error: McpError) => {
+    assert.equal(error.code, -32010, error.message);
+    const data = error.data as Record<string, unknown>;
+    assert.equal(data.code, 'denied');
+    assert.equal(data.decision, 'deny');
+    assert.deepEqual(data.reasons, ['no_entitlement']);
+    assert.equal(data.policyRevision, policyRevision);
+    assert.equal(data.howToRequestAccess, ACCESS_HINT);
+  };
+
+  test('resources/read and prompts/get without a read entitlement: -32010 with reasons and revision', async () => {
+    const { client } = await connect('/mcp/apps/wiki');
+    try {
+      expectDenied(await rpcError(client.readResource({ uri: 'note://welcome' })));
+      expectDenied(await rpcError(client.getPrompt({ name: 'summarize', arguments: { topic: 'gates' } })));
+    } finally {
+      await client.close();
+    }
+    // On the aggregate, with a write-only grant: the app is there, reading it is not allowed.
+    await grant('wiki', ['write']);
+    await stack.directoryPublished();
+    await waitFor('the write-only grant', async () => (await toolNames()).includes('wiki__edit_wiki'));
+    expectDenied(await rpcError(agent.readResource({ uri: 'wiki+note://welcome' })));
+    expectDenied(await rpcError(agent.getPrompt({ name: 'wiki__summarize', arguments: { topic: 'x' } })));
+    // A resource of an app the agent holds read on is served.
+    const read = await agent.readResource({ uri: 'notes+note://welcome' });
+    assert.deepEqual(read.contents, [
+      { uri: 'note://welcome', mimeType: 'text/plain', text: 'Welcome, reader.' },
+    ]);
+  });
+
+  test('a tools/call denial is a tool result with reason codes and policy revision, unlike an unknown tool', async () => {
+    const denied = (await agent.callTool({
+      name: 'notes__purge_notes',
+      arguments: { text: 'all' },
+    })) as CallToolResult;
+    assert.equal(denied.isError, true);
+    const decision = denied._meta?.['portcullis/decision'] as Record<string, unknown>;
+    assert.equal(decision.code, 'denied');
+    assert.equal(decision.decision, 'deny');
+    assert.deepEqual(decision.reasons, ['no_entitlement']);
+    assert.equal(decision.policyRevision, policyRevision);
+    assert.equal(decision.howToRequestAccess, ACCESS_HINT);
+    assert.match(String(decision.callId), /^[0-9a-f-]{36}$/);
+    assert.match((denied.content[0] as { text: string }).text, /Denied by policy \(no_entitlement\)/);
+    assert.deepEqual(notes.calls, [], 'the denied call never reached the upstream');
+
+    const unknown = await rpcError(agent.callTool({ name: 'notes__no_such_tool', arguments: {} }));
+    assert.equal(unknown.code, -32602);
+    assert.equal((unknown.data as { code: string }).code, 'unknown_tool');
+  });
+});
+
+test('suspending the agent refuses its next request in the same session: 403 agent_suspended', async () => {
+  const ping = () =>
+    fetch(`${brokerUrl}/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${key}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': transport.sessionId ?? '',
+        'mcp-protocol-version': transport.protocolVersion ?? '2025-06-18',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'suspension-probe', method: 'ping' }),
+    });
+  assert.equal((await ping()).status, 200, 'the session works before the suspension');
+  // The session's standalone stream carries what the upstream announces...
+  const before = listChanged.length;
+  notes.setTool({ name: 'draft_note', description: 'Drafts a note.' });
+  await notified(before);
+
+  await ok(await stack.api('PUT', `/v1/agents/${AGENT}`, { owner: OWNER, state: 'suspended' }));
+  const refused = await waitFor('the suspension to apply', async () => {
+    const response = await ping();
+    return response.status === 403 ? response : undefined;
+  });
+  assert.match(refused.headers.get('content-type') ?? '', /application\/problem\+json/);
+  assert.equal(((await refused.json()) as { code: string }).code, 'agent_suspended');
+  // The SDK client, in the same session, is refused too; nothing reaches the upstream.
+  const callsBefore = notes.calls.length;
+  await assert.rejects(agent.callTool({ name: 'notes__read_note', arguments: { text: 'x' } }), /403/);
+  assert.equal(notes.calls.length, callsBefore);
+
+  // ...and the stream opened before the suspension is ended: nothing more reaches the agent
+  // (neither notifications nor server-initiated requests), and reopening it is refused.
+  const after = listChanged.length;
+  notes.setTool({ name: 'archive_note', description: 'Archives a note.' });
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(listChanged.length, after, 'a suspended agent still received a notification');
+  const reopened = await fetch(`${brokerUrl}/mcp`, {
+    headers: {
+      authorization: `Bearer ${key}`,
+      accept: 'text/event-stream',
+      'mcp-session-id': transport.sessionId ?? '',
+    },
+  });
+  assert.equal(reopened.status, 403);
+});
