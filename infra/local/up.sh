@@ -361,7 +361,11 @@ kafka_format_storage() {
   [ -f "$KAFKA_DATA/meta.properties" ] && return 0
   local cluster_id
   log "formatting Kafka storage in $KAFKA_DATA (once)…"
-  cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid)" || die "kafka StorageTool random-uuid failed"
+  # A random id may start with '-', which StorageTool's argument parser reads as an option.
+  cluster_id="-"
+  while [ "${cluster_id#-}" != "$cluster_id" ]; do
+    cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid)" || die "kafka StorageTool random-uuid failed"
+  done
   kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONF" >/dev/null ||
     die "kafka StorageTool format failed for $KAFKA_DATA"
 }

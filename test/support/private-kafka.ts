@@ -66,7 +66,9 @@ export class PrivateKafka {
         '',
       ].join('\n'),
     );
-    const clusterId = randomBytes(16).toString('base64url');
+    // A base64url id may start with '-', which StorageTool would read as an option.
+    let clusterId = randomBytes(16).toString('base64url');
+    while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url');
     await run('java', [
       ...PrivateKafka.#jvm(dir),
       'kafka.tools.StorageTool',
