@@ -9,10 +9,10 @@
  * client, the same for both paths. Closed-loop runs at several concurrencies give throughput; an
  * open-loop run at a fixed rate (500 calls/s by default) gives the latency the goal is stated in.
  */
-import { Agent, createServer, type Agent as HttpAgent, request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Agent, type Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { cpus, loadavg } from 'node:os';
-import { closedLoop } from '@portcullis/testing';
+import { fileURLToPath } from 'node:url';
+import { closedLoop, freePort, startProcess, waitFor } from '@portcullis/testing';
 import { TestStack } from '../support/stack.ts';
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
@@ -20,56 +20,28 @@ const RATE = Number(process.env.BENCH_RATE ?? 500);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,4,16').split(',').map(Number);
 const fmt = (n: number, digits = 2) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
 
-/** A raw MCP server: initialize, tools/list and an echo tools/call, JSON responses only. */
+/**
+ * The raw upstream runs in a process of its own, as a real upstream would: "direct" is then one
+ * process hop (client → upstream) and "gateway" two (client → broker → upstream), so the added
+ * figure is the gateway's own cost, not the cost of leaving the benchmark's process.
+ */
 async function startRawUpstream(): Promise<{ url: string; close: () => void }> {
-  const tool = {
-    name: 'echo',
-    description: 'Echoes its message',
-    inputSchema: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] },
-    annotations: { readOnlyHint: true },
-  };
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      if (req.method !== 'POST') {
-        res.writeHead(req.method === 'DELETE' ? 200 : 405).end();
-        return;
-      }
-      const message = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
-        id?: number | string;
-        method: string;
-        params?: { arguments?: { message?: string }; protocolVersion?: string };
-      };
-      if (message.id === undefined) {
-        res.writeHead(202).end();
-        return;
-      }
-      let result: unknown;
-      if (message.method === 'initialize')
-        result = {
-          protocolVersion: message.params?.protocolVersion ?? '2025-06-18',
-          capabilities: { tools: {} },
-          serverInfo: { name: 'raw-echo', version: '1' },
-        };
-      else if (message.method === 'tools/list') result = { tools: [tool] };
-      else if (message.method === 'tools/call')
-        result = { content: [{ type: 'text', text: message.params?.arguments?.message ?? '' }] };
-      else result = {};
-      const body = JSON.stringify({ jsonrpc: '2.0', id: message.id, result });
-      res.writeHead(200, {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(body),
-        'mcp-session-id': 'raw-upstream-session',
-      });
-      res.end(body);
-    });
+  const port = await freePort();
+  const process = await startProcess({
+    name: 'raw-upstream',
+    script: fileURLToPath(new URL('./raw-upstream.ts', import.meta.url)),
+    args: [String(port)],
+    env: {},
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
-    close: () => server.close(),
-  };
+  const url = `http://127.0.0.1:${port}/mcp`;
+  await waitFor('the raw upstream', async () => {
+    try {
+      return (await fetch(url)).status === 405;
+    } catch {
+      return false;
+    }
+  });
+  return { url, close: () => void process.stop('SIGTERM') };
 }
 
 /** A raw MCP client on one keep-alive connection pool: the same load generator for both paths. */
