@@ -177,3 +177,49 @@ test('with Kafka up: concurrent events share produce requests, each resolves onc
   for (const callId of calls)
     assert.deepEqual(seen.get(callId), ['tool_call.requested', 'tool_call.completed']);
 });
+
+test('local-first: a call waits for the spool only, and the spool ships to Kafka behind it', async () => {
+  const kafka = createKafka({
+    clientId: 'durable-audit-local',
+    brokers: stackEnv().kafkaBrokers.split(','),
+    logger,
+  });
+  const prefix = uniqueName('local');
+  await ensureTopics(kafka, prefix, [Topics.audit]);
+  const producer = createProducer(kafka);
+  await producer.connect();
+  let kafkaAcknowledged = 0;
+  const send = producer.send.bind(producer);
+  producer.send = async (record) => {
+    // Kafka is made slow on purpose: a call must not wait for it.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const result = await send(record);
+    kafkaAcknowledged += record.messages.length;
+    return result;
+  };
+  const { spool } = await Spool.open({
+    dir: await mkdtemp(join(tmpdir(), 'durable-audit-')),
+    maxBytes: 1 << 20,
+    maxRecords: 1000,
+  });
+  const audit = new DurableAuditPublisher({
+    producer,
+    topicPrefix: prefix,
+    spool,
+    acceptance: 'local-first',
+    sendTimeoutMs: 10_000,
+    retryIntervalMs: 100,
+    logger,
+  });
+  const callId = randomUUID();
+  const started = performance.now();
+  await audit.publish(requested(callId));
+  assert.ok(performance.now() - started < 250, 'accepted before Kafka could have acknowledged it');
+  assert.equal(kafkaAcknowledged, 0);
+  await audit.publish(completed(callId));
+  await audit.flush(10_000);
+  assert.equal(kafkaAcknowledged, 2, 'both events shipped');
+  assert.equal(spool.pendingRecords, 0);
+  await audit.stop();
+  await producer.disconnect();
+});
