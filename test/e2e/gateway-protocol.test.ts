@@ -140,8 +140,14 @@ for (const app of [APP, STDIO_APP])
         run(gateway.client, prefixed('trigger-long-running-operation')),
         run(straight().client, 'trigger-long-running-operation'),
       ]);
-      assert.equal(mine.progress.length, 3);
-      assert.deepEqual(mine, theirs);
+      // Every step, in order, as the server sends them; the result as the server gives it. (The
+      // direct SDK stdio client now and then drops a last notification that races the result, so
+      // the steps are compared with what the server sends rather than with that client.)
+      assert.deepEqual(
+        mine.progress,
+        [1, 2, 3].map((step) => ({ step, total: 3 })),
+      );
+      assert.deepEqual(mine.result, theirs.result);
     });
 
     it('cancels a call upstream when the client cancels, without hanging', async () => {
