@@ -152,7 +152,7 @@ describe('listings follow entitlements (point 2)', () => {
     assert.deepEqual(await toolNames(), ['notes__read_note', 'wiki__search_wiki']);
   });
 
-  test('revoking the app: list_changed arrives, its tools disappear and are unknown', async () => {
+  test('revoking the app: list_changed arrives, its tools disappear, and a call is a policy denial', async () => {
     const since = listChanged.length;
     await ok(await stack.api('DELETE', `/v1/agents/${AGENT}/entitlements/wiki`), 204);
     await notified(since);
@@ -160,9 +160,15 @@ describe('listings follow entitlements (point 2)', () => {
       (await toolNames()).every((name) => !name.startsWith('wiki__')),
     );
     assert.deepEqual(await toolNames(), ['notes__read_note']);
-    const unknown = await rpcError(agent.callTool({ name: 'wiki__search_wiki', arguments: { text: 'x' } }));
-    assert.equal(unknown.code, -32602);
-    assert.equal((unknown.data as { code: string }).code, 'unknown_tool');
+    // The app still exists: the policy answers, with reasons and how to ask for access, and the
+    // upstream is never touched.
+    const refused = (await agent.callTool({ name: 'wiki__search_wiki', arguments: { text: 'x' } })) as {
+      isError?: boolean;
+      _meta?: { 'portcullis/decision'?: { reasons: string[]; howToRequestAccess: string } };
+    };
+    assert.equal(refused.isError, true);
+    assert.deepEqual(refused._meta?.['portcullis/decision']?.reasons, ['no_entitlement']);
+    assert.equal(refused._meta?.['portcullis/decision']?.howToRequestAccess, ACCESS_HINT);
     assert.equal(wiki.calls.includes('search_wiki: x'), false);
     // Nor does the revoked app's upstream reach the agent on the session's stream any more.
     const quiet = listChanged.length;

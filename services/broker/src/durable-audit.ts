@@ -88,8 +88,10 @@ export class DurableAuditPublisher implements AuditSink {
     this.#options = options;
     this.#topic = topicName(options.topicPrefix, Topics.audit);
     this.#requests = new GroupSender(options.producer, this.#topic, options.sendTimeoutMs);
+    // Nobody waits for an outcome (the agent already has its answer), so outcomes linger a few
+    // milliseconds to share produce requests: fewer requests, less CPU per call.
     this.#outcomes = options.outcomeProducer
-      ? new GroupSender(options.outcomeProducer, this.#topic, options.sendTimeoutMs)
+      ? new GroupSender(options.outcomeProducer, this.#topic, options.sendTimeoutMs, OUTCOME_LINGER_MS)
       : this.#requests;
     this.#localFirst = options.acceptance === 'local-first';
     this.#spooling = this.#localFirst || options.spool.pendingRecords > 0;
@@ -276,6 +278,8 @@ export class DurableAuditPublisher implements AuditSink {
 
 /** Most events one coalesced produce request carries. */
 const GROUP_LIMIT = 500;
+/** How long outcome events gather before they are sent together. */
+const OUTCOME_LINGER_MS = 5;
 
 interface QueuedEvent {
   key: string;
@@ -300,10 +304,14 @@ class GroupSender {
   #queue: QueuedEvent[] = [];
   #sending = false;
 
-  constructor(producer: Producer, topic: string, timeoutMs: number) {
+  readonly #lingerMs: number;
+
+  /** `lingerMs`: how long to gather events before the first request of a burst (0: send at once). */
+  constructor(producer: Producer, topic: string, timeoutMs: number, lingerMs = 0) {
     this.#producer = producer;
     this.#topic = topic;
     this.#timeoutMs = timeoutMs;
+    this.#lingerMs = lingerMs;
   }
 
   /** Resolves once Kafka acknowledged the event; rejects after the timeout (the caller spools). */
@@ -322,6 +330,7 @@ class GroupSender {
 
   async #drain(): Promise<void> {
     this.#sending = true;
+    if (this.#lingerMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#lingerMs));
     try {
       while (this.#queue.length > 0) {
         const group = this.#queue.splice(0, GROUP_LIMIT).filter((entry) => !entry.abandoned);
