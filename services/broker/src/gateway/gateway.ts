@@ -292,18 +292,30 @@ export class Gateway {
         null,
         new RpcError(RpcCode.InvalidRequest, 'Not Acceptable: the stream needs Accept: text/event-stream'),
       );
+    const session = await this.#requireSession(req, res, scope, caller);
+    if (!session) return;
+    const stream = new NotificationStream(res, { 'mcp-session-id': session.id }, this.#options.keepAliveMs);
+    const apps = scope.kind === 'app' ? [scope.appId] : this.#options.appsOf(caller.agent.id);
+    session.attachStream(stream, apps);
+  }
+
+  /** The request's session for GET and DELETE, or undefined after answering 400/404. */
+  async #requireSession(
+    req: IncomingMessage,
+    res: ServerResponse,
+    scope: SessionScope,
+    caller: Caller,
+  ): Promise<LiveSession | undefined> {
     const sessionId = header(req.headers, 'mcp-session-id');
     const session = sessionId ? await this.#session(sessionId, caller, scope) : undefined;
     if (!session)
-      return sendRpcError(
+      sendRpcError(
         res,
         sessionId ? 404 : 400,
         null,
         sessionId ? sessionNotFound() : new RpcError(RpcCode.InvalidRequest, 'Mcp-Session-Id missing'),
       );
-    const stream = new NotificationStream(res, { 'mcp-session-id': session.id }, this.#options.keepAliveMs);
-    const apps = scope.kind === 'app' ? [scope.appId] : this.#options.appsOf(caller.agent.id);
-    session.attachStream(stream, apps);
+    return session;
   }
 
   async #delete(
@@ -313,15 +325,8 @@ export class Gateway {
     caller: Caller,
   ): Promise<void> {
     req.resume();
-    const sessionId = header(req.headers, 'mcp-session-id');
-    const session = sessionId ? await this.#session(sessionId, caller, scope) : undefined;
-    if (!session)
-      return sendRpcError(
-        res,
-        sessionId ? 404 : 400,
-        null,
-        sessionId ? sessionNotFound() : new RpcError(RpcCode.InvalidRequest, 'Mcp-Session-Id missing'),
-      );
+    const session = await this.#requireSession(req, res, scope, caller);
+    if (!session) return;
     // Upstream sessions opened elsewhere and stored in Redis are resumed here to be closed too.
     for (const appId of Object.keys(session.record.upstreams))
       await session.upstream(appId).catch(() => undefined);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# pnpm bench:ledger — runs test/bench/ledger.ts (or the bench file given as $1) against the local stack (infra/local/up.sh), or
-# against the stack named by PORTCULLIS_DATABASE_URL / PORTCULLIS_KAFKA_BROKERS if already set.
+# Runs a benchmark script (default test/bench/ledger.ts) against the local stack (infra/local/up.sh),
+# or against the stack named by PORTCULLIS_DATABASE_URL / PORTCULLIS_KAFKA_BROKERS if already set.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
