@@ -99,6 +99,13 @@ start decision "$decision_port" services/decision/src/main.ts \
   "OPA_BIN=${PORTCULLIS_OPA_BIN:-opa}"
 wait_ready decision "http://127.0.0.1:$decision_port/readyz"
 DATABASE_URL="$database_url" node services/decision/src/cli.ts seed examples/seed.json
+echo "registering the demo app's upstream through the decision service (its tools are pinned)…"
+for _ in $(seq 1 50); do
+  curl -s -o /dev/null "http://127.0.0.1:$upstream_port/mcp" && break
+  sleep 0.1
+done
+PORTCULLIS_API_URL="http://127.0.0.1:$decision_port" PORTCULLIS_API_TOKEN="$(tr -d '\n' <"$api_token_file")" \
+  node services/decision/src/cli.ts apps register demo --url "http://127.0.0.1:$upstream_port/mcp"
 echo "issuing an agent key for quickstart-agent (entitled to read and write the demo app, not delete)…"
 key="$(DATABASE_URL="$database_url" node services/decision/src/cli.ts issue-key quickstart-agent --json |
   node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).key))')"
@@ -116,8 +123,6 @@ AUDIT_SIGNING_KEY="$(cat "$ledger_keys/signing-key.pem")" CHECKPOINT_INTERVAL_MS
 start broker "$broker_port" services/broker/src/main.ts \
   "REDIS_URL=$PORTCULLIS_REDIS_URL" \
   "POLICY_BUNDLE_PATH=$root/rego/build/bundle.tar.gz" \
-  "UPSTREAM_URL=http://127.0.0.1:$upstream_port/mcp" \
-  "UPSTREAM_APP_ID=demo" \
   "AUDIT_SPOOL_DIR=$run_dir/broker-audit-spool"
 for service in credential:$credential_port audit:$audit_port broker:$broker_port; do
   wait_ready "${service%%:*}" "http://127.0.0.1:${service##*:}/readyz"
