@@ -136,7 +136,13 @@ export class Catalog {
   }
 }
 
-/** The catalog variant of a client: the capabilities it declared, by name. */
+/** Client capabilities an upstream may tailor its listings to (MCP 2025-11-25). */
+const KNOWN_CLIENT_CAPABILITIES = ['elicitation', 'experimental', 'roots', 'sampling', 'tasks'];
+
+/**
+ * The catalog variant of a client: which known capabilities it declared. Unknown names do not
+ * count, so an agent cannot grow the cache (or make the gateway refetch listings) by inventing them.
+ */
 export function capabilityVariant(clientCapabilities: Record<string, unknown>): string {
-  return Object.keys(clientCapabilities).sort().join(',');
+  return KNOWN_CLIENT_CAPABILITIES.filter((name) => clientCapabilities[name] !== undefined).join(',');
 }

@@ -52,6 +52,8 @@ const SERVER_CAPABILITIES = {
 };
 const INSTRUCTIONS =
   'Tools, resources and prompts are served through the Portcullis gateway: every use is authorized by policy and audited.';
+/** Largest client capabilities object a session may carry (real clients send a few hundred bytes). */
+const MAX_CAPABILITIES_CHARS = 16_384;
 const MCP_PATH = /^\/mcp(?:\/apps\/([a-z][a-z0-9-]{0,62}))?\/?(?:\?.*)?$/;
 
 interface Local {
@@ -244,6 +246,14 @@ export class Gateway {
       ? requested
       : LATEST_PROTOCOL_VERSION;
     const clientInfo = params.clientInfo as SessionRecord['clientInfo'] | undefined;
+    // The capabilities are kept in Redis for the session's life: bound what one session may store.
+    if (JSON.stringify(params.capabilities ?? {}).length > MAX_CAPABILITIES_CHARS)
+      return sendRpcError(
+        res,
+        400,
+        request.id,
+        new RpcError(RpcCode.InvalidParams, `capabilities larger than ${MAX_CAPABILITIES_CHARS} characters`),
+      );
     if (
       !clientInfo ||
       typeof clientInfo.name !== 'string' ||
