@@ -5,6 +5,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
   type CallToolResult,
+  LoggingMessageNotificationSchema,
   McpError,
   ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
@@ -22,6 +23,7 @@ import { bundlePath, TestStack } from '../support/stack.ts';
 
 const AGENT = 'ent-agent';
 const OWNER = 'olga@example.com';
+const LEAKED_KEY = ['AKIA', 'IOSFODNN7EXAMPLE'].join('');
 const ACCESS_HINT = 'Ask the agent owner to request an entitlement for this app and action class.';
 
 let stack: TestStack;
@@ -74,7 +76,13 @@ before(async () => {
   await stack.startDecision();
   [notes, wiki] = await Promise.all([
     MutableUpstream.start([
-      { name: 'read_note', description: 'Reads a note.', annotations: { readOnlyHint: true } },
+      {
+        name: 'read_note',
+        description: 'Reads a note.',
+        annotations: { readOnlyHint: true },
+        // A secret in a log message sent while the tool runs: relayed messages pass DLP too.
+        log: `opening the notes store with ${LEAKED_KEY}`,
+      },
       { name: 'write_note', description: 'Writes a note.' },
       { name: 'purge_notes', description: 'Deletes every note.', annotations: { destructiveHint: true } },
     ]),
@@ -189,6 +197,39 @@ describe('listings follow entitlements (point 2)', () => {
   });
 });
 
+test('a log message an upstream sends while a tool runs reaches the agent redacted', async () => {
+  const logs: unknown[] = [];
+  agent.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
+    logs.push(notification.params.data);
+  });
+  await agent.callTool({ name: 'notes__read_note', arguments: { text: 'n-1' } });
+  await waitFor('the log message', async () => logs.length > 0);
+  const seen = JSON.stringify(logs);
+  assert.equal(seen.includes(LEAKED_KEY), false, 'the secret reached the agent');
+  assert.match(seen, /\[REDACTED:aws_access_key\]/);
+});
+
+test("an app's own endpoint without entitlement: a call is a policy denial, the upstream untouched", async () => {
+  const before = wiki.seen.length;
+  const { client } = await connect('/mcp/apps/wiki');
+  try {
+    const refused = (await client.callTool({
+      name: 'search_wiki',
+      arguments: { text: 'x' },
+    })) as CallToolResult;
+    assert.equal(refused.isError, true);
+    const decision = (refused._meta as Record<string, { reasons: string[] }>)['portcullis/decision'];
+    assert.deepEqual(decision?.reasons, ['no_entitlement']);
+  } finally {
+    await client.close();
+  }
+  assert.equal(
+    wiki.seen.length,
+    before,
+    'the gateway contacted the upstream of an app the agent may not use',
+  );
+});
+
 describe('refusals are machine-readable (point 4)', () => {
   const expectDenied = (error: McpError) => {
     assert.equal(error.code, -32010, error.message);
@@ -235,7 +276,11 @@ describe('refusals are machine-readable (point 4)', () => {
     assert.equal(decision.howToRequestAccess, ACCESS_HINT);
     assert.match(String(decision.callId), /^[0-9a-f-]{36}$/);
     assert.match((denied.content[0] as { text: string }).text, /Denied by policy \(no_entitlement\)/);
-    assert.deepEqual(notes.calls, [], 'the denied call never reached the upstream');
+    assert.deepEqual(
+      notes.calls.filter((call) => call.startsWith('purge_notes')),
+      [],
+      'the denied call never reached the upstream',
+    );
 
     const unknown = await rpcError(agent.callTool({ name: 'notes__no_such_tool', arguments: {} }));
     assert.equal(unknown.code, -32602);

@@ -202,3 +202,35 @@ describe('hostile input is refused cleanly', () => {
     await waitFor('the legitimate call in the ledger', async () => (await rows()) === '1');
   });
 });
+
+describe('hostile session creation', () => {
+  const initialize = (capabilities: unknown, headers: Record<string, string>) =>
+    post(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities, clientInfo: { name: 'flood', version: '1' } },
+      }),
+      { 'mcp-session-id': '', ...headers },
+    );
+
+  it('capabilities too large to keep for a session: 400, no session', async () => {
+    const answer = await initialize({ experimental: { padding: 'x'.repeat(20_000) } }, {});
+    assert.equal(answer.status, 400);
+    assert.equal(answer.body.error?.code, -32602);
+  });
+
+  it('a flood of new sessions is rate-limited per agent (429, retryable)', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 60 }, () => initialize({}, { authorization: `Bearer ${otherKey}` })),
+    );
+    const refused = answers.filter((answer) => answer.status === 429);
+    assert.ok(refused.length > 0, 'no session creation was refused');
+    assert.equal(refused[0]!.body.error?.data?.code, 'rate_limited');
+    assert.ok(
+      answers.some((answer) => answer.status === 200),
+      'the first sessions were created',
+    );
+  });
+});

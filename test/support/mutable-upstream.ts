@@ -11,6 +11,8 @@ export interface UpstreamToolSpec {
   name: string;
   description: string;
   annotations?: ToolAnnotations;
+  /** A log message the tool sends (notifications/message) while it runs, before its result. */
+  log?: string;
 }
 
 /** What the upstream saw of one HTTP request: enough to prove what the gateway forwards. */
@@ -105,7 +107,10 @@ export class MutableUpstream {
     }
     if (req.method !== 'POST') return void res.writeHead(400).end();
     // A request without a session must be an initialize; the transport refuses anything else.
-    const server = new McpServer({ name: 'mutable-upstream', version: '1.0.0' });
+    const server = new McpServer(
+      { name: 'mutable-upstream', version: '1.0.0' },
+      { capabilities: { logging: {} } },
+    );
     const session: Session = {
       server,
       transport: new StreamableHTTPServerTransport({
@@ -143,8 +148,13 @@ export class MutableUpstream {
         inputSchema: { text: z.string() },
         ...(spec.annotations ? { annotations: spec.annotations } : {}),
       },
-      async ({ text }) => {
+      async ({ text }, extra) => {
         this.calls.push(`${spec.name}: ${text}`);
+        if (spec.log)
+          await extra.sendNotification({
+            method: 'notifications/message',
+            params: { level: 'info', data: spec.log },
+          });
         return { content: [{ type: 'text', text: `${spec.name}: ${text}` }] };
       },
     );

@@ -148,12 +148,13 @@ await runService(
     shutdown.add('close', 'upstream connections', () => connector.close());
     const catalog = new Catalog({ ttlMs: 60_000, missRefreshMs: 5_000, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
     const store = new SessionStore(redis, env.REDIS_KEY_PREFIX, env.SESSION_TTL_SECONDS);
+    const limiter = new RateLimiter(redis, env.REDIS_KEY_PREFIX, env.RATE_LIMIT_CLASSES);
     const enforcement = new Enforcement({
       engine,
       audit,
       logger,
       instanceId: env.INSTANCE_ID,
-      limiter: new RateLimiter(redis, env.REDIS_KEY_PREFIX, env.RATE_LIMIT_CLASSES),
+      limiter,
     });
     const gateway = new Gateway({
       sessionDeps: {
@@ -188,6 +189,15 @@ await runService(
       appExists: (appId) => target(appId) !== undefined,
       agentActive: (agentId) => directory.agent(agentId)?.state === 'active',
       serverInfo: GATEWAY_INFO,
+      // New sessions are rate-limited per agent (the standard class): an agent cannot flood Redis.
+      allowSession: async (agentId) => {
+        try {
+          // A bucket of its own (agent id + '#sessions'): sessions never use up the agent's calls.
+          return (await limiter.consume(`${agentId}#sessions`, 'mcp/initialize', 'standard')).allowed;
+        } catch {
+          return false; // the limiter cannot answer: fail closed
+        }
+      },
       keepAliveMs: env.SSE_KEEPALIVE_MS,
       localIdleMs: 10 * 60_000,
       localRecheckMs: 5_000,

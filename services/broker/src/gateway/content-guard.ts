@@ -91,3 +91,20 @@ export const obligationGuard: ContentGuard = {
 
 /** The key under which DLP details travel in a result's `_meta`. */
 export { DLP_META_KEY };
+
+/**
+ * Redacts every secret and personal datum in a message the relay passes along outside an enforced
+ * operation: notifications and server-initiated requests from upstreams, the client's answers to
+ * them, completion results. A message that cannot be inspected is replaced by a notice.
+ */
+export function redacted<T>(message: T): T {
+  try {
+    return scanJson(message, 'redact').value;
+  } catch {
+    return JSON.parse(JSON.stringify(message), (key, value) =>
+      typeof value === 'string' && key !== 'jsonrpc' && key !== 'method' && key !== 'id'
+        ? '[REDACTED:uninspectable]'
+        : value,
+    ) as T;
+  }
+}

@@ -35,6 +35,8 @@ export interface GatewayOptions {
   /** Whether the directory knows the agent and it is active (not suspended). */
   agentActive(agentId: string): boolean;
   serverInfo: { name: string; version: string };
+  /** Whether the agent may open another session now (sessions are rate-limited per agent). */
+  allowSession(agentId: string): Promise<boolean>;
   /** Comment lines on idle standalone streams, so proxies keep them open. */
   keepAliveMs: number;
   /** A session unused this long leaves this replica's memory (it stays in Redis). */
@@ -198,7 +200,7 @@ export class Gateway {
 
     if (classified.kind === 'notification') {
       res.writeHead(202).end();
-      return this.#notification(session, classified.message);
+      return this.#notification(session, classified.message, this.#appsFor(scope, caller.agent.id));
     }
     if (classified.kind === 'response') {
       res.writeHead(202).end();
@@ -221,7 +223,7 @@ export class Gateway {
         code: RpcCode.MethodNotFound,
         message: `Method not found: ${request.method.slice(0, 128)}`,
       });
-    const apps = scope.kind === 'app' ? [scope.appId] : this.#options.appsOf(caller.agent.id);
+    const apps = this.#appsFor(scope, caller.agent.id);
     try {
       const outcome = await handler(this.#options.methodDeps, { session, caller, apps, request, channel });
       return 'jsonrpc' in outcome ? (outcome as JsonRpcResponse) : resultResponse(request.id, outcome);
@@ -266,8 +268,24 @@ export class Gateway {
         request.id,
         new RpcError(RpcCode.InvalidParams, 'initialize needs capabilities and clientInfo'),
       );
+    if (!(await this.#options.allowSession(caller.agent.id)))
+      return sendRpcError(
+        res,
+        429,
+        request.id,
+        new RpcError(
+          RpcCode.RateLimited,
+          'Too many new sessions for this agent; reuse a session or retry later',
+          {
+            code: 'rate_limited',
+            retryable: true,
+            scope: 'sessions',
+          },
+        ),
+      );
     const record = await this.#options.sessionDeps.store.create({
       agentId: caller.agent.id,
+      ...(caller.user ? { userId: caller.user.id } : {}),
       scope,
       protocolVersion,
       clientCapabilities: params.capabilities as Record<string, unknown>,
@@ -305,7 +323,7 @@ export class Gateway {
     const session = await this.#requireSession(req, res, scope, caller);
     if (!session) return;
     const stream = new NotificationStream(res, { 'mcp-session-id': session.id }, this.#options.keepAliveMs);
-    const apps = scope.kind === 'app' ? [scope.appId] : this.#options.appsOf(caller.agent.id);
+    const apps = this.#appsFor(scope, caller.agent.id);
     session.attachStream(stream, apps);
   }
 
@@ -347,12 +365,16 @@ export class Gateway {
     res.writeHead(204).end();
   }
 
-  async #notification(session: LiveSession, message: JsonRpcNotification): Promise<void> {
+  async #notification(
+    session: LiveSession,
+    message: JsonRpcNotification,
+    entitled: readonly string[],
+  ): Promise<void> {
     const params = message.params ?? {};
     switch (message.method) {
       case 'notifications/cancelled': {
-        const requestId = params.requestId as JsonRpcId | undefined;
-        if (requestId === undefined) return;
+        const requestId = params.requestId;
+        if (typeof requestId !== 'string' && typeof requestId !== 'number') return;
         const controller = session.inflight.get(requestId);
         if (controller) controller.abort(new Error(String(params.reason ?? 'cancelled by the client')));
         else
@@ -367,9 +389,9 @@ export class Gateway {
       case 'notifications/roots/list_changed':
         // Every upstream of the session that may ask for roots should ask again.
         await Promise.allSettled(
-          [...new Set([...session.openApps(), ...Object.keys(session.record.upstreams)])].map((appId) =>
-            session.withUpstream(appId, (upstream) => upstream.send(message)),
-          ),
+          [...new Set([...session.openApps(), ...Object.keys(session.record.upstreams)])]
+            .filter((appId) => entitled.includes(appId))
+            .map((appId) => session.withUpstream(appId, (upstream) => upstream.send(message))),
         );
         return;
       default:
@@ -380,7 +402,10 @@ export class Gateway {
 
   async #clientResponse(session: LiveSession, message: JsonRpcResponse): Promise<void> {
     const id = String(message.id);
-    const owner = id.slice(0, id.lastIndexOf('~'));
+    const at = id.lastIndexOf('~');
+    const owner = at > 0 ? id.slice(0, at) : '';
+    // Only ids this gateway issued (`<replica>~<n>`) are routed; anything else is dropped.
+    if (!/^[\w.:-]{1,128}$/.test(owner)) return;
     if (owner === this.#options.sessionDeps.instanceId) {
       await session
         .answerServerRequest(message)
@@ -412,6 +437,16 @@ export class Gateway {
     }
   }
 
+  /**
+   * The apps a session may reach now: on the aggregate, every app the agent is entitled to; on an
+   * app's own endpoint, that app only if the agent is entitled to it (else none: listings are empty,
+   * streams follow nothing, and calls get the policy's denial without touching the upstream).
+   */
+  #appsFor(scope: SessionScope, agentId: string): string[] {
+    const entitled = this.#options.appsOf(agentId);
+    return scope.kind === 'app' ? entitled.filter((appId) => appId === scope.appId) : entitled;
+  }
+
   /** The session if it exists, belongs to this agent and was opened on this endpoint. */
   async #session(id: string, caller: Caller, scope: SessionScope): Promise<LiveSession | undefined> {
     let local = this.#local.get(id);
@@ -424,6 +459,9 @@ export class Gateway {
         }
         return undefined;
       }
+      // Another request may have built the local copy while this one waited for Redis: reuse it,
+      // or the replaced copy's upstream sessions (stdio children) would never be closed.
+      local ??= this.#local.get(id);
       if (local) {
         local.session.record = record;
         local.loadedAt = performance.now();
@@ -434,6 +472,8 @@ export class Gateway {
     }
     const session = local?.session;
     if (!session || session.record.agentId !== caller.agent.id) return undefined;
+    // A delegated session belongs to its user too: another user's token for the same agent is refused.
+    if ((session.record.userId ?? undefined) !== caller.user?.id) return undefined;
     const stored = session.record.scope;
     if (
       stored.kind !== scope.kind ||
@@ -472,9 +512,8 @@ export class Gateway {
         session.stream.close();
         continue;
       }
-      // An aggregate session follows the upstreams of the apps the agent is entitled to now only.
-      if (session.record.scope.kind === 'aggregate')
-        session.follow(this.#options.appsOf(session.record.agentId));
+      // A session follows the upstreams of the apps the agent is entitled to now only.
+      session.follow(this.#appsFor(session.record.scope, session.record.agentId));
       for (const method of [
         'notifications/tools/list_changed',
         'notifications/resources/list_changed',

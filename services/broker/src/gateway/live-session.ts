@@ -10,6 +10,7 @@ import {
   type UpstreamTarget,
 } from '../upstream/connection.ts';
 import type { Catalog, ListKind } from './catalog.ts';
+import { redacted } from './content-guard.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
 import type { Namespace } from './namespacing.ts';
 import type { NotificationStream, ReplyChannel } from './reply.ts';
@@ -250,8 +251,12 @@ export class LiveSession {
     message: JsonRpcRequest | JsonRpcNotification,
     channel?: ReplyChannel,
   ): void {
-    const deliver = (outgoing: JsonRpcRequest | JsonRpcNotification): boolean =>
-      (channel?.canStream && channel.send(outgoing)) || (this.#stream?.send(outgoing) ?? false);
+    // DLP on everything an upstream sends the agent besides the answer itself (log messages,
+    // progress text, sampling and elicitation requests): redacted, whatever the operation's modes.
+    const deliver = (outgoing: JsonRpcRequest | JsonRpcNotification): boolean => {
+      const safe = redacted(outgoing);
+      return (channel?.canStream && channel.send(safe)) || (this.#stream?.send(safe) ?? false);
+    };
     if ('id' in message) {
       this.#relayServerRequest(appId, upstream, message, deliver);
       return;
@@ -319,7 +324,9 @@ export class LiveSession {
     const pending = this.#pending.get(gatewayId);
     if (!pending) return false;
     this.#settle(gatewayId);
-    await pending.upstream.send({ ...message, id: pending.upstreamId });
+    // The client's answer (a sampled message, what a user typed into an elicitation form) passes
+    // DLP on its way upstream too.
+    await pending.upstream.send({ ...redacted(message), id: pending.upstreamId });
     return true;
   }
 

@@ -3,6 +3,7 @@ import { actionClassOf } from '../action-class.ts';
 import type { JsonRpcRequest, JsonRpcResponse, UpstreamSession } from '../upstream/connection.ts';
 import { type Catalog, capabilityVariant, type ListKind } from './catalog.ts';
 import type { ContentGuard } from './content-guard.ts';
+import { redacted } from './content-guard.ts';
 import {
   ACCESS_REQUEST_HINT,
   type AdmittedCall,
@@ -159,6 +160,15 @@ const unknown = (what: string, name: unknown) =>
     code: `unknown_${what}`,
   });
 
+/**
+ * Only the progress token of the agent's `_meta` goes upstream with an enforced operation: other
+ * params and `_meta` members are not judged by policy or DLP, so they are not forwarded.
+ */
+function progressMeta(context: RequestContext): { _meta?: { progressToken: string | number } } {
+  const token = (params(context)._meta as { progressToken?: unknown } | undefined)?.progressToken;
+  return typeof token === 'string' || typeof token === 'number' ? { _meta: { progressToken: token } } : {};
+}
+
 function params(context: RequestContext): Record<string, unknown> {
   return context.request.params ?? {};
 }
@@ -178,7 +188,7 @@ async function callTool(
   const { name } = params(context);
   const args = objectArgument(params(context).arguments, 'arguments');
   if (typeof name !== 'string') throw new RpcError(RpcCode.InvalidParams, 'name must be a string');
-  const target = context.apps.length > 0 ? session.namespace.resolveName(name) : undefined;
+  const target = session.namespace.resolveName(name);
   if (!target) throw unknown('tool', name);
   if (!context.apps.includes(target.appId)) {
     // A registered app the agent holds no entitlement for: the policy answers (a denial with
@@ -217,7 +227,7 @@ async function callTool(
     admitted,
     target.appId,
     'tools/call',
-    { ...params(context), name: target.name, arguments: outgoing.arguments },
+    { ...progressMeta(context), name: target.name, arguments: outgoing.arguments },
     { argumentRedactions: outgoing.redactions, outputSchema: tool.outputSchema as object | undefined },
   );
 }
@@ -241,7 +251,7 @@ async function readResource(
   const admitted = await deps.enforcement.admit(context.caller, operation);
   if (!('finish' in admitted)) throw admitted.error;
   return forward(deps, context, admitted, target.appId, 'resources/read', {
-    ...params(context),
+    ...progressMeta(context),
     uri: target.uri,
   });
 }
@@ -288,7 +298,7 @@ async function getPrompt(
     admitted,
     target.appId,
     'prompts/get',
-    { ...params(context), name: target.name, arguments: outgoing.arguments },
+    { ...progressMeta(context), name: target.name, arguments: outgoing.arguments },
     { argumentRedactions: outgoing.redactions },
   );
 }
@@ -519,7 +529,9 @@ async function relayed(
         onMessage: (message) => session.relay(appId, upstream, message, channel),
       }),
     );
-    return { ...response, id: request.id } as JsonRpcResponse;
+    // Not an enforced operation, but what comes back still passes DLP (completion values can
+    // carry data): redacted, as are upstream errors everywhere.
+    return { ...redacted(response), id: request.id } as JsonRpcResponse;
   } catch (error) {
     throw upstreamRpcError(appId, error);
   }

@@ -1,6 +1,12 @@
 import type { ServerResponse } from 'node:http';
 import type { JsonRpcMessage } from '../upstream/connection.ts';
 
+/**
+ * Most bytes a stream may have waiting for a client that does not read: beyond it the stream is
+ * closed (the client reconnects and misses what was dropped) rather than held in memory.
+ */
+const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+
 const SSE_HEADERS = {
   'content-type': 'text/event-stream',
   'cache-control': 'no-cache, no-transform',
@@ -48,6 +54,10 @@ export class ReplyChannel {
     if (!this.#streaming) {
       this.#streaming = true;
       this.#res.writeHead(200, { ...SSE_HEADERS, ...this.#headers });
+    }
+    if (this.#res.writableLength > MAX_BUFFERED_BYTES) {
+      this.#res.destroy();
+      return false;
     }
     writeEvent(this.#res, message);
     return true;
@@ -107,6 +117,10 @@ export class NotificationStream {
 
   send(message: JsonRpcMessage): boolean {
     if (this.#closed) return false;
+    if (this.#res.writableLength > MAX_BUFFERED_BYTES) {
+      this.close();
+      return false;
+    }
     this.#sequence++;
     writeEvent(this.#res, message, String(this.#sequence));
     return true;

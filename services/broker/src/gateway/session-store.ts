@@ -14,6 +14,8 @@ export interface StoredUpstream {
 export interface SessionRecord {
   id: string;
   agentId: string;
+  /** The delegating user of an OAuth session; the session answers only to the same user. */
+  userId?: string;
   scope: SessionScope;
   protocolVersion: string;
   clientCapabilities: Record<string, unknown>;
@@ -57,6 +59,7 @@ export class SessionStore {
       .multi()
       .hset(key, {
         agent: record.agentId,
+        ...(record.userId ? { user: record.userId } : {}),
         scope: record.scope.kind === 'app' ? `app:${record.scope.appId}` : 'aggregate',
         pv: record.protocolVersion,
         caps: JSON.stringify(record.clientCapabilities),
@@ -86,6 +89,7 @@ export class SessionStore {
     return {
       id,
       agentId: hash.agent,
+      ...(hash.user ? { userId: hash.user } : {}),
       scope: scope.startsWith('app:') ? { kind: 'app', appId: scope.slice(4) } : { kind: 'aggregate' },
       protocolVersion: hash.pv ?? '',
       clientCapabilities: JSON.parse(hash.caps ?? '{}') as Record<string, unknown>,
@@ -120,6 +124,9 @@ export class SessionStore {
   async setLogLevel(id: string, level: string): Promise<void> {
     await this.#redis.hset(this.#key(id), 'level', level);
   }
+
+  /** Most resource subscriptions one session may hold (each is replayed to a fresh upstream). */
+  static readonly MAX_SUBSCRIPTIONS = 100;
 
   async setSubscribed(id: string, uri: string, subscribed: boolean): Promise<void> {
     if (subscribed) await this.#redis.hset(this.#key(id), `sub:${uri}`, '1');
