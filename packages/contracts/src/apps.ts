@@ -126,48 +126,43 @@ export const ToolDefinition = z.object({
 });
 export type ToolDefinition = z.infer<typeof ToolDefinition>;
 
+/** A tool as an upstream lists it (tools/list): the members pinning looks at, and any others. */
+export interface ListedToolDefinition {
+  name: string;
+  title?: string | undefined;
+  description?: string | undefined;
+  inputSchema?: unknown;
+  outputSchema?: unknown;
+  annotations?: unknown;
+}
+
+/** The pinned members of a listed tool, absent ones left out (extra members dropped). */
+function pinnedMembers(tool: ListedToolDefinition): Record<string, unknown> {
+  return {
+    name: tool.name,
+    ...(tool.title === undefined ? {} : { title: tool.title }),
+    ...(tool.description === undefined ? {} : { description: tool.description }),
+    // A tool without inputSchema is invalid MCP; pinning {} for it keeps the fingerprint total.
+    inputSchema: tool.inputSchema ?? {},
+    ...(tool.outputSchema === undefined ? {} : { outputSchema: tool.outputSchema }),
+    ...(tool.annotations === undefined ? {} : { annotations: tool.annotations }),
+  };
+}
+
 /**
  * The fingerprint of a tool's definition: the lowercase hex SHA-256 of the RFC 8785 canonical JSON
  * of {name, title, description, inputSchema, outputSchema, annotations} (absent members left out).
  * Key order does not matter; any change to one of these members changes it.
  */
-export function toolFingerprint(tool: {
-  name: string;
-  title?: string | undefined;
-  description?: string | undefined;
-  inputSchema?: unknown;
-  outputSchema?: unknown;
-  annotations?: unknown;
-}): string {
-  const pinned: Record<string, unknown> = { name: tool.name };
-  if (tool.title !== undefined) pinned.title = tool.title;
-  if (tool.description !== undefined) pinned.description = tool.description;
-  // A tool without inputSchema is invalid MCP; pinning {} for it keeps the fingerprint total.
-  pinned.inputSchema = tool.inputSchema ?? {};
-  if (tool.outputSchema !== undefined) pinned.outputSchema = tool.outputSchema;
-  if (tool.annotations !== undefined) pinned.annotations = tool.annotations;
-  const canonical = canonicalize(pinned);
+export function toolFingerprint(tool: ListedToolDefinition): string {
+  const canonical = canonicalize(pinnedMembers(tool));
   if (canonical === undefined) throw new Error('tool definition is not JSON');
   return createHash('sha256').update(canonical, 'utf8').digest('hex');
 }
 
-/** The fingerprinted members of a tool as an upstream listed it (extra members dropped). */
-export function toolDefinitionOf(tool: {
-  name: string;
-  title?: string | undefined;
-  description?: string | undefined;
-  inputSchema?: unknown;
-  outputSchema?: unknown;
-  annotations?: unknown;
-}): ToolDefinition {
-  return ToolDefinition.parse({
-    name: tool.name,
-    ...(tool.title === undefined ? {} : { title: tool.title }),
-    ...(tool.description === undefined ? {} : { description: tool.description }),
-    inputSchema: tool.inputSchema ?? {},
-    ...(tool.outputSchema === undefined ? {} : { outputSchema: tool.outputSchema }),
-    ...(tool.annotations === undefined ? {} : { annotations: tool.annotations }),
-  });
+/** The fingerprinted members of a tool as an upstream listed it, validated (extra members dropped). */
+export function toolDefinitionOf(tool: ListedToolDefinition): ToolDefinition {
+  return ToolDefinition.parse(pinnedMembers(tool));
 }
 
 /**

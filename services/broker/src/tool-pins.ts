@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import {
+  type ListedToolDefinition,
   type ToolDefinition,
   type ToolDefinitionChangedV1,
   Topics,
@@ -31,13 +32,7 @@ export interface PinSource {
 }
 
 /** A tool as an upstream listed it (tools/list); members beyond the pinned ones are ignored. */
-export interface ListedTool {
-  name: string;
-  title?: string | undefined;
-  description?: string | undefined;
-  inputSchema?: unknown;
-  outputSchema?: unknown;
-  annotations?: unknown;
+export interface ListedTool extends ListedToolDefinition {
   [member: string]: unknown;
 }
 

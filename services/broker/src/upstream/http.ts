@@ -14,6 +14,7 @@ import {
   type UpstreamSession,
   type UpstreamSessionInit,
 } from './connection.ts';
+import { initializeParams, negotiatedResult } from './handshake.ts';
 import {
   classify,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -225,32 +226,12 @@ export class HttpUpstreamSession implements UpstreamSession {
 
   /** The handshake: initialize, check the negotiated version, then notifications/initialized. */
   async initialize(init: UpstreamSessionInit): Promise<void> {
-    const response = await this.request(
-      'initialize',
-      {
-        protocolVersion: init.protocolVersion,
-        capabilities: init.clientCapabilities,
-        clientInfo: init.clientInfo,
-      },
-      { timeoutMs: this.#initializeTimeoutMs },
-    );
-    if ('error' in response) {
-      throw new UpstreamError(
-        this.appId,
-        'protocol',
-        `upstream refused initialize: ${response.error.code} ${response.error.message}`,
-      );
-    }
-    const version = response.result.protocolVersion;
-    if (typeof version !== 'string' || !this.#supported.includes(version)) {
-      throw new UpstreamError(
-        this.appId,
-        'protocol',
-        `upstream negotiated unsupported protocol version ${String(version)}`,
-      );
-    }
-    this.#protocolVersion = version;
-    this.initializeResult = response.result;
+    const response = await this.request('initialize', initializeParams(init), {
+      timeoutMs: this.#initializeTimeoutMs,
+    });
+    const result = negotiatedResult(this.appId, response, this.#supported, 'protocol');
+    this.#protocolVersion = result.protocolVersion;
+    this.initializeResult = result;
     await this.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
   }
 
@@ -418,27 +399,46 @@ export class HttpUpstreamSession implements UpstreamSession {
     }
   }
 
-  /** POSTs a request and routes the answer; every failure ends in the exchange's OpenRequest. */
-  async #post(exchange: HttpExchange): Promise<void> {
+  /**
+   * The HTTP request of an exchange (the POST of a message, or the GET resuming its stream), with
+   * this call's credential; undefined when it failed (the exchange is failed) or was settled meanwhile.
+   */
+  async #exchangeRequest(
+    exchange: HttpExchange,
+    method: 'POST' | 'GET',
+    extraHeaders: Record<string, string>,
+  ): Promise<http.ClientRequest | undefined> {
     let credentials: Awaited<ReturnType<UpstreamCredentials['forRequest']>>;
     try {
       credentials = await this.#credentials.forRequest(this.appId);
     } catch (error) {
       exchange.open.fail('unreachable', 'no upstream credential could be obtained', error);
-      return;
+      return undefined;
     }
-    if (exchange.open.settled) return;
-    const headers = this.#headers(credentials.headers, ACCEPT_BOTH, true);
-    headers['content-length'] = String(Buffer.byteLength(exchange.body));
+    if (exchange.open.settled) return undefined;
+    const post = method === 'POST';
+    const headers = {
+      ...this.#headers(credentials.headers, post ? ACCEPT_BOTH : 'text/event-stream', post),
+      ...extraHeaders,
+    };
     let request: http.ClientRequest;
     try {
-      request = this.#createRequest('POST', headers, false);
+      request = this.#createRequest(method, headers, !post);
     } catch (error) {
       const failure = error as UpstreamError;
       exchange.open.fail(failure.failure, failure.message);
-      return;
+      return undefined;
     }
     exchange.request = request;
+    return request;
+  }
+
+  /** POSTs a request and routes the answer; every failure ends in the exchange's OpenRequest. */
+  async #post(exchange: HttpExchange): Promise<void> {
+    const request = await this.#exchangeRequest(exchange, 'POST', {
+      'content-length': String(Buffer.byteLength(exchange.body)),
+    });
+    if (!request) return;
     request.on('response', (response) => this.#onPostResponse(exchange, response, 'post'));
     request.on('error', (error) => {
       if (exchange.open.settled) return;
@@ -624,25 +624,8 @@ export class HttpUpstreamSession implements UpstreamSession {
 
   async #resume(exchange: HttpExchange, lastEventId: string): Promise<void> {
     if (exchange.open.settled) return;
-    let credentials: Awaited<ReturnType<UpstreamCredentials['forRequest']>>;
-    try {
-      credentials = await this.#credentials.forRequest(this.appId);
-    } catch (error) {
-      exchange.open.fail('unreachable', 'no upstream credential could be obtained', error);
-      return;
-    }
-    if (exchange.open.settled) return;
-    const headers = this.#headers(credentials.headers, 'text/event-stream', false);
-    headers['last-event-id'] = lastEventId;
-    let request: http.ClientRequest;
-    try {
-      request = this.#createRequest('GET', headers, true);
-    } catch (error) {
-      const failure = error as UpstreamError;
-      exchange.open.fail(failure.failure, failure.message);
-      return;
-    }
-    exchange.request = request;
+    const request = await this.#exchangeRequest(exchange, 'GET', { 'last-event-id': lastEventId });
+    if (!request) return;
     request.on('response', (response) => this.#onPostResponse(exchange, response, 'resume'));
     request.on('error', (error) => {
       exchange.open.fail('unreachable', `upstream stream resumption failed: ${error.message}`, error);

@@ -14,6 +14,7 @@ import {
   type UpstreamSessionInit,
   type UpstreamTransport,
 } from './connection.ts';
+import { initializeParams, negotiatedResult } from './handshake.ts';
 import {
   classify,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -286,33 +287,16 @@ export class StdioUpstreamSession implements UpstreamSession {
     try {
       const response = await this.#request(
         'initialize',
-        {
-          protocolVersion: this.#init.protocolVersion,
-          capabilities: this.#init.clientCapabilities,
-          clientInfo: this.#init.clientInfo,
-        },
+        initializeParams(this.#init),
         { timeoutMs: this.#initializeTimeoutMs },
         true,
       );
-      if ('error' in response) {
-        throw new UpstreamError(
-          this.appId,
-          'unreachable',
-          `upstream refused initialize: ${response.error.code} ${response.error.message}`,
-        );
-      }
-      const version = response.result.protocolVersion;
-      if (typeof version !== 'string' || !this.#supported.includes(version)) {
-        throw new UpstreamError(
-          this.appId,
-          'protocol',
-          `upstream negotiated unsupported protocol version ${String(version)}`,
-        );
-      }
+      // A child that refuses to initialize cannot serve: for supervision it is unreachable.
+      const result = negotiatedResult(this.appId, response, this.#supported, 'unreachable');
       if (child.dying)
         throw new UpstreamError(this.appId, 'unreachable', 'upstream process exited during initialize');
       this.#write(child, '{"jsonrpc":"2.0","method":"notifications/initialized"}\n');
-      this.initializeResult = response.result;
+      this.initializeResult = result;
       child.ready = true;
       child.readyAt = Date.now();
     } catch (error) {

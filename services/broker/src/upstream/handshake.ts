@@ -1,0 +1,42 @@
+import {
+  type JsonRpcResponse,
+  UpstreamError,
+  type UpstreamFailure,
+  type UpstreamSessionInit,
+} from './connection.ts';
+
+/** The params of the initialize request a gateway sends on the agent session's behalf. */
+export function initializeParams(init: UpstreamSessionInit): Record<string, unknown> {
+  return {
+    protocolVersion: init.protocolVersion,
+    capabilities: init.clientCapabilities,
+    clientInfo: init.clientInfo,
+  };
+}
+
+/**
+ * The upstream's initialize result, once it is a result in a protocol version this gateway speaks.
+ * A refusal fails as `refused` (the transport decides what a refusal means for it); an unsupported
+ * version is a protocol violation.
+ */
+export function negotiatedResult(
+  appId: string,
+  response: JsonRpcResponse,
+  supported: readonly string[],
+  refused: UpstreamFailure,
+): Record<string, unknown> & { protocolVersion: string } {
+  if ('error' in response)
+    throw new UpstreamError(
+      appId,
+      refused,
+      `upstream refused initialize: ${response.error.code} ${response.error.message}`,
+    );
+  const version = response.result.protocolVersion;
+  if (typeof version !== 'string' || !supported.includes(version))
+    throw new UpstreamError(
+      appId,
+      'protocol',
+      `upstream negotiated unsupported protocol version ${String(version)}`,
+    );
+  return response.result as Record<string, unknown> & { protocolVersion: string };
+}
