@@ -1,6 +1,6 @@
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { RpcCode, RpcError } from './gateway/json-rpc.ts';
 
 /**
  * Rate limits per agent and per agent+tool, shared by every broker replica through Redis.
@@ -127,14 +127,11 @@ export class RateLimiter {
   }
 }
 
-/** JSON-RPC error code for a rate-limited call (implementation-defined server error range). */
-export const RATE_LIMITED = -32029;
-
 /** The error an agent receives over the limit: retryable, with when and which limit. */
-export function rateLimitedError(verdict: Extract<RateVerdict, { allowed: false }>): McpError {
+export function rateLimitedError(verdict: Extract<RateVerdict, { allowed: false }>): RpcError {
   const seconds = (verdict.retryAfterMs / 1000).toFixed(3);
-  return new McpError(
-    RATE_LIMITED,
+  return new RpcError(
+    RpcCode.RateLimited,
     `Rate limit exceeded (${verdict.scope === 'agent' ? 'calls by this agent' : 'calls of this tool by this agent'}, class ${verdict.rateClass}); retry after ${seconds} s`,
     {
       code: 'rate_limited',

@@ -1,5 +1,5 @@
 import { scanJson } from '@portcullis/dlp';
-import { BLOCK_ALL, DLP_META_KEY, inspectArguments, inspectResult } from '../dlp-enforcement.ts';
+import { BLOCK_ALL, inspectArguments, inspectResult } from '../dlp-enforcement.ts';
 import type { JsonRpcErrorObject } from '../upstream/connection.ts';
 import type { AdmittedCall, Operation } from './enforcement.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
@@ -88,9 +88,6 @@ export const obligationGuard: ContentGuard = {
     }
   },
 };
-
-/** The key under which DLP details travel in a result's `_meta`. */
-export { DLP_META_KEY };
 
 /**
  * Redacts every secret and personal datum in a message the relay passes along outside an enforced

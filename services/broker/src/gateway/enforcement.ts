@@ -203,12 +203,7 @@ export class Enforcement {
     try {
       const verdict = await limiter.consume(agent.id, `${operation.appId}/${operation.tool}`, rateClass);
       if (verdict.allowed) return undefined;
-      const limited = rateLimitedError(verdict);
-      return new RpcError(
-        limited.code,
-        limited.message.replace(/^MCP error -?\d+: /, ''),
-        limited.data as Record<string, unknown>,
-      );
+      return rateLimitedError(verdict);
     } catch (error) {
       logger.error({ err: error, rateClass }, 'rate limit could not be checked; call refused');
       const unknownClass = error instanceof UnknownRateClassError;

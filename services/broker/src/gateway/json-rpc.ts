@@ -2,7 +2,6 @@ import type {
   JsonRpcErrorObject,
   JsonRpcErrorResponse,
   JsonRpcId,
-  JsonRpcMessage,
   JsonRpcNotification,
   JsonRpcRequest,
   JsonRpcResponse,
@@ -23,7 +22,7 @@ export const RpcCode = {
   PolicyDenied: -32010,
   /** Gateway: policy requires a human approval first. */
   ApprovalRequired: -32011,
-  /** Gateway: over a rate limit; retryable (the code rate-limit.ts has always used). */
+  /** Gateway: over a rate limit; retryable. */
   RateLimited: -32029,
   /** Gateway: the upstream app failed (timeout, unreachable, protocol violation, crash). */
   UpstreamFailed: -32013,
@@ -94,8 +93,4 @@ export function classify(body: unknown): ClassifiedMessage | RpcError {
     return { kind: 'response', message: body as unknown as JsonRpcResponse };
   }
   return new RpcError(RpcCode.InvalidRequest, 'Not a JSON-RPC request, notification or response');
-}
-
-export function isRequest(message: JsonRpcMessage): message is JsonRpcRequest {
-  return 'method' in message && 'id' in message;
 }

@@ -44,10 +44,6 @@ export class ReplyChannel {
     return this.#canStream && !this.#done;
   }
 
-  get closed(): boolean {
-    return this.#done || this.#res.destroyed;
-  }
-
   /** Sends a message ahead of the final response; false when it could not be delivered. */
   send(message: JsonRpcMessage): boolean {
     if (!this.canStream || this.#res.destroyed) return false;
@@ -109,10 +105,6 @@ export class NotificationStream {
     this.#timer = setInterval(() => res.write(': keep-alive\n\n'), keepAliveMs);
     this.#timer.unref();
     res.once('close', () => this.close());
-  }
-
-  get closed(): boolean {
-    return this.#closed;
   }
 
   send(message: JsonRpcMessage): boolean {
