@@ -11,6 +11,7 @@ import {
   freePort,
   type ServiceProcess,
   stackEnv,
+  startEverythingHttp,
   startProcess,
   uniqueName,
   waitFor,
@@ -118,21 +119,10 @@ export class TestStack {
     return this.upstreamUrl;
   }
 
-  /**
-   * Starts server-everything over Streamable HTTP on a free port; returns its MCP URL. Its express
-   * app answers a GET without a session with 400 once it listens.
-   */
+  /** Starts server-everything over Streamable HTTP on a free port; returns its MCP URL. */
   async startEverythingHttp(): Promise<string> {
-    const port = await freePort();
-    const server = await startProcess({
-      name: 'server-everything-http',
-      script: everythingEntry,
-      args: ['streamableHttp'],
-      env: { PORT: String(port) },
-    });
-    this.processes.push(server);
-    const url = `http://127.0.0.1:${port}/mcp`;
-    await waitFor('server-everything (streamable HTTP)', async () => (await fetch(url)).status < 500);
+    const { url, process } = await startEverythingHttp(everythingEntry);
+    this.processes.push(process);
     return url;
   }
 

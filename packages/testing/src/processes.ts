@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { freePort } from './infrastructure.ts';
 import { waitFor } from './wait.ts';
 
 export interface ServiceProcess {
@@ -71,4 +72,23 @@ export async function startProcess(options: StartOptions): Promise<ServiceProces
     }
   }
   return service;
+}
+
+/**
+ * Starts `@modelcontextprotocol/server-everything` over Streamable HTTP on a free port (its PORT
+ * variable) from its entry script (`dist/index.js`, resolved by the caller's package, which
+ * depends on it); returns its /mcp URL once it listens.
+ */
+export async function startEverythingHttp(entry: string): Promise<{ url: string; process: ServiceProcess }> {
+  const port = await freePort();
+  const process = await startProcess({
+    name: 'server-everything',
+    script: entry,
+    args: ['streamableHttp'],
+    env: { PORT: String(port) },
+  });
+  await waitFor('server-everything to listen', () => process.output().includes('listening on port'), {
+    timeoutMs: 20_000,
+  });
+  return { url: `http://127.0.0.1:${port}/mcp`, process };
 }

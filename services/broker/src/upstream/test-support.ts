@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '@portcullis/runtime';
-import { freePort, type ServiceProcess, startProcess, waitFor } from '@portcullis/testing';
+import { type ServiceProcess, startEverythingHttp as startEverything } from '@portcullis/testing';
 import type { UpstreamSessionInit } from './connection.ts';
 
 /** Test helpers for the upstream connections: the real server-everything, and a log sink. */
@@ -15,19 +15,9 @@ export const everythingEntry = join(
   'dist/index.js',
 );
 
-/** Starts server-everything over Streamable HTTP on a free port (its PORT variable). */
-export async function startEverythingHttp(): Promise<{ url: string; process: ServiceProcess }> {
-  const port = await freePort();
-  const process = await startProcess({
-    name: 'server-everything',
-    script: everythingEntry,
-    args: ['streamableHttp'],
-    env: { PORT: String(port) },
-  });
-  await waitFor('server-everything to listen', () => process.output().includes('listening on port'), {
-    timeoutMs: 20_000,
-  });
-  return { url: `http://127.0.0.1:${port}/mcp`, process };
+/** Starts server-everything over Streamable HTTP on a free port. */
+export function startEverythingHttp(): Promise<{ url: string; process: ServiceProcess }> {
+  return startEverything(everythingEntry);
 }
 
 /** A logger whose JSON lines are kept in memory, to assert what was (and was not) logged. */
