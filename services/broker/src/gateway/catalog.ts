@@ -1,4 +1,5 @@
 import type { UpstreamSession } from '../upstream/connection.ts';
+import { redacted } from './content-guard.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
 
 export type ListKind = 'tools' | 'resources' | 'resourceTemplates' | 'prompts';
@@ -112,11 +113,11 @@ export class Catalog {
       const response = await upstream.request(METHOD[kind], cursor ? { cursor } : undefined, {
         timeoutMs: this.#options.timeoutMs,
       });
-      if ('error' in response)
-        throw new RpcError(response.error.code, response.error.message, {
-          code: 'upstream_error',
-          appId: upstream.appId,
-        });
+      if ('error' in response) {
+        // The upstream's words reach the agent and the logs: through DLP like any upstream error.
+        const { code, message } = redacted(response.error);
+        throw new RpcError(code, message, { code: 'upstream_error', appId: upstream.appId });
+      }
       const list = response.result[kind];
       if (!Array.isArray(list))
         throw new RpcError(
