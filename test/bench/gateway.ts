@@ -12,7 +12,7 @@
 import { Agent, type Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { closedLoop, freePort, startProcess, waitFor } from '@portcullis/testing';
+import { closedLoop, freePort, processCpuMs, startProcess, waitFor } from '@portcullis/testing';
 import { TestStack } from '../support/stack.ts';
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
@@ -25,7 +25,7 @@ const fmt = (n: number, digits = 2) => n.toLocaleString('en-US', { maximumFracti
  * process hop (client → upstream) and "gateway" two (client → broker → upstream), so the added
  * figure is the gateway's own cost, not the cost of leaving the benchmark's process.
  */
-async function startRawUpstream(): Promise<{ url: string; close: () => void }> {
+async function startRawUpstream(): Promise<{ url: string; pid: number; close: () => void }> {
   const port = await freePort();
   const process = await startProcess({
     name: 'raw-upstream',
@@ -41,7 +41,7 @@ async function startRawUpstream(): Promise<{ url: string; close: () => void }> {
       return false;
     }
   });
-  return { url, close: () => void process.stop('SIGTERM') };
+  return { url, pid: process.child.pid ?? 0, close: () => void process.stop('SIGTERM') };
 }
 
 /** A raw MCP client on one keep-alive connection pool: the same load generator for both paths. */
@@ -148,7 +148,27 @@ async function openLoop(rate: number, durationMs: number, op: () => Promise<void
   };
 }
 
-function row(label: string, direct: { p50: number; p99: number; perSecond: number }, gateway: typeof direct) {
+interface Run {
+  p50: number;
+  p99: number;
+  perSecond: number;
+  /** CPU the measured server process (upstream or broker) used per call, in microseconds. */
+  cpuPerCallUs: number;
+}
+
+/** Runs one workload and adds the CPU per call of the server process `pid` (upstream or broker). */
+async function withCpu<T extends Omit<Run, 'cpuPerCallUs'>>(
+  pid: number,
+  durationMs: number,
+  workload: () => Promise<T>,
+): Promise<T & Run> {
+  const before = await processCpuMs(pid);
+  const result = await workload();
+  const calls = (result.perSecond * durationMs) / 1000;
+  return { ...result, cpuPerCallUs: calls > 0 ? ((await processCpuMs(pid)) - before) * (1000 / calls) : 0 };
+}
+
+function row(label: string, direct: Run, gateway: Run) {
   console.log(
     [
       label.padEnd(18),
@@ -157,7 +177,8 @@ function row(label: string, direct: { p50: number; p99: number; perSecond: numbe
       `${fmt(gateway.p50, 3)} / ${fmt(gateway.p99, 3)} ms`.padEnd(22),
       `${fmt(gateway.perSecond, 0)}/s`.padEnd(10),
       `+${fmt(gateway.p50 - direct.p50, 3)} / +${fmt(gateway.p99 - direct.p99, 3)} ms`.padEnd(24),
-      `${fmt(gateway.p50 / direct.p50, 1)}× / ${fmt(gateway.p99 / direct.p99, 1)}×`,
+      `${fmt(gateway.p50 / direct.p50, 1)}× / ${fmt(gateway.p99 / direct.p99, 1)}×`.padEnd(18),
+      `${fmt(direct.cpuPerCallUs, 0)} / ${fmt(gateway.cpuPerCallUs, 0)} µs`,
     ].join(' '),
   );
 }
@@ -202,16 +223,25 @@ async function main(): Promise<void> {
         `\ntools/call, ${DURATION_MS / 1000} s per row; direct = raw upstream; gateway = broker with AUDIT_ACCEPTANCE=${acceptance} (policy, rate limit, audit, DLP) in front of it`,
       );
       console.log(
-        `${'workload'.padEnd(18)} ${'direct p50 / p99'.padEnd(22)} ${'direct'.padEnd(10)} ${'gateway p50 / p99'.padEnd(22)} ${'gateway'.padEnd(10)} ${'added p50 / p99'.padEnd(24)} ratio p50 / p99`,
+        `${'workload'.padEnd(18)} ${'direct p50 / p99'.padEnd(22)} ${'direct'.padEnd(10)} ${'gateway p50 / p99'.padEnd(22)} ${'gateway'.padEnd(10)} ${'added p50 / p99'.padEnd(24)} ${'ratio p50 / p99'.padEnd(18)} CPU/call upstream / broker`,
       );
-      const openDirect = await openLoop(RATE, DURATION_MS, () => direct.call('echo'));
-      const openGateway = await openLoop(RATE, DURATION_MS, () => gateway.call('echo'));
+      const brokerPid = broker.process.child.pid ?? 0;
+      const openDirect = await withCpu(upstream.pid, DURATION_MS, () =>
+        openLoop(RATE, DURATION_MS, () => direct.call('echo')),
+      );
+      const openGateway = await withCpu(brokerPid, DURATION_MS, () =>
+        openLoop(RATE, DURATION_MS, () => gateway.call('echo')),
+      );
       row(`open ${RATE}/s`, openDirect, openGateway);
       if (openDirect.errors + openGateway.errors > 0)
         console.log(`  errors: direct ${openDirect.errors}, gateway ${openGateway.errors}`);
       for (const concurrency of CONCURRENCY) {
-        const d = await closedLoop(concurrency, DURATION_MS, () => direct.call('echo'));
-        const g = await closedLoop(concurrency, DURATION_MS, () => gateway.call('echo'));
+        const d = await withCpu(upstream.pid, DURATION_MS, () =>
+          closedLoop(concurrency, DURATION_MS, () => direct.call('echo')),
+        );
+        const g = await withCpu(brokerPid, DURATION_MS, () =>
+          closedLoop(concurrency, DURATION_MS, () => gateway.call('echo')),
+        );
         row(`closed c=${concurrency}`, d, g);
       }
       const added = { p50: openGateway.p50 - openDirect.p50, p99: openGateway.p99 - openDirect.p99 };

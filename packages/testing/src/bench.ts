@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+
 /**
  * Drives `op` in a closed loop from `concurrency` workers for `durationMs`; returns operations per
  * second and the latency p50/p99 in milliseconds. The shared loop of the micro-benchmarks.
@@ -21,4 +23,18 @@ export async function closedLoop(
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
   return { perSecond: (latencies.length / durationMs) * 1000, p50: at(0.5), p99: at(0.99) };
+}
+
+const CLOCK_TICKS_PER_S = 100; // Linux USER_HZ, the unit of utime and stime in /proc/<pid>/stat
+
+/**
+ * CPU time (user + system, ms) a process on this machine has used so far, from /proc. On a shared,
+ * noisy machine, CPU per operation of the process under test is a steadier figure than its rate.
+ * Returns 0 when the process is gone or /proc is not there.
+ */
+export async function processCpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // After the command name (in parentheses, may hold spaces): utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 1000) / CLOCK_TICKS_PER_S;
 }
