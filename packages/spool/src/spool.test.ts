@@ -139,36 +139,123 @@ test('bounded by bytes, counting headers, including appends still queued', async
   await spool.close();
 });
 
-test('compaction under sustained load keeps order and loses nothing across restarts', async () => {
-  const dir = await tempDir();
-  const options = { dir, maxBytes: 400, maxRecords: 1000 };
-  let { spool } = await Spool.open(options);
-  const crashed: Spool[] = [];
-  const delivered: string[] = [];
-  let next = 0;
-  for (let round = 0; round < 30; round++) {
-    while (!spool.wouldRefuse(12)) await spool.append(Buffer.from(`r-${String(next++).padStart(8, '0')}`));
-    const batch = await spool.peek(3);
-    delivered.push(...texts(batch.records));
-    await spool.acknowledge(batch);
-    if (round % 7 === 6) {
-      // Restart without close, as a crash would (the old handle is closed only at the end).
-      crashed.push(spool);
-      ({ spool } = await Spool.open(options));
+for (const [memory, memoryBytes] of [
+  ['all records in memory', undefined],
+  ['a few records in memory', 60],
+  ['no records in memory', 0],
+] as const) {
+  test(`compaction under sustained load keeps order and loses nothing across restarts (${memory})`, async () => {
+    const dir = await tempDir();
+    const options = { dir, maxBytes: 400, maxRecords: 1000, memoryBytes };
+    let { spool } = await Spool.open(options);
+    const crashed: Spool[] = [];
+    const delivered: string[] = [];
+    let next = 0;
+    for (let round = 0; round < 30; round++) {
+      while (!spool.wouldRefuse(12)) await spool.append(Buffer.from(`r-${String(next++).padStart(8, '0')}`));
+      const batch = await spool.peek(3);
+      delivered.push(...texts(batch.records));
+      await spool.acknowledge(batch);
+      if (round % 7 === 6) {
+        // Restart without close, as a crash would (the old handle is closed only at the end).
+        crashed.push(spool);
+        ({ spool } = await Spool.open(options));
+      }
     }
-  }
-  const rest = await spool.peek(1000);
-  delivered.push(...texts(rest.records));
-  await spool.acknowledge(rest);
-  assert.deepEqual(
-    delivered,
-    Array.from({ length: next }, (_, i) => `r-${String(i).padStart(8, '0')}`),
-  );
-  // One segment and the position file remain.
-  assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('segment-')).length, 1);
+    const rest = await spool.peek(1000);
+    delivered.push(...texts(rest.records));
+    await spool.acknowledge(rest);
+    assert.deepEqual(
+      delivered,
+      Array.from({ length: next }, (_, i) => `r-${String(i).padStart(8, '0')}`),
+    );
+    // One segment and the position file remain.
+    assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('segment-')).length, 1);
+    await spool.close();
+    await Promise.all(crashed.map((s) => s.close().catch(() => {})));
+  });
+}
+
+test('records still in memory are read from there, not from the file', async () => {
+  const dir = await tempDir();
+  const { spool } = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 1000, memoryBytes: 70 });
+  for (const r of records(10)) await spool.append(r); // 16 bytes a frame: the last 4 fit in memory
+  // Overwrite the file's payload bytes in place, keeping its length: only memory still holds the
+  // records as they were appended.
+  const segment = await segmentOf(dir);
+  const onDisk = await readFile(segment);
+  await writeFile(segment, Buffer.from(onDisk.toString('latin1').replaceAll('record-', 'XXXXXX-'), 'latin1'));
+  const batch = await spool.peek(100);
+  assert.deepEqual(texts(batch.records), [
+    ...Array.from({ length: 6 }, (_, i) => `XXXXXX-${i}`),
+    ...texts(records(4, 6)),
+  ]);
   await spool.close();
-  await Promise.all(crashed.map((s) => s.close().catch(() => {})));
 });
+
+test('with a drained-compaction delay the file is reclaimed once the spool stays drained', async () => {
+  const dir = await tempDir();
+  const { spool } = await Spool.open({
+    dir,
+    maxBytes: 1 << 20,
+    maxRecords: 100,
+    drainedCompactionDelayMs: 200,
+  });
+  for (const r of records(5)) await spool.append(r);
+  await spool.acknowledge(await spool.peek(100));
+  const segment = await segmentOf(dir);
+  // Drained many times a second, a spool does not create a new file each time...
+  assert.ok((await stat(segment)).size > 0);
+  for (const r of records(5, 5)) await spool.append(r);
+  await spool.acknowledge(await spool.peek(100));
+  assert.equal(await segmentOf(dir), segment);
+  // ...but reclaims it once traffic pauses, and nothing pending is lost on the way.
+  await waitUntil(async () => (await stat(await segmentOf(dir))).size === 0);
+  assert.equal(spool.pendingRecords, 0);
+  await spool.append(Buffer.from('after'));
+  assert.deepEqual(texts((await spool.peek(10)).records), ['after']);
+  await spool.close();
+  const reopened = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 100 });
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), ['after']);
+  await reopened.spool.close();
+});
+
+test('with a position-sync delay, acknowledging is in memory at once and on disk soon after', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 1 << 20, maxRecords: 100, positionSyncDelayMs: 300 };
+  const { spool } = await Spool.open(options);
+  for (const r of records(6)) await spool.append(r);
+  const first = await spool.peek(4);
+  await spool.acknowledge(first);
+  assert.equal(spool.pendingRecords, 2);
+  assert.deepEqual(texts((await spool.peek(10)).records), texts(records(2, 4)));
+  // A crash before the position reached the disk hands those records out again: at-least-once.
+  const early = await Spool.open(options);
+  assert.equal(early.recovery.pendingRecords, 6);
+  await early.spool.close();
+  // Once it has, they are never handed out again.
+  await waitUntil(
+    async () =>
+      (await Spool.open(options).then(async (again) => {
+        await again.spool.close();
+        return again.recovery.pendingRecords;
+      })) === 2,
+  );
+  // close() writes a position still waiting.
+  await spool.acknowledge(await spool.peek(1));
+  await spool.close();
+  const reopened = await Spool.open(options);
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), texts(records(1, 5)));
+  await reopened.spool.close();
+});
+
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 test('a crash in the middle of compaction leaves a consistent spool', async () => {
   const dir = await tempDir();
