@@ -34,7 +34,7 @@ export interface DurableAuditOptions {
    * When an event counts as accepted. `kafka` (the default): acknowledged by Kafka (acks=all), the
    * spool only while Kafka is away. `local-first`: fsync'd to this replica's spool, which streams
    * to Kafka in the background — a call waits ≈ 0.1 ms instead of a Kafka round trip, but until
-   * it is shipped (normally milliseconds) the event exists on this replica's disk only
+   * it is shipped (within about 20–30 ms: see SHIP_LINGER_MS) the event exists on this replica's disk only
    * (docs/gateway.md, "Audit durability").
    */
   acceptance?: 'kafka' | 'local-first';
@@ -52,6 +52,8 @@ export interface DurableAuditOptions {
  */
 const OUTCOME_RESERVE_BYTES = 2048;
 const REPLAY_BATCH = 200;
+/** In local-first mode, how long events gather in the spool before they are shipped together. */
+const SHIP_LINGER_MS = 20;
 
 /** Readiness asks whether a call of about this size would still be admitted. */
 const TYPICAL_REQUEST_BYTES = 1024;
@@ -219,8 +221,9 @@ export class DurableAuditPublisher implements AuditSink {
       })
       .finally(() => {
         this.#replaying = undefined;
-        // An append may have raced the end of the last loop.
-        if (this.#behind() && !this.#stopped) this.#startReplay();
+        // An append may have become durable after the loop's last look. (Appends still in flight
+        // restart the replay themselves once durable, see #publish: no need to poll for them.)
+        if (this.#options.spool.pendingRecords > 0 && !this.#stopped) this.#startReplay();
       });
   }
 
@@ -235,11 +238,12 @@ export class DurableAuditPublisher implements AuditSink {
         this.#spooling = false;
         return;
       }
+      // Shipping is the normal path in local-first mode: let events gather so that one produce
+      // request (and one spool acknowledgement) carries many of them. Nobody waits for it.
+      if (this.#localFirst && spool.pendingRecords < REPLAY_BATCH) await this.#pause(SHIP_LINGER_MS);
       const batch = await spool.peek(REPLAY_BATCH);
-      if (batch.records.length === 0) {
-        await new Promise((resolve) => setImmediate(resolve));
-        continue;
-      }
+      // Nothing durable yet, only appends in flight: each restarts the replay once it is durable.
+      if (batch.records.length === 0) return;
       const messages = batch.records.map((record) => {
         const value = record.toString('utf8');
         return { key: (JSON.parse(value) as { callId: string }).callId, value };

@@ -86,6 +86,13 @@ await runService(
       dir: env.AUDIT_SPOOL_DIR,
       maxBytes: env.AUDIT_SPOOL_MAX_BYTES,
       maxRecords: env.AUDIT_SPOOL_MAX_EVENTS,
+      // In local-first mode the spool is the normal way in and drains after nearly every shipment:
+      // reclaim its file only once traffic pauses (not a new segment file each time), and write
+      // the shipped position a few times a second (not after every shipment). A crash then re-ships
+      // at most the last 200 ms of events: duplicates by event id, which the ledger ignores.
+      ...(env.AUDIT_ACCEPTANCE === 'local-first'
+        ? { drainedCompactionDelayMs: 1000, positionSyncDelayMs: 200 }
+        : {}),
     });
     if (recovery.pendingRecords > 0 || recovery.truncatedBytes > 0)
       logger.warn(recovery, 'audit spool holds events from a previous run; replaying them first');
