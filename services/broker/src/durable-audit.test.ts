@@ -8,8 +8,9 @@ import { test } from 'node:test';
 import { type AuditEvent, Topics, topicName } from '@portcullis/contracts';
 import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
-import { Spool } from '@portcullis/spool';
+import { Spool, type SpoolOptions } from '@portcullis/spool';
 import { freePort, stackEnv, uniqueName } from '@portcullis/testing';
+import type { Kafka, Producer, ProducerRecord, RecordMetadata } from 'kafkajs';
 import { AuditUnavailableError, DurableAuditPublisher } from './durable-audit.ts';
 
 // The audit sink with Kafka up (group commit) and with Kafka unreachable (a real kafkajs producer pointed at a port nobody listens
@@ -17,6 +18,43 @@ import { AuditUnavailableError, DurableAuditPublisher } from './durable-audit.ts
 // Replay to a Kafka that comes back is proven end to end in test/e2e/audit-spool.test.ts.
 
 const logger = createLogger({ service: 'test', level: 'silent', destination: new PassThrough() });
+
+/** A publisher in local-first mode with Kafka up. */
+const localFirst = (producer: Producer, topicPrefix: string, spool: Spool) =>
+  new DurableAuditPublisher({
+    producer,
+    topicPrefix,
+    spool,
+    acceptance: 'local-first',
+    sendTimeoutMs: 10_000,
+    retryIntervalMs: 100,
+    logger,
+  });
+
+/** A spool in a fresh temporary directory (1 MiB). */
+async function tempSpool(options: Omit<SpoolOptions, 'dir' | 'maxBytes'>): Promise<Spool> {
+  const dir = await mkdtemp(join(tmpdir(), 'durable-audit-'));
+  return (await Spool.open({ dir, maxBytes: 1 << 20, ...options })).spool;
+}
+
+/** A connected producer on the shared Kafka, with a topic prefix of its own; `around` wraps each send. */
+async function sharedKafkaProducer(
+  name: string,
+  around: (record: ProducerRecord, send: Producer['send']) => Promise<RecordMetadata[]>,
+): Promise<{ kafka: Kafka; prefix: string; producer: Producer }> {
+  const kafka = createKafka({
+    clientId: `durable-audit-${name}`,
+    brokers: stackEnv().kafkaBrokers.split(','),
+    logger,
+  });
+  const prefix = uniqueName(name);
+  await ensureTopics(kafka, prefix, [Topics.audit]);
+  const producer = createProducer(kafka);
+  await producer.connect();
+  const send = producer.send.bind(producer);
+  producer.send = (record) => around(record, send);
+  return { kafka, prefix, producer };
+}
 const envelope = (callId: string) => ({
   version: 1 as const,
   eventId: randomUUID(),
@@ -53,11 +91,7 @@ test('with Kafka unreachable: spooled in order, and admission keeps room for out
     logger,
   });
   const producer = createProducer(kafka); // never connects: every send fails at once
-  const { spool } = await Spool.open({
-    dir: await mkdtemp(join(tmpdir(), 'durable-audit-')),
-    maxBytes: 1 << 20,
-    maxRecords: 4,
-  });
+  const spool = await tempSpool({ maxRecords: 4 });
   const audit = new DurableAuditPublisher({
     producer,
     topicPrefix: 'unused',
@@ -99,11 +133,7 @@ test('a malformed event is refused before it reaches Kafka or the spool', async 
     brokers: [`127.0.0.1:${await freePort()}`],
     logger,
   });
-  const { spool } = await Spool.open({
-    dir: await mkdtemp(join(tmpdir(), 'durable-audit-')),
-    maxBytes: 1 << 20,
-    maxRecords: 10,
-  });
+  const spool = await tempSpool({ maxRecords: 10 });
   const audit = new DurableAuditPublisher({
     producer: createProducer(kafka),
     topicPrefix: 'unused',
@@ -119,26 +149,12 @@ test('a malformed event is refused before it reaches Kafka or the spool', async 
 });
 
 test('with Kafka up: concurrent events share produce requests, each resolves once acknowledged, order per call kept', async () => {
-  const kafka = createKafka({
-    clientId: 'durable-audit-group',
-    brokers: stackEnv().kafkaBrokers.split(','),
-    logger,
-  });
-  const prefix = uniqueName('group');
-  await ensureTopics(kafka, prefix, [Topics.audit]);
-  const producer = createProducer(kafka);
-  await producer.connect();
   let requests = 0;
-  const send = producer.send.bind(producer);
-  producer.send = (record) => {
+  const { kafka, prefix, producer } = await sharedKafkaProducer('group', (record, send) => {
     requests++;
     return send(record);
-  };
-  const { spool } = await Spool.open({
-    dir: await mkdtemp(join(tmpdir(), 'durable-audit-')),
-    maxBytes: 1 << 20,
-    maxRecords: 100,
   });
+  const spool = await tempSpool({ maxRecords: 100 });
   const audit = new DurableAuditPublisher({
     producer,
     topicPrefix: prefix,
@@ -179,38 +195,16 @@ test('with Kafka up: concurrent events share produce requests, each resolves onc
 });
 
 test('local-first: a call waits for the spool only, and the spool ships to Kafka behind it', async () => {
-  const kafka = createKafka({
-    clientId: 'durable-audit-local',
-    brokers: stackEnv().kafkaBrokers.split(','),
-    logger,
-  });
-  const prefix = uniqueName('local');
-  await ensureTopics(kafka, prefix, [Topics.audit]);
-  const producer = createProducer(kafka);
-  await producer.connect();
   let kafkaAcknowledged = 0;
-  const send = producer.send.bind(producer);
-  producer.send = async (record) => {
+  const { prefix, producer } = await sharedKafkaProducer('local', async (record, send) => {
     // Kafka is made slow on purpose: a call must not wait for it.
     await new Promise((resolve) => setTimeout(resolve, 300));
     const result = await send(record);
     kafkaAcknowledged += record.messages.length;
     return result;
-  };
-  const { spool } = await Spool.open({
-    dir: await mkdtemp(join(tmpdir(), 'durable-audit-')),
-    maxBytes: 1 << 20,
-    maxRecords: 1000,
   });
-  const audit = new DurableAuditPublisher({
-    producer,
-    topicPrefix: prefix,
-    spool,
-    acceptance: 'local-first',
-    sendTimeoutMs: 10_000,
-    retryIntervalMs: 100,
-    logger,
-  });
+  const spool = await tempSpool({ maxRecords: 1000 });
+  const audit = localFirst(producer, prefix, spool);
   const callId = randomUUID();
   const started = performance.now();
   await audit.publish(requested(callId));
@@ -225,41 +219,21 @@ test('local-first: a call waits for the spool only, and the spool ships to Kafka
 });
 
 test('local-first: events gather into few produce requests, each shipped once and in order', async () => {
-  const kafka = createKafka({
-    clientId: 'durable-audit-gather',
-    brokers: stackEnv().kafkaBrokers.split(','),
-    logger,
-  });
-  const prefix = uniqueName('gather');
-  await ensureTopics(kafka, prefix, [Topics.audit]);
-  const producer = createProducer(kafka);
-  await producer.connect();
   const shipped: string[] = [];
   let requests = 0;
-  const send = producer.send.bind(producer);
-  producer.send = async (record) => {
+  const { prefix, producer } = await sharedKafkaProducer('gather', async (record, send) => {
     requests++;
     const result = await send(record);
     for (const message of record.messages) shipped.push(JSON.parse(String(message.value)).eventId);
     return result;
-  };
-  const { spool } = await Spool.open({
-    dir: await mkdtemp(join(tmpdir(), 'durable-audit-')),
-    maxBytes: 1 << 20,
+  });
+  // As the broker opens it in local-first mode.
+  const spool = await tempSpool({
     maxRecords: 1000,
-    // As the broker opens it in local-first mode.
     drainedCompactionDelayMs: 1000,
     positionSyncDelayMs: 200,
   });
-  const audit = new DurableAuditPublisher({
-    producer,
-    topicPrefix: prefix,
-    spool,
-    acceptance: 'local-first',
-    sendTimeoutMs: 10_000,
-    retryIntervalMs: 100,
-    logger,
-  });
+  const audit = localFirst(producer, prefix, spool);
   // 100 calls one after the other, as an agent at concurrency 1 makes them.
   const published: string[] = [];
   for (let i = 0; i < 100; i++) {
