@@ -46,10 +46,13 @@ const grant = async (app: string, actions: string[]) => {
   await ok(await stack.api('PUT', `/v1/agents/${AGENT}/entitlements/${app}`, { grants: [{ actions }] }), 204);
 };
 
-async function connect(path: string): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+async function connect(
+  path: string,
+  credential = key,
+): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
   const client = new Client({ name: 'entitlements-agent', version: '1.0.0' });
   const clientTransport = new StreamableHTTPClientTransport(new URL(`${brokerUrl}${path}`), {
-    requestInit: { headers: { Authorization: `Bearer ${key}` } },
+    requestInit: { headers: { Authorization: `Bearer ${credential}` } },
   });
   await client.connect(clientTransport);
   return { client, transport: clientTransport };
@@ -286,6 +289,44 @@ describe('refusals are machine-readable (point 4)', () => {
     assert.equal(unknown.code, -32602);
     assert.equal((unknown.data as { code: string }).code, 'unknown_tool');
   });
+});
+
+test("revoking the key that opened a stream ends that stream; the agent's other key goes on", async () => {
+  const spareKey = ((await ok(await stack.api('POST', `/v1/agents/${AGENT}/keys`), 201)) as { key: string })
+    .key;
+  const { client: spare } = await waitFor('the new key to reach the broker', () =>
+    connect('/mcp', spareKey).catch(() => undefined),
+  );
+  const spareChanged: number[] = [];
+  spare.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+    spareChanged.push(Date.now());
+  });
+  // The spare session's stream carries what the upstream announces. (Its own stream to
+  // the upstream opens in the background: announce until it has heard one.)
+  let announced = 0;
+  await waitFor("the spare key's stream to carry an announcement", async () => {
+    notes.setTool({ name: `tag_note_${announced++}`, description: 'Tags a note.' });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return spareChanged.length > 0;
+  });
+
+  const keyId = spareKey.split('_')[1];
+  await ok(await stack.api('DELETE', `/v1/agents/${AGENT}/keys/${keyId}`), 204);
+  await waitFor('the revocation to apply', () =>
+    spare.ping().then(
+      () => false,
+      () => true,
+    ),
+  );
+  // ...until the key that opened one is revoked: that stream ends (its reconnection is refused,
+  // 401), while the stream opened with the agent's other key goes on.
+  const before = listChanged.length;
+  const spareBefore = spareChanged.length;
+  notes.setTool({ name: 'pin_note', description: 'Pins a note.' });
+  await notified(before);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.equal(spareChanged.length, spareBefore, "the revoked key's stream still carried a notification");
+  await spare.close().catch(() => undefined);
 });
 
 test('suspending the agent refuses its next request in the same session: 403 agent_suspended', async () => {

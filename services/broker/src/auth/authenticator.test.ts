@@ -411,6 +411,56 @@ describe('headers and agent keys', () => {
   });
 });
 
+describe('credentials re-checked after the request (streams outlive it)', () => {
+  test('an agent key stays valid until it is revoked or its agent suspended', async () => {
+    const auth = authenticator();
+    const spare = generateAgentKey();
+    directory.keys.set(spare.keyId, {
+      agentId: triageAgent.id,
+      secretSha256: Buffer.from(spare.secretSha256),
+    });
+    const outcome = await auth.authenticate(bearer(spare.key));
+    assert.ok(outcome.ok);
+    assert.deepEqual(outcome.credential, {
+      method: 'agent_key',
+      agentId: triageAgent.id,
+      keyId: spare.keyId,
+    });
+    assert.equal(auth.stillValid(outcome.credential), true);
+    directory.keys.delete(spare.keyId);
+    assert.equal(auth.stillValid(outcome.credential), false, 'a revoked key');
+    directory.keys.set(spare.keyId, {
+      agentId: triageAgent.id,
+      secretSha256: Buffer.from(spare.secretSha256),
+    });
+    directory.agents.set(triageAgent.id, { ...triageAgent, state: 'suspended' });
+    try {
+      assert.equal(auth.stillValid(outcome.credential), false, 'a suspended agent');
+    } finally {
+      directory.agents.set(triageAgent.id, triageAgent);
+      directory.keys.delete(spare.keyId);
+    }
+  });
+
+  test('an access token stays valid until it expires or its client leaves the agent', async () => {
+    const auth = authenticator();
+    const token = await idp.clientCredentialsToken(triage, RESOURCE);
+    const outcome = await auth.authenticate(bearer(token));
+    assert.ok(outcome.ok);
+    assert.equal(outcome.credential.method, 'oauth');
+    if (outcome.credential.method !== 'oauth') return;
+    assert.equal(outcome.credential.expiresAtMs, (claims(token).exp as number) * 1000);
+    assert.equal(auth.stillValid(outcome.credential), true);
+    assert.equal(auth.stillValid(outcome.credential, outcome.credential.expiresAtMs), false, 'at expiry');
+    directory.clients.delete(triage.clientId);
+    try {
+      assert.equal(auth.stillValid(outcome.credential), false, 'a client no longer on the agent');
+    } finally {
+      directory.clients.set(triage.clientId, triageAgent.id);
+    }
+  });
+});
+
 function claims(token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<
     string,

@@ -50,8 +50,23 @@ export interface AuthenticatorOptions {
 
 export type AuthMethod = 'agent_key' | 'oauth';
 
+/**
+ * What proved the caller, without the secret: enough to ask later whether it would still be
+ * accepted (a stream opened with it outlives the request that authenticated it).
+ */
+export type Credential =
+  | { method: 'agent_key'; agentId: string; keyId: string }
+  | { method: 'oauth'; agentId: string; clientId: string; expiresAtMs: number };
+
 export type AuthOutcome =
-  | { ok: true; agent: Agent; user?: { id: string }; method: AuthMethod; tokenId?: string }
+  | {
+      ok: true;
+      agent: Agent;
+      user?: { id: string };
+      method: AuthMethod;
+      tokenId?: string;
+      credential: Credential;
+    }
   | {
       ok: false;
       /** 503 only when the identity provider's keys cannot be fetched: retryable, not the agent's fault. */
@@ -74,6 +89,11 @@ export type AuthErrorCode =
 
 export interface Authenticator {
   authenticate(headers: IncomingHttpHeaders): Promise<AuthOutcome>;
+  /**
+   * Whether a credential accepted earlier would still be: its key not revoked (or its OAuth client
+   * still on the same agent, and the token not expired), and the agent active.
+   */
+  stillValid(credential: Credential, nowMs?: number): boolean;
 }
 
 /** Asymmetric only: a symmetric (HS*) key would have to be shared with every resource server. */
@@ -126,7 +146,12 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     const agent = directory.agent(stored.agentId);
     if (!agent) return refuse(401, 'invalid_credentials', 'The agent key is not valid', 'invalid_token');
     if (agent.state !== 'active') return suspended(agent);
-    return { ok: true, agent, method: 'agent_key' };
+    return {
+      ok: true,
+      agent,
+      method: 'agent_key',
+      credential: { method: 'agent_key', agentId: agent.id, keyId: parsed.keyId },
+    };
   }
 
   async function accessToken(token: string, settings: OAuthOptions, jwks: KeySource): Promise<AuthOutcome> {
@@ -192,6 +217,13 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       ...(user ? { user: { id: user } } : {}),
       method: 'oauth',
       ...(typeof payload.jti === 'string' ? { tokenId: payload.jti } : {}),
+      // jwtVerify required exp; it is in seconds.
+      credential: {
+        method: 'oauth',
+        agentId: agent.id,
+        clientId,
+        expiresAtMs: (payload.exp as number) * 1000,
+      },
     };
   }
 
@@ -236,6 +268,14 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   }
 
   return {
+    stillValid(credential, nowMs = Date.now()) {
+      const agent = directory.agent(credential.agentId);
+      if (agent?.state !== 'active') return false;
+      if (credential.method === 'agent_key') return directory.key(credential.keyId)?.agentId === agent.id;
+      return (
+        nowMs < credential.expiresAtMs && directory.agentByOAuthClient(credential.clientId)?.id === agent.id
+      );
+    },
     async authenticate(headers) {
       const header = headers.authorization;
       if (header === undefined || header === '')

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import { PROBLEM_CONTENT_TYPE, problem } from '@portcullis/runtime';
-import type { Authenticator } from '../auth/authenticator.ts';
+import type { Authenticator, Credential } from '../auth/authenticator.ts';
 import { writeAuthRefusal } from '../auth/respond.ts';
 import type { HostOriginRefusal } from '../host-origin.ts';
 import {
@@ -77,6 +77,8 @@ interface Local {
 export class Gateway {
   readonly #options: GatewayOptions;
   readonly #local = new Map<string, Local>();
+  /** What authenticated each open standalone stream: re-checked when the directory changes. */
+  readonly #streamCredentials = new WeakMap<NotificationStream, Credential>();
   readonly #sweeper: NodeJS.Timeout;
   #inFlight = 0;
   #closing = false;
@@ -150,7 +152,7 @@ export class Gateway {
       case 'POST':
         return this.#post(req, res, scope, caller);
       case 'GET':
-        return this.#get(req, res, scope, caller);
+        return this.#get(req, res, scope, caller, auth.credential);
       case 'DELETE':
         return this.#delete(req, res, scope, caller);
       default:
@@ -311,7 +313,13 @@ export class Gateway {
     res.end(body);
   }
 
-  async #get(req: IncomingMessage, res: ServerResponse, scope: SessionScope, caller: Caller): Promise<void> {
+  async #get(
+    req: IncomingMessage,
+    res: ServerResponse,
+    scope: SessionScope,
+    caller: Caller,
+    credential: Credential,
+  ): Promise<void> {
     req.resume();
     if (!/text\/event-stream/i.test(header(req.headers, 'accept') ?? ''))
       return sendRpcError(
@@ -323,6 +331,14 @@ export class Gateway {
     const session = await this.#requireSession(req, res, scope, caller);
     if (!session) return;
     const stream = new NotificationStream(res, { 'mcp-session-id': session.id }, this.#options.keepAliveMs);
+    this.#streamCredentials.set(stream, credential);
+    // A stream lives no longer than the access token that opened it; the client reconnects with a
+    // fresh one (a key has no expiry: its revocation is a directory change, see directoryChanged).
+    if (credential.method === 'oauth') {
+      const expiry = setTimeout(() => stream.close(), Math.max(0, credential.expiresAtMs - Date.now()));
+      expiry.unref();
+      stream.onClose(() => clearTimeout(expiry));
+    }
     const apps = this.#appsFor(scope, caller.agent.id);
     session.attachStream(stream, apps);
   }
@@ -506,9 +522,14 @@ export class Gateway {
     for (const { session } of this.#local.values()) {
       if (!session.stream || !(change.everyone || change.agents.has(session.record.agentId))) continue;
       // Authentication runs on every request, but a standalone stream opened before a suspension
-      // would go on carrying upstream notifications and server-initiated requests to the agent.
-      // End it: the client's reconnection is a new request, and is refused (403 agent_suspended).
-      if (!this.#options.agentActive(session.record.agentId)) {
+      // or before its key was revoked would go on carrying upstream notifications and
+      // server-initiated requests to the agent. End it: the client's reconnection is a new request,
+      // and is refused (403 agent_suspended, 401 for a revoked key).
+      const credential = this.#streamCredentials.get(session.stream);
+      if (
+        !this.#options.agentActive(session.record.agentId) ||
+        (credential && !this.#options.authenticator.stillValid(credential))
+      ) {
         session.stream.close();
         continue;
       }
