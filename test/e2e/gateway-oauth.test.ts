@@ -86,6 +86,8 @@ before(async () => {
       HTTP_PORT: String(port),
       OAUTH_ISSUER: idp.issuer,
       OAUTH_AUDIENCE: audience,
+      // The IdP runs on this machine's clock; no skew to allow for (the expiry test relies on it).
+      OAUTH_CLOCK_TOLERANCE_SECONDS: '0',
     })
   ).url;
   assert.equal(`${brokerUrl}/mcp`, audience);
@@ -149,6 +151,42 @@ test("the same discovery works on an app's own endpoint, below the gateway's res
   } finally {
     await client.close();
   }
+});
+
+test('a standalone stream opened with an access token ends when the token expires', async () => {
+  idp.accessTokenTtlSeconds = 2;
+  const token = await idp.clientCredentialsToken(registered, audience).finally(() => {
+    idp.accessTokenTtlSeconds = 300;
+  });
+  presented.push(token);
+  const initialized = await initializeWith(token);
+  assert.equal(initialized.status, 200, await initialized.text());
+  const stream = await fetch(`${brokerUrl}/mcp`, {
+    headers: {
+      authorization: `Bearer ${token}`,
+      accept: 'text/event-stream',
+      'mcp-session-id': initialized.headers.get('mcp-session-id') ?? '',
+      'mcp-protocol-version': '2025-06-18',
+    },
+    // Without the expiry the stream would stay open (keep-alive comments) until this aborts it.
+    signal: AbortSignal.timeout(15_000),
+  });
+  assert.equal(stream.status, 200);
+  await stream.text(); // resolves when the gateway ends the stream
+  const expiresAtMs =
+    (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }).exp *
+    1000;
+  assert.ok(Date.now() >= expiresAtMs - 100, 'the stream ended before the token expired');
+  // A reconnection with the expired token is refused.
+  const again = await fetch(`${brokerUrl}/mcp`, {
+    headers: {
+      authorization: `Bearer ${token}`,
+      accept: 'text/event-stream',
+      'mcp-session-id': initialized.headers.get('mcp-session-id') ?? '',
+    },
+  });
+  assert.equal(again.status, 401);
+  assert.equal(((await again.json()) as { code: string }).code, 'token_expired');
 });
 
 test('the protected-resource metadata names this gateway and its IdP', async () => {

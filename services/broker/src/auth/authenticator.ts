@@ -56,6 +56,7 @@ export type AuthMethod = 'agent_key' | 'oauth';
  */
 export type Credential =
   | { method: 'agent_key'; agentId: string; keyId: string }
+  /** `expiresAtMs`: when the gateway starts refusing the token (`exp` plus the clock tolerance). */
   | { method: 'oauth'; agentId: string; clientId: string; expiresAtMs: number };
 
 export type AuthOutcome =
@@ -217,12 +218,12 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       ...(user ? { user: { id: user } } : {}),
       method: 'oauth',
       ...(typeof payload.jti === 'string' ? { tokenId: payload.jti } : {}),
-      // jwtVerify required exp; it is in seconds.
+      // jwtVerify required exp (seconds) and accepts it up to the tolerance: refused from then on.
       credential: {
         method: 'oauth',
         agentId: agent.id,
         clientId,
-        expiresAtMs: (payload.exp as number) * 1000,
+        expiresAtMs: ((payload.exp as number) + (settings.clockToleranceSeconds ?? 30)) * 1000,
       },
     };
   }
