@@ -2,7 +2,8 @@ import { closedLoop, stackEnv, uniqueName } from '@portcullis/testing';
 import { Redis } from 'ioredis';
 import { RateLimiter } from './rate-limit.ts';
 
-// Rate-limit benchmark: what one call's check costs (one Lua script over two keys) beside its
+// Rate-limit benchmark: what one call's check costs — in Redis every time (one Lua script over two
+// keys), and with leases (cells taken from Redis several at a time, spent locally) — beside its
 // anchor, a plain Redis PING round trip on the same connection, at several concurrency levels.
 // Needs the local stack's Redis (PORTCULLIS_REDIS_URL). Run: pnpm bench:rate-limit
 
@@ -13,7 +14,9 @@ await redis.connect();
 const prefix = `${uniqueName('rlbench')}:`;
 // Limits high enough that every call is allowed: the cost measured is the check itself.
 const huge = { limit: 1e9, periodMs: 1000, burst: 1e9 };
-const limiter = new RateLimiter(redis, prefix, { standard: { perAgent: huge, perTool: huge } });
+const classes = { standard: { perAgent: huge, perTool: huge } };
+const unleased = new RateLimiter(redis, prefix, classes, { leases: false });
+const leased = new RateLimiter(redis, prefix, classes);
 
 const drive = (concurrency: number, op: (worker: number) => Promise<unknown>) =>
   closedLoop(concurrency, DURATION_MS, op);
@@ -21,6 +24,10 @@ const drive = (concurrency: number, op: (worker: number) => Promise<unknown>) =>
 print(
   'concurrency',
   'checks/s'.padStart(10),
+  'p50 ms'.padStart(8),
+  'p99 ms'.padStart(8),
+  '|',
+  'leased/s'.padStart(10),
   'p50 ms'.padStart(8),
   'p99 ms'.padStart(8),
   '|',
@@ -32,7 +39,10 @@ print(
 try {
   for (const concurrency of [1, 16, 64]) {
     const check = await drive(concurrency, (worker) =>
-      limiter.consume(`agent-${worker % 8}`, `demo/tool-${worker}`),
+      unleased.consume(`agent-${worker % 8}`, `demo/tool-${worker}`),
+    );
+    const lease = await drive(concurrency, (worker) =>
+      leased.consume(`agent-${worker % 8}`, `demo/tool-${worker}`),
     );
     const ping = await drive(concurrency, () => redis.ping());
     print(
@@ -40,6 +50,10 @@ try {
       check.perSecond.toFixed(0).padStart(10),
       check.p50.toFixed(3).padStart(8),
       check.p99.toFixed(3).padStart(8),
+      '|',
+      lease.perSecond.toFixed(0).padStart(10),
+      lease.p50.toFixed(3).padStart(8),
+      lease.p99.toFixed(3).padStart(8),
       '|',
       ping.perSecond.toFixed(0).padStart(10),
       ping.p50.toFixed(3).padStart(8),

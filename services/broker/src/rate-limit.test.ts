@@ -100,3 +100,73 @@ test('keys expire once their allowance is whole again: nothing piles up in Redis
   const ttl = await redis.pttl(`${prefix}portcullis:rate:{agent-g}:standard:agent`);
   assert.ok(ttl > 0 && ttl <= 1000, String(ttl));
 });
+
+const generous = {
+  standard: {
+    perAgent: { limit: 100_000, periodMs: 1000, burst: 10_000 },
+    perTool: { limit: 100_000, periodMs: 1000, burst: 10_000 },
+  },
+};
+
+/** Counts the limiter's round trips to Redis (the GCRA script) on this client. */
+function countScripts(client: Redis): () => number {
+  const limited = client as Redis & { portcullisGcra: (...args: unknown[]) => Promise<unknown> };
+  const original = limited.portcullisGcra.bind(client);
+  let calls = 0;
+  limited.portcullisGcra = (...args: unknown[]) => {
+    calls++;
+    return original(...args);
+  };
+  return () => calls;
+}
+
+test('a busy agent on a generous class takes cells in leases: far fewer Redis round trips than calls', async () => {
+  const client = new Redis(stackEnv().redisUrl, { maxRetriesPerRequest: 2 });
+  try {
+    const limiter = new RateLimiter(client, prefix, generous);
+    const scripts = countScripts(client);
+    for (let i = 0; i < 2000; i++)
+      assert.equal((await limiter.consume('agent-busy', 'demo/read')).allowed, true);
+    assert.ok(scripts() < 100, `2,000 calls took ${scripts()} round trips`);
+    // The standard classes (a few calls a second) never lease: one round trip per call, as before.
+    const strictScripts = countScripts(redis);
+    const exact = new RateLimiter(redis, prefix, classes);
+    for (let i = 0; i < 3; i++) await exact.consume('agent-exact', 'demo/read');
+    assert.equal(strictScripts(), 3);
+  } finally {
+    client.disconnect();
+  }
+});
+
+test('leases never let more through than the limit, even from two replicas at once', async () => {
+  // 1,000 calls/s, burst 100: leases of up to 10 cells.
+  const tight = {
+    standard: {
+      perAgent: { limit: 1000, periodMs: 1000, burst: 100 },
+      perTool: { limit: 1000, periodMs: 1000, burst: 100 },
+    },
+  };
+  const clients = [0, 1].map(() => new Redis(stackEnv().redisUrl, { maxRetriesPerRequest: 2 }));
+  try {
+    const limiters = clients.map((client) => new RateLimiter(client, prefix, tight));
+    const started = performance.now();
+    const allowed = await Promise.all(
+      limiters.flatMap((limiter) =>
+        Array.from({ length: 8 }, async () => {
+          let count = 0;
+          while (performance.now() - started < 500)
+            if ((await limiter.consume('agent-tight', 'demo/write')).allowed) count++;
+          return count;
+        }),
+      ),
+    );
+    const total = allowed.reduce((a, b) => a + b, 0);
+    const elapsedMs = performance.now() - started;
+    const due = 100 + (1000 * elapsedMs) / 1000; // the burst plus what accrued meanwhile
+    assert.ok(total <= due + 1, `${total} calls allowed, at most ${Math.floor(due)} due`);
+    // A client at its limit still gets (nearly) every cell it is due: refused leases fall back to one cell.
+    assert.ok(total >= 0.8 * due, `${total} calls allowed of ${Math.floor(due)} due`);
+  } finally {
+    for (const client of clients) client.disconnect();
+  }
+});

@@ -12,6 +12,17 @@ import { RpcCode, RpcError } from './gateway/json-rpc.ts';
  * one Lua script, so concurrent replicas cannot both take the last token, and a call refused by
  * one limit consumes nothing from the other. Time comes from Redis (TIME), not from the replicas,
  * so clock skew between replicas cannot widen a limit.
+ *
+ * Leases: a replica that sees many calls on one key takes several cells at once (a lease) and
+ * spends them locally for up to LEASE_MS, so a busy agent costs one Redis round trip per lease
+ * rather than per call. A lease grows (doubling) while the previous one ran out early and shrinks
+ * when cells were left over; it never exceeds what the tighter limit accrues in LEASE_MS nor a
+ * tenth of its burst, so the common classes (a few calls a second) never lease more than one
+ * cell. Cells are taken from Redis before they are spent, so no replica ever lets through more
+ * than the limits allow; when Redis refuses a lease, the call asks for one cell, so a client at
+ * its limit gets every cell it is due. What a lease can cost: cells left when it expires are
+ * lost (at most one lease per replica and key when traffic stops), and cells leased for one tool
+ * are not available to the agent's other tools on other replicas until spent or expired.
  */
 
 /** One limit: `limit` calls per `periodMs`, with up to `burst` calls at once. */
@@ -59,8 +70,8 @@ export class UnknownRateClassError extends Error {
   }
 }
 
-// KEYS: the limited keys. ARGV: per key, its emission interval (period / limit) and its burst
-// tolerance (interval * burst), both in microseconds. Returns 0 when allowed, else
+// KEYS: the limited keys. ARGV: per key, the increment (its emission interval, period / limit,
+// times the cells taken) and its burst tolerance (interval * burst), both in microseconds. Returns 0 when allowed, else
 // {index of the first refusing key (1-based), retry after in microseconds}.
 const GCRA_LUA = `
 local time = redis.call('TIME')
@@ -84,6 +95,20 @@ end
 return 0
 `;
 
+/** How long leased cells may be spent locally. */
+const LEASE_MS = 100;
+/** Calls between two sweeps of idle leases. */
+const SWEEP_EVERY = 10_000;
+
+interface Lease {
+  /** Cells taken from Redis and not yet spent. */
+  remaining: number;
+  /** performance.now() after which the remaining cells are dropped. */
+  expiresAt: number;
+  /** Cells the next lease asks for. */
+  size: number;
+}
+
 interface GcraRedis {
   portcullisGcra(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<0 | [number, number]>;
 }
@@ -92,12 +117,17 @@ export class RateLimiter {
   readonly #redis: Redis & GcraRedis;
   readonly #prefix: string;
   readonly #classes: RateClasses;
+  readonly #leases = new Map<string, Lease>();
+  readonly #leasing: boolean;
+  #sinceSweep = 0;
 
-  constructor(redis: Redis, prefix: string, classes: RateClasses) {
+  /** `options.leases` (default true): false checks every call in Redis (the benchmark's anchor). */
+  constructor(redis: Redis, prefix: string, classes: RateClasses, options: { leases?: boolean } = {}) {
     if (!('portcullisGcra' in redis)) redis.defineCommand('portcullisGcra', { lua: GCRA_LUA });
     this.#redis = redis as Redis & GcraRedis;
     this.#prefix = prefix;
     this.#classes = RateClasses.parse(classes);
+    this.#leasing = options.leases ?? true;
   }
 
   /**
@@ -108,12 +138,62 @@ export class RateLimiter {
   async consume(agentId: string, tool: string, rateClass = 'standard'): Promise<RateVerdict> {
     const limits = this.#classes[rateClass];
     if (!limits) throw new UnknownRateClassError(rateClass);
+    const maxCells = this.#leasing ? maxLeaseSize(limits) : 1;
+    if (maxCells === 1) return this.#take(agentId, tool, rateClass, limits, 1);
+    if (++this.#sinceSweep >= SWEEP_EVERY) this.#sweep();
+    const leaseKey = `${agentId}\u0000${rateClass}\u0000${tool}`;
+    const now = performance.now();
+    let lease = this.#leases.get(leaseKey);
+    if (lease && lease.remaining > 0 && now < lease.expiresAt) {
+      lease.remaining--;
+      return { allowed: true };
+    }
+    if (!lease) {
+      lease = { remaining: 0, expiresAt: 0, size: 1 };
+      this.#leases.set(leaseKey, lease);
+    } else {
+      // Ran out before it expired: demand outgrew the lease. Expired with cells left: it was too big.
+      lease.size =
+        lease.remaining === 0 && now < lease.expiresAt ? lease.size * 2 : Math.ceil(lease.size / 2);
+      lease.size = Math.min(lease.size, maxCells);
+      lease.remaining = 0;
+    }
+    let cells = lease.size;
+    let verdict = await this.#take(agentId, tool, rateClass, limits, cells);
+    if (!verdict.allowed && cells > 1) {
+      cells = 1;
+      verdict = await this.#take(agentId, tool, rateClass, limits, cells);
+    }
+    if (verdict.allowed) {
+      // Calls that raced this one for a lease add their cells to the same lease.
+      lease.remaining += cells - 1;
+      lease.expiresAt = performance.now() + LEASE_MS;
+    } else if (lease.remaining === 0) this.#leases.delete(leaseKey);
+    return verdict;
+  }
+
+  /** Forgets leases idle for a while, so keys no longer called do not pile up in memory. */
+  #sweep(): void {
+    this.#sinceSweep = 0;
+    const idleBefore = performance.now() - 10_000;
+    for (const [key, lease] of this.#leases) if (lease.expiresAt < idleBefore) this.#leases.delete(key);
+  }
+
+  /** Takes `cells` cells from both limits in Redis, or nothing (see the script). */
+  async #take(
+    agentId: string,
+    tool: string,
+    rateClass: string,
+    limits: RateClass,
+    cells: number,
+  ): Promise<RateVerdict> {
     // One hash tag per agent keeps both keys in one cluster slot, as a multi-key script needs.
     const base = `${this.#prefix}portcullis:rate:{${agentId}}:${rateClass}`;
     const keys = [`${base}:agent`, `${base}:tool:${tool}`];
     const args = [limits.perAgent, limits.perTool].flatMap((l) => {
       const interval = Math.ceil((l.periodMs * 1000) / l.limit);
-      return [interval, interval * l.burst];
+      // Taking n cells at once moves the arrival time n intervals ahead, against the same tolerance.
+      return [interval * cells, interval * l.burst];
     });
     const answer = await this.#redis.portcullisGcra(keys.length, ...keys, ...args);
     if (answer === 0) return { allowed: true };
@@ -125,6 +205,16 @@ export class RateLimiter {
       rateClass,
     };
   }
+}
+
+/** The most cells one lease may take: what the tighter limit accrues in LEASE_MS, a tenth of its burst. */
+function maxLeaseSize({ perAgent, perTool }: RateClass): number {
+  const accrued = Math.min(
+    Math.floor((perAgent.limit * LEASE_MS) / perAgent.periodMs),
+    Math.floor((perTool.limit * LEASE_MS) / perTool.periodMs),
+  );
+  const tenthOfBurst = Math.floor(Math.min(perAgent.burst, perTool.burst) / 10);
+  return Math.max(1, Math.min(accrued, tenthOfBurst));
 }
 
 /** The error an agent receives over the limit: retryable, with when and which limit. */
