@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type LedgerEvent, parseLedgerEvent } from '@portcullis/contracts';
+import type { LedgerEvent } from '@portcullis/contracts';
 import { withTransaction } from '@portcullis/db';
 import type { BatchContext } from '@portcullis/kafka';
 import type { KafkaMessage } from 'kafkajs';
@@ -8,6 +8,7 @@ import type pg from 'pg';
 import pgCopy from 'pg-copy-streams';
 import { canonicalJson } from './canonical-json.ts';
 import { canonicalRowContent, chainIdFor, genesisHash, type LedgerRow, sha256Hex } from './chain.ts';
+import { parseLedgerEventFast } from './ledger-event-parser.ts';
 
 export interface DeadLetter {
   message: KafkaMessage;
@@ -71,7 +72,7 @@ export class LedgerWriter {
     const rejected: DeadLetter[] = [];
     const seen = new Set<string>();
     for (const message of messages) {
-      const parsed = parseLedgerEvent(message.value);
+      const parsed = parseLedgerEventFast(message.value);
       if (!parsed.ok) {
         rejected.push({ message, reason: parsed.reason });
         continue;
