@@ -94,10 +94,12 @@ export class LedgerWriter {
         rejected.push({ message, reason: 'has no RFC 8785 canonical form (a lone surrogate in a string)' });
         continue;
       }
-      // A duplicate inside one batch is the same event twice; the first copy is the one kept.
-      if (seen.has(parsed.event.eventId)) continue;
-      seen.add(parsed.event.eventId);
       const occurredAt = new Date(occurredMs).toISOString();
+      // A duplicate inside one batch is the same event twice; the first copy is the one kept. The
+      // same identity as the ledger's key: event id and occurredAt as stored (see #append).
+      const identity = `${parsed.event.eventId} ${occurredAt}`;
+      if (seen.has(identity)) continue;
+      seen.add(identity);
       placed.push({
         event: parsed.event,
         occurredAt,
@@ -111,9 +113,22 @@ export class LedgerWriter {
     await this.#ensurePartitions(placed);
     const staging: { createdOn?: pg.PoolClient } = {};
     const chainIds = [...new Set(placed.map((p) => p.chainId))];
-    const added = await withTransaction(this.#pool, (client) =>
-      this.#append(client, placed, chainIds, context, now, staging),
-    );
+    let added: number;
+    try {
+      // Optimistic: most batches hold no event the ledger has, and the primary key refuses any
+      // it has, so the first attempt skips the lookup of present ids.
+      added = await withTransaction(this.#pool, (client) =>
+        this.#append(client, placed, chainIds, context, now, staging, false),
+      );
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== UNIQUE_VIOLATION) throw error;
+      // A redelivery (a crash or rebalance before the offset commit) or a stale consumer that
+      // committed first: everything was rolled back; again, leaving out what is present.
+      staging.createdOn = undefined;
+      added = await withTransaction(this.#pool, (client) =>
+        this.#append(client, placed, chainIds, context, now, staging, true),
+      );
+    }
     // Only after the commit: a rolled-back transaction also rolls back the table's creation.
     if (staging.createdOn) this.#staged.add(staging.createdOn);
     for (const id of chainIds) this.#knownHeads.add(id);
@@ -136,6 +151,7 @@ export class LedgerWriter {
     context: BatchContext,
     now: Date,
     staging: { createdOn?: pg.PoolClient },
+    lookUpPresent: boolean,
   ): Promise<number> {
     // Create missing heads, then lock them: a second writer on the same partition (a stale
     // consumer after a rebalance) waits here and then sees this batch's rows as already present.
@@ -162,23 +178,7 @@ export class LedgerWriter {
       if (!head.has(id)) this.#knownHeads.delete(id);
     }
 
-    let earliest = Number.POSITIVE_INFINITY;
-    let latest = Number.NEGATIVE_INFINITY;
-    let ids = '';
-    for (const p of placed) {
-      earliest = Math.min(earliest, p.occurredMs);
-      latest = Math.max(latest, p.occurredMs);
-      ids += ids === '' ? p.event.eventId : `,${p.event.eventId}`;
-    }
-    // The ids go as one array literal: they are validated UUIDs (no quotes, commas or braces to
-    // escape), and building the text once is cheaper than the driver quoting every element.
-    const existing = await client.query<{ event_id: string }>(
-      `SELECT event_id FROM audit.ledger_events
-       WHERE event_id = ANY($1::uuid[]) AND occurred_at BETWEEN $2 AND $3`,
-      [`{${ids}}`, new Date(earliest), new Date(latest)],
-    );
-    const present = new Set(existing.rows.map((r) => r.event_id));
-    const fresh = placed.filter((p) => !present.has(p.event.eventId));
+    const fresh = lookUpPresent ? await this.#absent(client, placed) : placed;
     if (fresh.length === 0) return 0;
 
     const recordedAt = now.toISOString();
@@ -224,8 +224,9 @@ export class LedgerWriter {
 
     // The batch goes to a session-local staging table by COPY (text format: no JSON array to parse
     // and pick apart server-side), then into the ledger by one INSERT … SELECT in this transaction.
-    // No ON CONFLICT: the present-id check above runs under the chain-head locks, so a conflict
-    // here means something is wrong and must abort the batch rather than leave a gap in a chain.
+    // No ON CONFLICT: skipping a row here would leave a gap in its chain. A conflict aborts the
+    // transaction instead; on the primary key (an event already stored) writeBatch redoes the
+    // batch with the lookup of present events, which runs under the chain-head locks.
     if (!this.#staged.has(client)) {
       await client.query(
         `CREATE TEMP TABLE IF NOT EXISTS ledger_staging (${STAGING_COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')})
@@ -250,7 +251,36 @@ export class LedgerWriter {
     );
     return lines.length;
   }
+
+  /**
+   * The events of `placed` the ledger does not hold. An event is held when a row has its event id
+   * and its occurredAt as stored: the primary key, which a redelivery (the same message) always
+   * matches. An id reused for another occurredAt is another event to the ledger (ADR 0012).
+   */
+  async #absent(client: pg.PoolClient, placed: Placed[]): Promise<Placed[]> {
+    let earliest = Number.POSITIVE_INFINITY;
+    let latest = Number.NEGATIVE_INFINITY;
+    let ids = '';
+    for (const p of placed) {
+      earliest = Math.min(earliest, p.occurredMs);
+      latest = Math.max(latest, p.occurredMs);
+      ids += ids === '' ? p.event.eventId : `,${p.event.eventId}`;
+    }
+    // The ids go as one array literal: they are validated UUIDs (no quotes, commas or braces to
+    // escape), and building the text once is cheaper than the driver quoting every element. The
+    // time range lets Postgres visit only the partitions the batch can be in.
+    const existing = await client.query<{ event_id: string; occurred_at: Date }>(
+      `SELECT event_id, occurred_at FROM audit.ledger_events
+       WHERE event_id = ANY($1::uuid[]) AND occurred_at BETWEEN $2 AND $3`,
+      [`{${ids}}`, new Date(earliest), new Date(latest)],
+    );
+    const present = new Set(existing.rows.map((r) => `${r.event_id} ${r.occurred_at.getTime()}`));
+    return placed.filter((p) => !present.has(`${p.event.eventId} ${p.occurredMs}`));
+  }
 }
+
+/** SQLSTATE unique_violation. */
+const UNIQUE_VIOLATION = '23505';
 
 function hasCanonicalForm(event: LedgerEvent): boolean {
   try {
