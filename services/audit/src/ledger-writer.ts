@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { LedgerEvent } from '@portcullis/contracts';
 import { withTransaction } from '@portcullis/db';
@@ -9,7 +8,7 @@ import pgCopy from 'pg-copy-streams';
 import { canonicalEventJson } from './canonical-event.ts';
 import { canonicalJson } from './canonical-json.ts';
 import { canonicalRowContent, chainIdFor, genesisHash, type LedgerRow, sha256Hex } from './chain.ts';
-import { parseLedgerEventFast } from './ledger-event-parser.ts';
+import { parseLedgerEventFast, prepareLedgerEventParser } from './ledger-event-parser.ts';
 
 export interface DeadLetter {
   message: KafkaMessage;
@@ -48,8 +47,6 @@ export class LedgerWriter {
   readonly #now: () => Date;
   /** Days whose partition is known to exist, so the hot path skips the check. */
   readonly #partitions = new Set<string>();
-  /** Connections whose session already has the staging table (a temp table lives per session). */
-  readonly #staged = new WeakSet<pg.PoolClient>();
   /** Chains whose head row a committed transaction has seen: heads are never deleted (no grant). */
   readonly #knownHeads = new Set<string>();
 
@@ -63,6 +60,7 @@ export class LedgerWriter {
     this.#retentionMs = options.retentionDays * 86_400_000;
     this.#maxFutureMs = options.maxFutureMs ?? 86_400_000;
     this.#now = options.now ?? (() => new Date());
+    prepareLedgerEventParser();
   }
 
   /** Returns how many new rows the batch added. */
@@ -112,26 +110,22 @@ export class LedgerWriter {
     if (rejected.length > 0) await this.#deadLetter(rejected, context);
     if (placed.length === 0) return 0;
     await this.#ensurePartitions(placed);
-    const staging: { createdOn?: pg.PoolClient } = {};
     const chainIds = [...new Set(placed.map((p) => p.chainId))];
     let added: number;
     try {
       // Optimistic: most batches hold no event the ledger has, and the primary key refuses any
       // it has, so the first attempt skips the lookup of present ids.
       added = await withTransaction(this.#pool, (client) =>
-        this.#append(client, placed, chainIds, context, now, staging, false),
+        this.#append(client, placed, chainIds, context, now, false),
       );
     } catch (error) {
       if ((error as { code?: unknown }).code !== UNIQUE_VIOLATION) throw error;
       // A redelivery (a crash or rebalance before the offset commit) or a stale consumer that
       // committed first: everything was rolled back; again, leaving out what is present.
-      staging.createdOn = undefined;
       added = await withTransaction(this.#pool, (client) =>
-        this.#append(client, placed, chainIds, context, now, staging, true),
+        this.#append(client, placed, chainIds, context, now, true),
       );
     }
-    // Only after the commit: a rolled-back transaction also rolls back the table's creation.
-    if (staging.createdOn) this.#staged.add(staging.createdOn);
     for (const id of chainIds) this.#knownHeads.add(id);
     return added;
   }
@@ -151,7 +145,6 @@ export class LedgerWriter {
     chainIds: string[],
     context: BatchContext,
     now: Date,
-    staging: { createdOn?: pg.PoolClient },
     lookUpPresent: boolean,
   ): Promise<number> {
     // Create missing heads, then lock them: a second writer on the same partition (a stale
@@ -183,65 +176,61 @@ export class LedgerWriter {
     if (fresh.length === 0) return 0;
 
     const recordedAt = now.toISOString();
-    const lines: string[] = [];
     const touched = new Set<string>();
     const topic = copyText(context.topic);
     const chainField = new Map<string, string>();
-    for (const { event, occurredAt, chainId, offset } of fresh) {
-      const tip = head.get(chainId);
-      if (!tip) throw new Error(`chain head ${chainId} vanished inside its transaction`);
-      const row: LedgerRow = {
-        eventId: event.eventId,
-        callId: 'callId' in event ? event.callId : null,
-        eventType: event.type,
-        eventVersion: event.version,
-        occurredAt,
-        recordedAt,
-        payload: event,
-        sourceTopic: context.topic,
-        sourcePartition: context.partition,
-        sourceOffset: offset,
-        chainId,
-        chainSeq: tip.seq + 1,
-        prevHash: tip.hash,
-      };
-      // The payload is canonicalised once: the hashed row content embeds it, and it is the stored
-      // payload column (JSONB keeps the same value whatever the member order).
-      const payload = canonicalEventJson(event);
-      const hash = sha256Hex(canonicalRowContent(row, payload));
-      let chain = chainField.get(chainId);
-      if (chain === undefined) {
-        chain = copyText(chainId);
-        chainField.set(chainId, chain);
-      }
-      lines.push(
-        `${occurredAt}\t${row.eventId}\t${row.callId === null ? '\\N' : copyText(row.callId)}\t${copyText(row.eventType)}` +
+    // Rows are hashed in chain order and streamed to Postgres in chunks while the next ones are
+    // hashed, so Postgres parses and inserts on the other core instead of waiting for the batch.
+    // COPY goes straight into the ledger (Postgres routes each row to its day partition), in
+    // text format: no JSON array to parse and pick apart server-side.
+    // No ON CONFLICT (COPY has none): skipping a row would leave a gap in its chain. A conflict
+    // aborts the transaction instead; on the primary key (an event already stored) writeBatch
+    // redoes the batch with the lookup of present events, which runs under the chain-head locks.
+    async function* rows(): AsyncGenerator<string> {
+      let chunk = '';
+      for (const { event, occurredAt, chainId, offset } of fresh) {
+        const tip = head.get(chainId);
+        if (!tip) throw new Error(`chain head ${chainId} vanished inside its transaction`);
+        const row: LedgerRow = {
+          eventId: event.eventId,
+          callId: 'callId' in event ? event.callId : null,
+          eventType: event.type,
+          eventVersion: event.version,
+          occurredAt,
+          recordedAt,
+          payload: event,
+          sourceTopic: context.topic,
+          sourcePartition: context.partition,
+          sourceOffset: offset,
+          chainId,
+          chainSeq: tip.seq + 1,
+          prevHash: tip.hash,
+        };
+        // The payload is canonicalised once: the hashed row content embeds it, and it is the stored
+        // payload column (JSONB keeps the same value whatever the member order).
+        const payload = canonicalEventJson(event);
+        const hash = sha256Hex(canonicalRowContent(row, payload));
+        let chain = chainField.get(chainId);
+        if (chain === undefined) {
+          chain = copyText(chainId);
+          chainField.set(chainId, chain);
+        }
+        chunk +=
+          `${occurredAt}\t${row.eventId}\t${row.callId === null ? '\\N' : copyText(row.callId)}\t${copyText(row.eventType)}` +
           `\t${row.eventVersion}\t${recordedAt}\t${copyJsonText(payload)}\t${topic}\t${row.sourcePartition}` +
-          `\t${offset}\t${chain}\t${row.chainSeq}\t${row.prevHash}\t${hash}\n`,
-      );
-      head.set(chainId, { seq: row.chainSeq, hash });
-      touched.add(chainId);
+          `\t${offset}\t${chain}\t${row.chainSeq}\t${row.prevHash}\t${hash}\n`;
+        head.set(chainId, { seq: row.chainSeq, hash });
+        touched.add(chainId);
+        if (chunk.length >= COPY_CHUNK_CHARS) {
+          yield chunk;
+          chunk = '';
+        }
+      }
+      if (chunk !== '') yield chunk;
     }
-
-    // The batch goes to a session-local staging table by COPY (text format: no JSON array to parse
-    // and pick apart server-side), then into the ledger by one INSERT … SELECT in this transaction.
-    // No ON CONFLICT: skipping a row here would leave a gap in its chain. A conflict aborts the
-    // transaction instead; on the primary key (an event already stored) writeBatch redoes the
-    // batch with the lookup of present events, which runs under the chain-head locks.
-    if (!this.#staged.has(client)) {
-      await client.query(
-        `CREATE TEMP TABLE IF NOT EXISTS ledger_staging (${STAGING_COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')})
-         ON COMMIT DELETE ROWS`,
-      );
-      staging.createdOn = client;
-    }
-    const columns = STAGING_COLUMNS.map(([name]) => name).join(', ');
     await pipeline(
-      Readable.from([lines.join('')]),
-      client.query(pgCopy.from(`COPY pg_temp.ledger_staging (${columns}) FROM STDIN`)),
-    );
-    await client.query(
-      `INSERT INTO audit.ledger_events (${columns}) SELECT ${columns} FROM pg_temp.ledger_staging`,
+      rows,
+      client.query(pgCopy.from(`COPY audit.ledger_events (${LEDGER_COLUMNS}) FROM STDIN`)),
     );
     const changed = [...head.entries()].filter(([id]) => touched.has(id));
     await client.query(
@@ -250,7 +239,7 @@ export class LedgerWriter {
        WHERE h.chain_id = n.id`,
       [changed.map(([id]) => id), changed.map(([, t]) => t.seq), changed.map(([, t]) => t.hash)],
     );
-    return lines.length;
+    return fresh.length;
   }
 
   /**
@@ -293,22 +282,25 @@ function hasCanonicalForm(event: LedgerEvent): boolean {
 }
 
 /** The ledger's columns, in the order of each COPY line. */
-const STAGING_COLUMNS: ReadonlyArray<readonly [string, string]> = [
-  ['occurred_at', 'timestamptz'],
-  ['event_id', 'uuid'],
-  ['call_id', 'uuid'],
-  ['event_type', 'text'],
-  ['event_version', 'integer'],
-  ['recorded_at', 'timestamptz'],
-  ['payload', 'jsonb'],
-  ['source_topic', 'text'],
-  ['source_partition', 'integer'],
-  ['source_offset', 'bigint'],
-  ['chain_id', 'text'],
-  ['chain_seq', 'bigint'],
-  ['prev_hash', 'char(64)'],
-  ['row_hash', 'char(64)'],
-];
+const LEDGER_COLUMNS = [
+  'occurred_at',
+  'event_id',
+  'call_id',
+  'event_type',
+  'event_version',
+  'recorded_at',
+  'payload',
+  'source_topic',
+  'source_partition',
+  'source_offset',
+  'chain_id',
+  'chain_seq',
+  'prev_hash',
+  'row_hash',
+].join(', ');
+
+/** COPY data is sent in chunks of about this many characters (≈ 50 rows of the bench's events). */
+const COPY_CHUNK_CHARS = 64 * 1024;
 
 const COPY_SPECIAL = /[\\\t\n\r]/;
 const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
