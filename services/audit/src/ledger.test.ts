@@ -161,6 +161,40 @@ test('an event id reused with another occurredAt is another event; redeliveries 
   assert.equal(report.rows, 6);
 });
 
+test('the writer needs no more than the writer role: COPY into the ledger, replays, new partitions', async () => {
+  const ledger = await freshLedger();
+  const database = (ledger.pool as unknown as { options: { connectionString: string } }).options
+    .connectionString;
+  const pool = new pg.Pool({ connectionString: database, max: 2 });
+  pool.on('connect', (client) => void client.query('SET ROLE portcullis_audit_writer'));
+  cleanups.push(() => pool.end());
+  const letters: DeadLetter[] = [];
+  const writer = new LedgerWriter(pool, async (l) => void letters.push(...l), { retentionDays: 30 });
+  const batch = (events: unknown[], from: number) =>
+    events.map(
+      (event, i) =>
+        ({
+          key: null,
+          value: Buffer.from(JSON.stringify(event)),
+          offset: String(from + i),
+          timestamp: String(Date.now()),
+          attributes: 0,
+          headers: {},
+        }) as KafkaMessage,
+    );
+  const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000).toISOString();
+  const events = [...calls(20), requestedEvent({ occurredAt: twoDaysAgo })];
+  const context = { topic: TOPIC, partition: 0 };
+  assert.equal(await writer.writeBatch(batch(events, 0), context), 41);
+  assert.equal(await writer.writeBatch(batch([...events.slice(30), requestedEvent()], 30), context), 1);
+  const role = await pool.query<{ role: string }>('SELECT current_user AS role');
+  assert.equal(role.rows[0]!.role, 'portcullis_audit_writer');
+  assert.deepEqual(letters, []);
+  const report = await verify(ledger.pool);
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+  assert.equal(report.rows, 42);
+});
+
 test('two writers racing on one partition (a stale consumer) neither duplicate nor fork the chain', async () => {
   const ledger = await freshLedger();
   const events = calls(200);
