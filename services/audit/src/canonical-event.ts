@@ -1,21 +1,24 @@
 import { type LedgerEvent, LedgerEvent as LedgerEventSchema } from '@portcullis/contracts';
-import { canonicalJson, jsonString } from './canonical-json.ts';
+import { canonicalJson } from './canonical-json.ts';
 import { toJsonSchema } from './ledger-event-parser.ts';
 
 /**
  * canonicalJson(event) for a validated ledger event, written straight from its schema: the
  * members of each object are known, so their RFC 8785 order is sorted once per schema instead of
  * per event, and no sorted copy of the event is built (canonicalJson's copy is ≈ half of its cost
- * and garbage). Strings and numbers are written as JSON.stringify writes them (as in
- * canonicalJson; jsonString skips the call for strings with nothing to escape), and values of
+ * and garbage). Strings and numbers go through JSON.stringify as in canonicalJson, and values of
  * free shape (records, unknown) through canonicalJson itself, so the text is the same byte for
  * byte (canonical-event.test.ts compares both on generated events).
  *
- * Anything unexpected — a member the schema does not name, a value of another type, a string with
- * a lone surrogate (which canonicalJson refuses) — makes the whole event go through canonicalJson.
+ * Anything unexpected — a member the schema does not name, a value of another type, a string
+ * JSON.stringify escapes as a lone surrogate — makes the whole event go through canonicalJson.
  */
 export function canonicalEventJson(event: LedgerEvent): string {
-  return schemaCanonicalText(event) ?? canonicalJson(event);
+  const text = schemaCanonicalText(event);
+  // "\ud" in the text may be a lone surrogate (which canonicalJson refuses) or harmless: either way
+  // canonicalJson decides, as it does for the whole text.
+  if (text === undefined || text.includes('\\ud')) return canonicalJson(event);
+  return text;
 }
 
 /** The text written from the event's schema alone; undefined where canonicalEventJson falls back. */
@@ -40,7 +43,7 @@ function buildEmitters(): Map<string, Emit> {
   return out;
 }
 
-const emitString: Emit = (value) => (typeof value === 'string' ? jsonString(value) : undefined);
+const emitString: Emit = (value) => (typeof value === 'string' ? JSON.stringify(value) : undefined);
 const emitNumber: Emit = (value) =>
   typeof value === 'number' && Number.isFinite(value) ? JSON.stringify(value) : undefined;
 /** Free-shaped JSON (records, unknown): the general canonicalisation. */

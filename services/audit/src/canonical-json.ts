@@ -87,17 +87,3 @@ function sortedCopy(value: unknown, depth: number): unknown {
       return REFUSED;
   }
 }
-
-/** Characters JSON.stringify writes as escapes: quote, backslash, controls and (lone) surrogates. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: JSON escapes exactly these control characters.
-const PLAIN_STRING = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
-
-/**
- * A string's RFC 8785 text (what JSON.stringify writes for it), or undefined for a string with a
- * lone surrogate, which RFC 8785 cannot express. Most strings have nothing to escape: those are
- * quoted without JSON.stringify's call.
- */
-export function jsonString(value: string): string | undefined {
-  if (PLAIN_STRING.test(value)) return `"${value}"`;
-  return value.isWellFormed() ? JSON.stringify(value) : undefined;
-}

@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import { canonicalJson, jsonString } from './canonical-json.ts';
+import { canonicalJson } from './canonical-json.ts';
 
 /**
  * The hash-chain rules of the ledger (docs/adr/0010-ledger-hash-chains.md). Both the writer and
@@ -86,8 +86,8 @@ function rowObject(row: LedgerRow): Record<string, unknown> {
  * The same text without sorting and copying the row's own columns for every row (the ingest's hot
  * path): their names are fixed, so they are written in RFC 8785 order (UTF-16 code units) here and
  * only the payload goes through canonicalJson. Undefined (the general path decides) when a column
- * is not the plain string or safe integer this relies on, or a string holds a lone surrogate,
- * which RFC 8785 refuses.
+ * is not the plain string or safe integer this relies on, or a string needs a \ud escape, which
+ * JSON.stringify writes for a lone surrogate where RFC 8785 refuses it.
  */
 function fixedColumnsText(row: LedgerRow, canonicalPayload: string | undefined): string | undefined {
   const { callId, eventVersion, sourcePartition, chainSeq } = row;
@@ -99,26 +99,16 @@ function fixedColumnsText(row: LedgerRow, canonicalPayload: string | undefined):
   if (typeof row.eventType !== 'string' || typeof row.occurredAt !== 'string') return undefined;
   if (typeof row.prevHash !== 'string' || typeof row.recordedAt !== 'string') return undefined;
   if (typeof row.sourceOffset !== 'string' || typeof row.sourceTopic !== 'string') return undefined;
-  const callIdText = callId === null ? 'null' : jsonString(callId);
-  const chainId = jsonString(row.chainId);
-  const eventId = jsonString(row.eventId);
-  const eventType = jsonString(row.eventType);
-  const occurredAt = jsonString(row.occurredAt);
-  const prevHash = jsonString(row.prevHash);
-  const recordedAt = jsonString(row.recordedAt);
-  const sourceOffset = jsonString(row.sourceOffset);
-  const sourceTopic = jsonString(row.sourceTopic);
-  // A lone surrogate (undefined from jsonString): the general path refuses it as RFC 8785 does.
-  if (callIdText === undefined || chainId === undefined || eventId === undefined) return undefined;
-  if (eventType === undefined || occurredAt === undefined || prevHash === undefined) return undefined;
-  if (recordedAt === undefined || sourceOffset === undefined || sourceTopic === undefined) return undefined;
   const head =
-    `{"callId":${callIdText},"chainId":${chainId},"chainSeq":${chainSeq},"eventId":${eventId}` +
-    `,"eventType":${eventType},"eventVersion":${eventVersion},"format":"${CHAIN_FORMAT}"` +
-    `,"occurredAt":${occurredAt},"payload":`;
+    `{"callId":${callId === null ? 'null' : JSON.stringify(callId)},"chainId":${JSON.stringify(row.chainId)}` +
+    `,"chainSeq":${chainSeq},"eventId":${JSON.stringify(row.eventId)},"eventType":${JSON.stringify(row.eventType)}` +
+    `,"eventVersion":${eventVersion},"format":"${CHAIN_FORMAT}","occurredAt":${JSON.stringify(row.occurredAt)}` +
+    ',"payload":';
   const tail =
-    `,"prevHash":${prevHash},"recordedAt":${recordedAt},"sourceOffset":${sourceOffset}` +
-    `,"sourcePartition":${sourcePartition},"sourceTopic":${sourceTopic}}`;
+    `,"prevHash":${JSON.stringify(row.prevHash)},"recordedAt":${JSON.stringify(row.recordedAt)}` +
+    `,"sourceOffset":${JSON.stringify(row.sourceOffset)},"sourcePartition":${sourcePartition}` +
+    `,"sourceTopic":${JSON.stringify(row.sourceTopic)}}`;
+  if (head.includes('\\ud') || tail.includes('\\ud')) return undefined;
   return `${head}${canonicalPayload ?? canonicalJson(row.payload)}${tail}`;
 }
 
