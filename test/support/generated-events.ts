@@ -1,6 +1,6 @@
 /**
  * Ledger events generated from the zod schemas of the contracts, for the differential tests of the
- * ledger's compiled parser and canonical writer: valid events (optional members present at random)
+ * ledger's compiled parser: valid events (optional members present at random)
  * and mutated ones (a value replaced, a member removed, an unknown member added). Seeded, so a
  * failure names a reproducible case; a pattern without a sample here fails loudly.
  */

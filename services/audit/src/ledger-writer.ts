@@ -5,7 +5,6 @@ import type { BatchContext } from '@portcullis/kafka';
 import type { KafkaMessage } from 'kafkajs';
 import type pg from 'pg';
 import pgCopy from 'pg-copy-streams';
-import { canonicalEventJson } from './canonical-event.ts';
 import { canonicalJson } from './canonical-json.ts';
 import { canonicalRowContent, chainIdFor, genesisHash, type LedgerRow, sha256Hex } from './chain.ts';
 import { parseLedgerEventFast, prepareLedgerEventParser } from './ledger-event-parser.ts';
@@ -208,7 +207,7 @@ export class LedgerWriter {
         };
         // The payload is canonicalised once: the hashed row content embeds it, and it is the stored
         // payload column (JSONB keeps the same value whatever the member order).
-        const payload = canonicalEventJson(event);
+        const payload = canonicalJson(event);
         const hash = sha256Hex(canonicalRowContent(row, payload));
         let chain = chainField.get(chainId);
         if (chain === undefined) {
