@@ -33,7 +33,8 @@ interface Placed {
 
 /**
  * Turns one Kafka batch (one partition, in offset order) into ledger rows in one transaction that
- * also extends the hash chains. Idempotent by event id: events already in the ledger are skipped
+ * also extends the hash chains. Idempotent by event id and occurredAt (the primary key): a batch
+ * holding events already in the ledger is refused by the key, rolled back, and redone without them
  * before hashing, so a batch delivered twice (after a crash before the offset commit) adds nothing
  * and leaves no gap in a chain. Messages that are not valid audit events, or cannot be placed in a
  * partition, are handed to `deadLetter` first, never dropped.
