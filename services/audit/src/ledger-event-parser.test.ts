@@ -123,5 +123,22 @@ test('what the translation cannot express exactly is not compiled', () => {
   assert.equal(toJsonSchema(z.object({ a: z.string() }).catchall(z.number())), undefined);
   assert.equal(toJsonSchema(z.object({ a: z.number().multipleOf(2) })), undefined);
   assert.equal(toJsonSchema(z.looseObject({ a: z.string() })), undefined);
+  assert.equal(toJsonSchema(z.object({ a: z.enum(['x', 'y']).refine((v) => v === 'x') })), undefined);
+  assert.equal(toJsonSchema(z.object({ a: z.literal('x').refine(() => false) })), undefined);
+  assert.equal(toJsonSchema(z.object({ a: z.array(z.string()).refine((v) => v.length !== 2) })), undefined);
+  assert.equal(toJsonSchema(z.object({ a: z.record(z.string(), z.number()).refine(() => true) })), undefined);
+  assert.equal(toJsonSchema(z.object({ a: z.unknown().refine(() => true) })), undefined);
+  assert.equal(
+    toJsonSchema(
+      z.object({
+        a: z
+          .string()
+          .optional()
+          .refine(() => true),
+      }),
+    ),
+    undefined,
+  );
+  assert.equal(toJsonSchema(z.object({ a: z.string() }).refine(() => true)), undefined);
   assert.notEqual(toJsonSchema(z.strictObject({ a: z.string() })), undefined);
 });

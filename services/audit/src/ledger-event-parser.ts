@@ -164,6 +164,7 @@ function translate(def: ZodDef): JsonSchema {
       return out;
     }
     case 'literal': {
+      if (checks.length > 0) throw new Untranslatable('literal check');
       const values = def.values ?? [];
       if (!values.every((v) => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)))) {
         throw new Untranslatable('literal');
@@ -171,6 +172,7 @@ function translate(def: ZodDef): JsonSchema {
       return { enum: values };
     }
     case 'enum': {
+      if (checks.length > 0) throw new Untranslatable('enum check');
       const values = Object.values(def.entries ?? {});
       if (!values.every((v) => typeof v === 'string')) throw new Untranslatable('enum');
       return { type: 'string', enum: values };
