@@ -1,8 +1,8 @@
 /**
- * Ledger events generated from the zod schemas of the contracts, for the differential tests of the
- * ledger's compiled parser: valid events (optional members present at random)
- * and mutated ones (a value replaced, a member removed, an unknown member added). Seeded, so a
- * failure names a reproducible case; a pattern without a sample here fails loudly.
+ * Ledger events generated from the zod schemas of the contracts, for the differential test of the
+ * ledger's compiled parser: valid events (optional members present at random) and mutated ones (a
+ * value replaced, a member removed, an unknown member added). Seeded, so a failure names a
+ * reproducible case; a pattern without a sample here fails loudly.
  */
 
 /** A small seeded PRNG (mulberry32), so a failure names a reproducible case. */
