@@ -14,6 +14,8 @@
  * work, events/s swings with the load; CPU per event is much steadier and tells where the time goes.
  * Phase 2 (lag): events are produced at a fixed rate while the consumer runs; lag is the time from
  * the send of an event to the commit of the transaction holding it, p50/p99 over all events.
+ * After each phase the bench counts the contestant's rows: a figure counts only if every event
+ * produced was stored exactly once.
  *
  * Options (env): BENCH_EVENTS (default 60000), BENCH_RATE (events/s in phase 2, default 5000),
  * BENCH_SECONDS (phase 2 length, default 10), BENCH_CONCURRENCY (partitions handled at once, default 3,
@@ -51,6 +53,8 @@ interface Contestant {
   handler: Handler;
   /** CPU time (ms) the contestant's Postgres backends have used since they started. */
   backendCpuMs: () => Promise<number>;
+  /** Rows the contestant has stored: after each phase it must equal the events produced. */
+  storedRows: () => Promise<number>;
   close: () => Promise<void>;
 }
 
@@ -75,6 +79,17 @@ async function backendCpuMs(pool: pg.Pool): Promise<number> {
   return (ticks * 1000) / CLOCK_TICKS_PER_S;
 }
 
+async function countRows(pool: pg.Pool, table: string): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
+  return rows[0]!.n;
+}
+
+/** A phase counts only if every event it produced is in the contestant's table, once. */
+async function assertStored(contestant: Contestant, expected: number): Promise<void> {
+  const stored = await contestant.storedRows();
+  if (stored !== expected) throw new Error(`${contestant.name}: ${stored} rows stored, ${expected} expected`);
+}
+
 async function ledgerContestant(): Promise<Contestant> {
   const db = await createTestDatabase();
   await migrate({ databaseUrl: db.url, schema: AUDIT_SCHEMA, dir: MIGRATIONS_DIR, logger });
@@ -90,6 +105,7 @@ async function ledgerContestant(): Promise<Contestant> {
     name: 'ledger (batched, hash-chained)',
     handler: (messages, topic, partition) => writer.writeBatch(messages, { topic, partition }),
     backendCpuMs: () => backendCpuMs(pool),
+    storedRows: () => countRows(pool, 'audit.ledger_events'),
     close: async () => {
       await pool.end();
       await db.drop();
@@ -127,6 +143,7 @@ async function baselineContestant(): Promise<Contestant> {
       return added;
     },
     backendCpuMs: () => backendCpuMs(pool),
+    storedRows: () => countRows(pool, 'baseline_events'),
     close: async () => {
       await pool.end();
       await db.drop();
@@ -217,6 +234,7 @@ async function throughput(
   const cpu = process.cpuUsage(cpuBefore);
   const pgAfter = await contestant.backendCpuMs();
   await consumer.disconnect();
+  await assertStored(contestant, EVENTS);
   return {
     eps: EVENTS / ((end - firstBatchAt()) / 1000),
     // Node's CPU includes the consumer group's join; Postgres's, sessions opened during the phase.
@@ -240,6 +258,8 @@ async function lag(
   await produce(prefix, count, RATE, sentAt);
   const end = await done;
   await consumer.disconnect();
+  // The throughput phase stored EVENTS rows in the same database before.
+  await assertStored(contestant, EVENTS + count);
   const lags = [...sentAt]
     .map(([id, sent]) => (committedAt.get(id) ?? Number.NaN) - sent)
     .sort((a, b) => a - b);

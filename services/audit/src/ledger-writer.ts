@@ -1,6 +1,5 @@
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type LedgerEvent, parseLedgerEvent } from '@portcullis/contracts';
+import type { LedgerEvent } from '@portcullis/contracts';
 import { withTransaction } from '@portcullis/db';
 import type { BatchContext } from '@portcullis/kafka';
 import type { KafkaMessage } from 'kafkajs';
@@ -8,6 +7,7 @@ import type pg from 'pg';
 import pgCopy from 'pg-copy-streams';
 import { canonicalJson } from './canonical-json.ts';
 import { canonicalRowContent, chainIdFor, genesisHash, type LedgerRow, sha256Hex } from './chain.ts';
+import { parseLedgerEventFast, prepareLedgerEventParser } from './ledger-event-parser.ts';
 
 export interface DeadLetter {
   message: KafkaMessage;
@@ -33,7 +33,8 @@ interface Placed {
 
 /**
  * Turns one Kafka batch (one partition, in offset order) into ledger rows in one transaction that
- * also extends the hash chains. Idempotent by event id: events already in the ledger are skipped
+ * also extends the hash chains. Idempotent by event id and occurredAt (the primary key): a batch
+ * holding events already in the ledger is refused by the key, rolled back, and redone without them
  * before hashing, so a batch delivered twice (after a crash before the offset commit) adds nothing
  * and leaves no gap in a chain. Messages that are not valid audit events, or cannot be placed in a
  * partition, are handed to `deadLetter` first, never dropped.
@@ -46,8 +47,6 @@ export class LedgerWriter {
   readonly #now: () => Date;
   /** Days whose partition is known to exist, so the hot path skips the check. */
   readonly #partitions = new Set<string>();
-  /** Connections whose session already has the staging table (a temp table lives per session). */
-  readonly #staged = new WeakSet<pg.PoolClient>();
   /** Chains whose head row a committed transaction has seen: heads are never deleted (no grant). */
   readonly #knownHeads = new Set<string>();
 
@@ -61,6 +60,7 @@ export class LedgerWriter {
     this.#retentionMs = options.retentionDays * 86_400_000;
     this.#maxFutureMs = options.maxFutureMs ?? 86_400_000;
     this.#now = options.now ?? (() => new Date());
+    prepareLedgerEventParser();
   }
 
   /** Returns how many new rows the batch added. */
@@ -71,7 +71,7 @@ export class LedgerWriter {
     const rejected: DeadLetter[] = [];
     const seen = new Set<string>();
     for (const message of messages) {
-      const parsed = parseLedgerEvent(message.value);
+      const parsed = parseLedgerEventFast(message.value);
       if (!parsed.ok) {
         rejected.push({ message, reason: parsed.reason });
         continue;
@@ -93,10 +93,12 @@ export class LedgerWriter {
         rejected.push({ message, reason: 'has no RFC 8785 canonical form (a lone surrogate in a string)' });
         continue;
       }
-      // A duplicate inside one batch is the same event twice; the first copy is the one kept.
-      if (seen.has(parsed.event.eventId)) continue;
-      seen.add(parsed.event.eventId);
       const occurredAt = new Date(occurredMs).toISOString();
+      // A duplicate inside one batch is the same event twice; the first copy is the one kept. The
+      // same identity as the ledger's key: event id and occurredAt as stored (see #append).
+      const identity = `${parsed.event.eventId} ${occurredAt}`;
+      if (seen.has(identity)) continue;
+      seen.add(identity);
       placed.push({
         event: parsed.event,
         occurredAt,
@@ -108,13 +110,22 @@ export class LedgerWriter {
     if (rejected.length > 0) await this.#deadLetter(rejected, context);
     if (placed.length === 0) return 0;
     await this.#ensurePartitions(placed);
-    const staging: { createdOn?: pg.PoolClient } = {};
     const chainIds = [...new Set(placed.map((p) => p.chainId))];
-    const added = await withTransaction(this.#pool, (client) =>
-      this.#append(client, placed, chainIds, context, now, staging),
-    );
-    // Only after the commit: a rolled-back transaction also rolls back the table's creation.
-    if (staging.createdOn) this.#staged.add(staging.createdOn);
+    let added: number;
+    try {
+      // Optimistic: most batches hold no event the ledger has, and the primary key refuses any
+      // it has, so the first attempt skips the lookup of present ids.
+      added = await withTransaction(this.#pool, (client) =>
+        this.#append(client, placed, chainIds, context, now, false),
+      );
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== UNIQUE_VIOLATION) throw error;
+      // A redelivery (a crash or rebalance before the offset commit) or a stale consumer that
+      // committed first: everything was rolled back; again, leaving out what is present.
+      added = await withTransaction(this.#pool, (client) =>
+        this.#append(client, placed, chainIds, context, now, true),
+      );
+    }
     for (const id of chainIds) this.#knownHeads.add(id);
     return added;
   }
@@ -134,7 +145,7 @@ export class LedgerWriter {
     chainIds: string[],
     context: BatchContext,
     now: Date,
-    staging: { createdOn?: pg.PoolClient },
+    lookUpPresent: boolean,
   ): Promise<number> {
     // Create missing heads, then lock them: a second writer on the same partition (a stale
     // consumer after a rebalance) waits here and then sees this batch's rows as already present.
@@ -161,6 +172,82 @@ export class LedgerWriter {
       if (!head.has(id)) this.#knownHeads.delete(id);
     }
 
+    const fresh = lookUpPresent ? await this.#absent(client, placed) : placed;
+    if (fresh.length === 0) return 0;
+
+    const recordedAt = now.toISOString();
+    const touched = new Set<string>();
+    const topic = copyText(context.topic);
+    const chainField = new Map<string, string>();
+    // Rows are hashed in chain order and streamed to Postgres in chunks while the next ones are
+    // hashed, so Postgres parses and inserts on the other core instead of waiting for the batch.
+    // COPY goes straight into the ledger (Postgres routes each row to its day partition), in
+    // text format: no JSON array to parse and pick apart server-side.
+    // No ON CONFLICT (COPY has none): skipping a row would leave a gap in its chain. A conflict
+    // aborts the transaction instead; on the primary key (an event already stored) writeBatch
+    // redoes the batch with the lookup of present events, which runs under the chain-head locks.
+    async function* rows(): AsyncGenerator<string> {
+      let chunk = '';
+      for (const { event, occurredAt, chainId, offset } of fresh) {
+        const tip = head.get(chainId);
+        if (!tip) throw new Error(`chain head ${chainId} vanished inside its transaction`);
+        const row: LedgerRow = {
+          eventId: event.eventId,
+          callId: 'callId' in event ? event.callId : null,
+          eventType: event.type,
+          eventVersion: event.version,
+          occurredAt,
+          recordedAt,
+          payload: event,
+          sourceTopic: context.topic,
+          sourcePartition: context.partition,
+          sourceOffset: offset,
+          chainId,
+          chainSeq: tip.seq + 1,
+          prevHash: tip.hash,
+        };
+        // The payload is canonicalised once: the hashed row content embeds it, and it is the stored
+        // payload column (JSONB keeps the same value whatever the member order).
+        const payload = canonicalJson(event);
+        const hash = sha256Hex(canonicalRowContent(row, payload));
+        let chain = chainField.get(chainId);
+        if (chain === undefined) {
+          chain = copyText(chainId);
+          chainField.set(chainId, chain);
+        }
+        chunk +=
+          `${occurredAt}\t${row.eventId}\t${row.callId === null ? '\\N' : copyText(row.callId)}\t${copyText(row.eventType)}` +
+          `\t${row.eventVersion}\t${recordedAt}\t${copyJsonText(payload)}\t${topic}\t${row.sourcePartition}` +
+          `\t${offset}\t${chain}\t${row.chainSeq}\t${row.prevHash}\t${hash}\n`;
+        head.set(chainId, { seq: row.chainSeq, hash });
+        touched.add(chainId);
+        if (chunk.length >= COPY_CHUNK_CHARS) {
+          yield chunk;
+          chunk = '';
+        }
+      }
+      if (chunk !== '') yield chunk;
+    }
+    await pipeline(
+      rows,
+      client.query(pgCopy.from(`COPY audit.ledger_events (${LEDGER_COLUMNS}) FROM STDIN`)),
+    );
+    const changed = [...head.entries()].filter(([id]) => touched.has(id));
+    await client.query(
+      `UPDATE audit.chain_heads h SET seq = n.seq, head_hash = n.hash, updated_at = now()
+       FROM unnest($1::text[], $2::bigint[], $3::text[]) AS n(id, seq, hash)
+       WHERE h.chain_id = n.id`,
+      [changed.map(([id]) => id), changed.map(([, t]) => t.seq), changed.map(([, t]) => t.hash)],
+    );
+    return fresh.length;
+  }
+
+  /**
+   * The events of `placed` the ledger does not hold. An event is held when a row has its event id
+   * and its occurredAt as stored: the primary key, which a redelivery (the same message) always
+   * matches. An id reused for another occurredAt is another event to the ledger (ADR 0012).
+   */
+  async #absent(client: pg.PoolClient, placed: Placed[]): Promise<Placed[]> {
     let earliest = Number.POSITIVE_INFINITY;
     let latest = Number.NEGATIVE_INFINITY;
     let ids = '';
@@ -170,86 +257,20 @@ export class LedgerWriter {
       ids += ids === '' ? p.event.eventId : `,${p.event.eventId}`;
     }
     // The ids go as one array literal: they are validated UUIDs (no quotes, commas or braces to
-    // escape), and building the text once is cheaper than the driver quoting every element.
-    const existing = await client.query<{ event_id: string }>(
-      `SELECT event_id FROM audit.ledger_events
+    // escape), and building the text once is cheaper than the driver quoting every element. The
+    // time range lets Postgres visit only the partitions the batch can be in.
+    const existing = await client.query<{ event_id: string; occurred_at: Date }>(
+      `SELECT event_id, occurred_at FROM audit.ledger_events
        WHERE event_id = ANY($1::uuid[]) AND occurred_at BETWEEN $2 AND $3`,
       [`{${ids}}`, new Date(earliest), new Date(latest)],
     );
-    const present = new Set(existing.rows.map((r) => r.event_id));
-    const fresh = placed.filter((p) => !present.has(p.event.eventId));
-    if (fresh.length === 0) return 0;
-
-    const recordedAt = now.toISOString();
-    const lines: string[] = [];
-    const touched = new Set<string>();
-    const topic = copyText(context.topic);
-    const chainField = new Map<string, string>();
-    for (const { event, occurredAt, chainId, offset } of fresh) {
-      const tip = head.get(chainId);
-      if (!tip) throw new Error(`chain head ${chainId} vanished inside its transaction`);
-      const row: LedgerRow = {
-        eventId: event.eventId,
-        callId: 'callId' in event ? event.callId : null,
-        eventType: event.type,
-        eventVersion: event.version,
-        occurredAt,
-        recordedAt,
-        payload: event,
-        sourceTopic: context.topic,
-        sourcePartition: context.partition,
-        sourceOffset: offset,
-        chainId,
-        chainSeq: tip.seq + 1,
-        prevHash: tip.hash,
-      };
-      // The payload is canonicalised once: the hashed row content embeds it, and it is the stored
-      // payload column (JSONB keeps the same value whatever the member order).
-      const payload = canonicalJson(event);
-      const hash = sha256Hex(canonicalRowContent(row, payload));
-      let chain = chainField.get(chainId);
-      if (chain === undefined) {
-        chain = copyText(chainId);
-        chainField.set(chainId, chain);
-      }
-      lines.push(
-        `${occurredAt}\t${row.eventId}\t${row.callId === null ? '\\N' : copyText(row.callId)}\t${copyText(row.eventType)}` +
-          `\t${row.eventVersion}\t${recordedAt}\t${copyJsonText(payload)}\t${topic}\t${row.sourcePartition}` +
-          `\t${offset}\t${chain}\t${row.chainSeq}\t${row.prevHash}\t${hash}\n`,
-      );
-      head.set(chainId, { seq: row.chainSeq, hash });
-      touched.add(chainId);
-    }
-
-    // The batch goes to a session-local staging table by COPY (text format: no JSON array to parse
-    // and pick apart server-side), then into the ledger by one INSERT … SELECT in this transaction.
-    // No ON CONFLICT: the present-id check above runs under the chain-head locks, so a conflict
-    // here means something is wrong and must abort the batch rather than leave a gap in a chain.
-    if (!this.#staged.has(client)) {
-      await client.query(
-        `CREATE TEMP TABLE IF NOT EXISTS ledger_staging (${STAGING_COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')})
-         ON COMMIT DELETE ROWS`,
-      );
-      staging.createdOn = client;
-    }
-    const columns = STAGING_COLUMNS.map(([name]) => name).join(', ');
-    await pipeline(
-      Readable.from([lines.join('')]),
-      client.query(pgCopy.from(`COPY pg_temp.ledger_staging (${columns}) FROM STDIN`)),
-    );
-    await client.query(
-      `INSERT INTO audit.ledger_events (${columns}) SELECT ${columns} FROM pg_temp.ledger_staging`,
-    );
-    const changed = [...head.entries()].filter(([id]) => touched.has(id));
-    await client.query(
-      `UPDATE audit.chain_heads h SET seq = n.seq, head_hash = n.hash, updated_at = now()
-       FROM unnest($1::text[], $2::bigint[], $3::text[]) AS n(id, seq, hash)
-       WHERE h.chain_id = n.id`,
-      [changed.map(([id]) => id), changed.map(([, t]) => t.seq), changed.map(([, t]) => t.hash)],
-    );
-    return lines.length;
+    const present = new Set(existing.rows.map((r) => `${r.event_id} ${r.occurred_at.getTime()}`));
+    return placed.filter((p) => !present.has(`${p.event.eventId} ${p.occurredMs}`));
   }
 }
+
+/** SQLSTATE unique_violation. */
+const UNIQUE_VIOLATION = '23505';
 
 function hasCanonicalForm(event: LedgerEvent): boolean {
   try {
@@ -261,22 +282,25 @@ function hasCanonicalForm(event: LedgerEvent): boolean {
 }
 
 /** The ledger's columns, in the order of each COPY line. */
-const STAGING_COLUMNS: ReadonlyArray<readonly [string, string]> = [
-  ['occurred_at', 'timestamptz'],
-  ['event_id', 'uuid'],
-  ['call_id', 'uuid'],
-  ['event_type', 'text'],
-  ['event_version', 'integer'],
-  ['recorded_at', 'timestamptz'],
-  ['payload', 'jsonb'],
-  ['source_topic', 'text'],
-  ['source_partition', 'integer'],
-  ['source_offset', 'bigint'],
-  ['chain_id', 'text'],
-  ['chain_seq', 'bigint'],
-  ['prev_hash', 'char(64)'],
-  ['row_hash', 'char(64)'],
-];
+const LEDGER_COLUMNS = [
+  'occurred_at',
+  'event_id',
+  'call_id',
+  'event_type',
+  'event_version',
+  'recorded_at',
+  'payload',
+  'source_topic',
+  'source_partition',
+  'source_offset',
+  'chain_id',
+  'chain_seq',
+  'prev_hash',
+  'row_hash',
+].join(', ');
+
+/** COPY data is sent in chunks of about this many characters (≈ 50 rows of the bench's events). */
+const COPY_CHUNK_CHARS = 64 * 1024;
 
 const COPY_SPECIAL = /[\\\t\n\r]/;
 const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;

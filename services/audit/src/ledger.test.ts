@@ -131,6 +131,70 @@ test('the same event published twice at different offsets is stored once', async
   assert.equal((await verify(ledger.pool)).ok, true);
 });
 
+test('an event id reused with another occurredAt is another event; redeliveries of both add nothing', async () => {
+  const ledger = await freshLedger();
+  const event = requestedEvent();
+  const reused = { ...event, occurredAt: new Date(Date.parse(event.occurredAt) + 1000).toISOString() };
+  assert.equal(await ledger.write([event]), 1);
+  // The key is the event id with its occurredAt as stored: the same id at another time is recorded
+  // (not skipped silently), in another batch and inside one.
+  assert.equal(await ledger.write([reused, requestedEvent()]), 2);
+  const twice = requestedEvent();
+  assert.equal(
+    await ledger.write([
+      twice,
+      { ...twice, occurredAt: new Date(Date.parse(twice.occurredAt) - 1).toISOString() },
+    ]),
+    2,
+  );
+  // A batch holding stored events and a new one: the optimistic insert hits the key, the batch is
+  // redone with the lookup and adds only the new event, with no gap in the chain.
+  assert.equal(await ledger.write([event, reused, requestedEvent(), twice]), 1);
+  assert.equal(await ledger.replay(0, 0, 3), 0);
+  const { rows } = await ledger.pool.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM audit.ledger_events WHERE event_id = $1',
+    [event.eventId],
+  );
+  assert.equal(rows[0]!.n, 2);
+  const report = await verify(ledger.pool);
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+  assert.equal(report.rows, 6);
+});
+
+test('the writer needs no more than the writer role: COPY into the ledger, replays, new partitions', async () => {
+  const ledger = await freshLedger();
+  const database = (ledger.pool as unknown as { options: { connectionString: string } }).options
+    .connectionString;
+  const pool = new pg.Pool({ connectionString: database, max: 2 });
+  pool.on('connect', (client) => void client.query('SET ROLE portcullis_audit_writer'));
+  cleanups.push(() => pool.end());
+  const letters: DeadLetter[] = [];
+  const writer = new LedgerWriter(pool, async (l) => void letters.push(...l), { retentionDays: 30 });
+  const batch = (events: unknown[], from: number) =>
+    events.map(
+      (event, i) =>
+        ({
+          key: null,
+          value: Buffer.from(JSON.stringify(event)),
+          offset: String(from + i),
+          timestamp: String(Date.now()),
+          attributes: 0,
+          headers: {},
+        }) as KafkaMessage,
+    );
+  const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000).toISOString();
+  const events = [...calls(20), requestedEvent({ occurredAt: twoDaysAgo })];
+  const context = { topic: TOPIC, partition: 0 };
+  assert.equal(await writer.writeBatch(batch(events, 0), context), 41);
+  assert.equal(await writer.writeBatch(batch([...events.slice(30), requestedEvent()], 30), context), 1);
+  const role = await pool.query<{ role: string }>('SELECT current_user AS role');
+  assert.equal(role.rows[0]!.role, 'portcullis_audit_writer');
+  assert.deepEqual(letters, []);
+  const report = await verify(ledger.pool);
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+  assert.equal(report.rows, 42);
+});
+
 test('two writers racing on one partition (a stale consumer) neither duplicate nor fork the chain', async () => {
   const ledger = await freshLedger();
   const events = calls(200);
