@@ -2,24 +2,13 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import canonicalize from 'canonicalize';
+import { random } from '../../../test/support/generated-events.ts';
 import { loadEvent } from '../../../test/support/ledger.ts';
 import { canonicalJson } from './canonical-json.ts';
 import { CHAIN_FORMAT, canonicalRowContent, type LedgerRow, rowHash } from './chain.ts';
 
 // canonicalJson must be the `canonicalize` library's output byte for byte (or fail where it
 // fails): the ledger's hashes, and every chain already written, depend on it.
-
-/** A small seeded PRNG (mulberry32), so a failure names a reproducible case. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = [
   'a',
