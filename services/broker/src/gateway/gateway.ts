@@ -334,11 +334,7 @@ export class Gateway {
     this.#streamCredentials.set(stream, credential);
     // A stream lives no longer than the access token that opened it; the client reconnects with a
     // fresh one (a key has no expiry: its revocation is a directory change, see directoryChanged).
-    if (credential.method === 'oauth') {
-      const expiry = setTimeout(() => stream.close(), Math.max(0, credential.expiresAtMs - Date.now()));
-      expiry.unref();
-      stream.onClose(() => clearTimeout(expiry));
-    }
+    if (credential.method === 'oauth') closeAt(stream, credential.expiresAtMs);
     const apps = this.#appsFor(scope, caller.agent.id);
     session.attachStream(stream, apps);
   }
@@ -594,4 +590,20 @@ function sendProblem(res: ServerResponse, status: number, code: string, title: s
   const body = JSON.stringify(problem(code, status, title, detail));
   res.writeHead(status, { 'content-type': PROBLEM_CONTENT_TYPE, 'content-length': Buffer.byteLength(body) });
   res.end(body);
+}
+
+/** Longest delay setTimeout takes (about 24.8 days); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Ends a stream at `atMs` (epoch ms), however far ahead, unless it closed before. */
+function closeAt(stream: NotificationStream, atMs: number): void {
+  let timer: NodeJS.Timeout;
+  const arm = () => {
+    const left = atMs - Date.now();
+    if (left <= 0) return stream.close();
+    timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+    timer.unref();
+  };
+  arm();
+  stream.onClose(() => clearTimeout(timer));
 }
