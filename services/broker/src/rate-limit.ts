@@ -20,9 +20,9 @@ import { RpcCode, RpcError } from './gateway/json-rpc.ts';
  * tenth of its burst, so the common classes (a few calls a second) never lease more than one
  * cell. Cells are taken from Redis before they are spent, so no replica ever lets through more
  * than the limits allow; when Redis refuses a lease, the call asks for one cell, so a client at
- * its limit gets every cell it is due. What a lease can cost: cells left when it expires are
- * lost (at most one lease per replica and key when traffic stops), and cells leased for one tool
- * are not available to the agent's other tools on other replicas until spent or expired.
+ * its limit still gets the cells left in Redis one at a time. What a lease can cost: cells left
+ * when it expires are lost (at most one lease per replica and key, when traffic stops), and cells
+ * leased for one tool are not available to the agent's other tools until spent or expired.
  */
 
 /** One limit: `limit` calls per `periodMs`, with up to `burst` calls at once. */
