@@ -105,6 +105,8 @@ const AGENT_KEY_PREFIX = 'pcak_';
 /** token68 (RFC 7235 §2.1); JWTs and agent keys both fit it. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 const DISCOVERY_RETRY_MS = 5000;
+/** Clock skew allowed on exp and nbf when the configuration names none. */
+const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30;
 
 /** Builds the authenticator the gateway runs on every MCP request. */
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
@@ -164,7 +166,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
         issuer: settings.issuer,
         audience: settings.audience,
         algorithms: [...ALGORITHMS],
-        clockTolerance: settings.clockToleranceSeconds ?? 30,
+        clockTolerance: settings.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS,
         requiredClaims: ['exp', 'iss', 'aud', 'sub'],
       });
       payload = verified.payload;
@@ -223,7 +225,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
         method: 'oauth',
         agentId: agent.id,
         clientId,
-        expiresAtMs: ((payload.exp as number) + (settings.clockToleranceSeconds ?? 30)) * 1000,
+        expiresAtMs: ((payload.exp as number) + (settings.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS)) * 1000,
       },
     };
   }

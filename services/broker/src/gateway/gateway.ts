@@ -330,6 +330,16 @@ export class Gateway {
       );
     const session = await this.#requireSession(req, res, scope, caller);
     if (!session) return;
+    // The directory may have changed while the session was loaded: a revocation or suspension
+    // applied then found no stream to close. Check again now, synchronously, before opening it.
+    if (!this.#options.authenticator.stillValid(credential))
+      return sendProblem(
+        res,
+        401,
+        'credentials_no_longer_valid',
+        'Unauthorized',
+        'The credential of this request is no longer accepted; authenticate again.',
+      );
     const stream = new NotificationStream(res, { 'mcp-session-id': session.id }, this.#options.keepAliveMs);
     this.#streamCredentials.set(stream, credential);
     // A stream lives no longer than the access token that opened it; the client reconnects with a

@@ -66,8 +66,8 @@ export interface HttpAgents {
 
 /** Builds the agents: `maxSockets` bounds concurrent POSTs per upstream origin (the rest queue). */
 export function createHttpAgents(maxSockets = 128): HttpAgents {
-  // keepAlive: the hot path must reuse connections. Every socket a burst opened stays pooled (idle
-  // ones still close after the keep-alive timeout): closing the ones above a smaller idle bound
+  // keepAlive: the hot path must reuse connections. Every socket a burst opened stays pooled until
+  // the upstream closes it (its keep-alive timeout): closing the ones above a smaller idle bound
   // made each burst reconnect, a TCP handshake per call exactly when the broker is busiest.
   const pooled = { keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' as const };
   // Streams hold their socket for their whole life: no pooling, no bound besides the sessions.
