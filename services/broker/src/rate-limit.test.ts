@@ -128,6 +128,13 @@ test('a busy agent on a generous class takes cells in leases: far fewer Redis ro
     for (let i = 0; i < 2000; i++)
       assert.equal((await limiter.consume('agent-busy', 'demo/read')).allowed, true);
     assert.ok(scripts() < 100, `2,000 calls took ${scripts()} round trips`);
+    // Concurrent calls share one refill rather than each taking a lease.
+    const before = scripts();
+    const verdicts = await Promise.all(
+      Array.from({ length: 50 }, () => limiter.consume('agent-burst', 'demo/read')),
+    );
+    assert.ok(verdicts.every((verdict) => verdict.allowed));
+    assert.ok(scripts() - before <= 10, `50 concurrent calls took ${scripts() - before} round trips`);
     // The standard classes (a few calls a second) never lease: one round trip per call, as before.
     const strictScripts = countScripts(redis);
     const exact = new RateLimiter(redis, prefix, classes);

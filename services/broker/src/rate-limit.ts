@@ -18,9 +18,12 @@ import { RpcCode, RpcError } from './gateway/json-rpc.ts';
  * rather than per call. A lease grows (doubling) while the previous one ran out early and shrinks
  * when cells were left over; it never exceeds what the tighter limit accrues in LEASE_MS nor a
  * tenth of its burst, so the common classes (a few calls a second) never lease more than one
- * cell. Cells are taken from Redis before they are spent, so no replica ever lets through more
- * than the limits allow; when Redis refuses a lease, the call asks for one cell, so a client at
- * its limit still gets the cells left in Redis one at a time. What a lease can cost: cells left
+ * cell. Cells are taken from Redis before they are spent, so over time no replica lets through
+ * more than the rate allows; but a leased cell may be spent up to LEASE_MS after it was charged,
+ * when the bucket has refilled meanwhile, so at one instant the burst may be exceeded by what the
+ * replicas' leases still hold (at most a tenth of the burst each). One refill runs at a time per
+ * key, and a refused lease falls back to single cells, so a client at its limit still gets the
+ * cells left in Redis one at a time, at one round trip per call. What a lease can cost: cells left
  * when it expires are lost (at most one lease per replica and key, when traffic stops), and cells
  * leased for one tool are not available to the agent's other tools until spent or expired.
  */
@@ -107,6 +110,15 @@ interface Lease {
   expiresAt: number;
   /** Cells the next lease asks for. */
   size: number;
+  /** The refill in flight (resolves true if cells were granted), for calls that arrive meanwhile. */
+  refill: Promise<boolean> | undefined;
+}
+
+/** Spends one leased cell if the lease has one and has not expired. */
+function spend(lease: Lease): boolean {
+  if (lease.remaining <= 0 || performance.now() >= lease.expiresAt) return false;
+  lease.remaining--;
+  return true;
 }
 
 interface GcraRedis {
@@ -142,33 +154,55 @@ export class RateLimiter {
     if (maxCells === 1) return this.#take(agentId, tool, rateClass, limits, 1);
     if (++this.#sinceSweep >= SWEEP_EVERY) this.#sweep();
     const leaseKey = `${agentId}\u0000${rateClass}\u0000${tool}`;
-    const now = performance.now();
     let lease = this.#leases.get(leaseKey);
-    if (lease && lease.remaining > 0 && now < lease.expiresAt) {
-      lease.remaining--;
-      return { allowed: true };
-    }
     if (!lease) {
-      lease = { remaining: 0, expiresAt: 0, size: 1 };
+      lease = { remaining: 0, expiresAt: 0, size: 1, refill: undefined };
       this.#leases.set(leaseKey, lease);
-    } else {
-      // Ran out before it expired: demand outgrew the lease. Expired with cells left: it was too big.
-      lease.size =
-        lease.remaining === 0 && now < lease.expiresAt ? lease.size * 2 : Math.ceil(lease.size / 2);
-      lease.size = Math.min(lease.size, maxCells);
-      lease.remaining = 0;
     }
+    // One refill at a time per key: calls arriving meanwhile wait for it and spend from it, so a
+    // burst of concurrent calls takes one lease, not one each.
+    while (lease.refill) {
+      const refilled = await lease.refill;
+      if (spend(lease)) return { allowed: true };
+      // The refill was refused (the limit is reached): ask for this call's one cell, as without leases.
+      if (!refilled) return this.#take(agentId, tool, rateClass, limits, 1);
+    }
+    if (spend(lease)) return { allowed: true };
+    // This call refills. Ran out before it expired: demand outgrew the lease. Expired with cells
+    // left: it was too big.
+    const now = performance.now();
+    lease.size = Math.min(
+      maxCells,
+      lease.remaining === 0 && now < lease.expiresAt ? lease.size * 2 : Math.ceil(lease.size / 2),
+    );
+    lease.remaining = 0;
+    const refill = this.#refill(lease, agentId, tool, rateClass, limits);
+    lease.refill = refill.then((verdict) => verdict.allowed);
+    try {
+      return await refill;
+    } finally {
+      lease.refill = undefined;
+    }
+  }
+
+  /** Takes a lease's cells in Redis (one of them for the calling call); one cell if refused. */
+  async #refill(
+    lease: Lease,
+    agentId: string,
+    tool: string,
+    rateClass: string,
+    limits: RateClass,
+  ): Promise<RateVerdict> {
     let cells = lease.size;
     let verdict = await this.#take(agentId, tool, rateClass, limits, cells);
     if (!verdict.allowed && cells > 1) {
-      cells = 1;
+      // At the limit: lease single cells from now on, so a client over its limit costs one round
+      // trip per call, as without leases.
+      lease.size = cells = 1;
       verdict = await this.#take(agentId, tool, rateClass, limits, cells);
     }
-    if (verdict.allowed) {
-      // Calls that raced this one for a lease add their cells to the same lease.
-      lease.remaining += cells - 1;
-      lease.expiresAt = performance.now() + LEASE_MS;
-    } else if (lease.remaining === 0) this.#leases.delete(leaseKey);
+    if (verdict.allowed) lease.remaining = cells - 1;
+    lease.expiresAt = performance.now() + LEASE_MS;
     return verdict;
   }
 
