@@ -154,7 +154,8 @@ test("the same discovery works on an app's own endpoint, below the gateway's res
 });
 
 test('a standalone stream opened with an access token ends when the token expires', async () => {
-  idp.accessTokenTtlSeconds = 2;
+  // Long enough for the token request, the initialize and the GET on a slow machine.
+  idp.accessTokenTtlSeconds = 5;
   const token = await idp.clientCredentialsToken(registered, audience).finally(() => {
     idp.accessTokenTtlSeconds = 300;
   });
@@ -169,7 +170,7 @@ test('a standalone stream opened with an access token ends when the token expire
       'mcp-protocol-version': '2025-06-18',
     },
     // Without the expiry the stream would stay open (keep-alive comments) until this aborts it.
-    signal: AbortSignal.timeout(15_000),
+    signal: AbortSignal.timeout(20_000),
   });
   assert.equal(stream.status, 200);
   await stream.text(); // resolves when the gateway ends the stream

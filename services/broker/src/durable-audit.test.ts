@@ -235,6 +235,7 @@ test('local-first: events gather into few produce requests, each shipped once an
   });
   const audit = localFirst(producer, prefix, spool);
   // 100 calls one after the other, as an agent at concurrency 1 makes them.
+  const started = performance.now();
   const published: string[] = [];
   for (let i = 0; i < 100; i++) {
     const callId = randomUUID();
@@ -245,8 +246,13 @@ test('local-first: events gather into few produce requests, each shipped once an
   }
   await audit.flush(10_000);
   assert.deepEqual(shipped, published, 'every event shipped once, in the order it was accepted');
-  // ≈ 4 here with the shipper's linger, ≈ 30 without it.
-  assert.ok(requests <= 15, `200 events in ${requests} produce requests`);
+  // The shipper sends at most once per linger (20 ms) plus a Kafka round trip: ≈ 4 requests here,
+  // ≈ 30 without the linger. Bounded by the time the appends took, so a slow disk cannot fail it.
+  const elapsedMs = performance.now() - started;
+  assert.ok(
+    requests <= elapsedMs / 20 + 2,
+    `200 events in ${requests} produce requests over ${elapsedMs} ms`,
+  );
   await audit.stop();
   await spool.close();
   await producer.disconnect();
