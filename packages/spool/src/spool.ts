@@ -12,7 +12,8 @@ import { crc32 } from 'node:zlib';
  *   group-committed: one write for everything queued meanwhile.
  * - Records come back from `peek` in append order, each exactly once per process; `acknowledge`
  *   moves a durable replay position (written to a temp file, fsync'd, renamed), so a restart never
- *   hands out again what was acknowledged before it.
+ *   hands out again what was acknowledged before it — unless `positionSyncDelayMs` is set: then a
+ *   crash can hand out again what was acknowledged in that last interval (at-least-once).
  * - Each record is framed as [u32 length][u32 crc32][payload]. A torn or corrupt tail (a crash in
  *   the middle of a write) is cut off on open; records before it are intact.
  * - Bounds are on what is pending (appended, not yet acknowledged), by bytes and by records. A full
@@ -119,6 +120,8 @@ export class Spool {
   #compactionTimer: NodeJS.Timeout | undefined;
   /** Set while an acknowledged position waits to be written (positionSyncDelayMs). */
   #positionTimer: NodeJS.Timeout | undefined;
+  /** The acknowledged position is newer than the one on disk (cleared only by a successful write). */
+  #positionDirty = false;
 
   private constructor(
     options: SpoolOptions,
@@ -194,7 +197,8 @@ export class Spool {
     if (this.wouldRefuse(payload.length)) {
       return Promise.reject(new SpoolFullError(this.#reservedRecords, this.#reservedBytes));
     }
-    const frame = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+    // Not from Node's shared 8 KiB pool: a frame kept in memory for peek would pin its whole slab.
+    const frame = Buffer.allocUnsafeSlow(HEADER_BYTES + payload.length);
     frame.writeUInt32BE(payload.length, 0);
     frame.writeUInt32BE(crc32(payload), 4);
     payload.copy(frame, HEADER_BYTES);
@@ -239,6 +243,7 @@ export class Spool {
    * compacting once nothing is pending or the delivered prefix has grown past the byte bound.
    */
   async acknowledge(batch: SpoolBatch): Promise<void> {
+    if (this.#closed) throw new Error('spool is closed');
     await this.#exclusive(async () => {
       if (batch.end <= this.#position) return;
       if (batch.end > this.#size) throw new RangeError('acknowledged beyond the end of the spool');
@@ -260,11 +265,14 @@ export class Spool {
 
   /** Writes the acknowledged position within positionSyncDelayMs, once for all acknowledged meanwhile. */
   #schedulePositionWrite(): void {
+    this.#positionDirty = true;
     if (this.#positionTimer) return;
     this.#positionTimer = setTimeout(() => {
+      this.#positionTimer = undefined;
       void this.#exclusive(() => this.#writePendingPosition()).catch(() => {
-        // The position on disk stays behind: those records would be handed out again after a
-        // crash (at-least-once); the next acknowledgement tries again.
+        // The position on disk stays behind (those records would be handed out again after a
+        // crash: at-least-once); it stays dirty, so try again after the same delay.
+        if (!this.#closed) this.#schedulePositionWrite();
       });
     }, this.#options.positionSyncDelayMs);
     this.#positionTimer.unref();
@@ -272,10 +280,11 @@ export class Spool {
 
   /** Writes the position if an acknowledgement is waiting for it (runs under #exclusive). */
   async #writePendingPosition(): Promise<void> {
-    if (!this.#positionTimer) return;
+    if (!this.#positionDirty) return;
     clearTimeout(this.#positionTimer);
     this.#positionTimer = undefined;
     await writePosition(this.#options.dir, this.#segment, this.#position);
+    this.#positionDirty = false;
   }
 
   /** Reclaims the file once the spool has stayed drained for the configured delay. */
@@ -370,6 +379,7 @@ export class Spool {
     await writePosition(dir, next, 0);
     clearTimeout(this.#positionTimer);
     this.#positionTimer = undefined;
+    this.#positionDirty = false;
     const previous = this.#segment;
     await this.#handle.close();
     this.#handle = nextHandle;

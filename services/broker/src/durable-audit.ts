@@ -66,8 +66,9 @@ const TYPICAL_REQUEST_BYTES = 1024;
  * - Order: while anything is spooled, every new event goes to the spool too, behind it; the spool
  *   replays in append order, so a call's request always reaches Kafka before its outcome.
  * - The replayer deletes records from the spool only after Kafka acknowledged them. A crash
- *   between that acknowledgement and the position update can re-send one batch: the ledger is
- *   idempotent by event id, so that duplicate is harmless by design.
+ *   between that acknowledgement and the position update can re-send one batch (in local-first
+ *   mode, whose spool writes its position every 200 ms, up to 200 ms of batches): the ledger is
+ *   idempotent by event id, so those duplicates are harmless by design.
  * - A direct send that timed out may still land later (kafkajs keeps retrying); the spooled copy
  *   then arrives as a duplicate with the same event id. Again harmless, never a loss.
  */
@@ -201,8 +202,10 @@ export class DurableAuditPublisher implements AuditSink {
       throw error;
     } finally {
       this.#appending--;
+      // Also after a failed append: the replay may have stopped to wait for this one, and must look
+      // again (to ship what is there, or to switch back to Kafka once nothing is).
+      this.#startReplay();
     }
-    this.#startReplay();
   }
 
   /** Whether events wait in the spool for Kafka (in local-first mode the spool is always in use). */
@@ -240,7 +243,10 @@ export class DurableAuditPublisher implements AuditSink {
       }
       // Shipping is the normal path in local-first mode: let events gather so that one produce
       // request (and one spool acknowledgement) carries many of them. Nobody waits for it.
-      if (this.#localFirst && spool.pendingRecords < REPLAY_BATCH) await this.#pause(SHIP_LINGER_MS);
+      if (this.#localFirst && spool.pendingRecords < REPLAY_BATCH) {
+        await this.#pause(SHIP_LINGER_MS);
+        if (this.#stopped) return; // stop() woke the pause: what is left stays for flush or the next start
+      }
       const batch = await spool.peek(REPLAY_BATCH);
       // Nothing durable yet, only appends in flight: each restarts the replay once it is durable.
       if (batch.records.length === 0) return;
