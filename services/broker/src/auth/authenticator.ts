@@ -220,12 +220,11 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       ...(user ? { user: { id: user } } : {}),
       method: 'oauth',
       ...(typeof payload.jti === 'string' ? { tokenId: payload.jti } : {}),
-      // jwtVerify required exp (seconds) and accepts it up to the tolerance: refused from then on.
       credential: {
         method: 'oauth',
         agentId: agent.id,
         clientId,
-        expiresAtMs: ((payload.exp as number) + (settings.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS)) * 1000,
+        expiresAtMs: refusedFromMs(payload, settings),
       },
     };
   }
@@ -304,6 +303,12 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       return accessToken(token, oauth, keys);
     },
   };
+}
+
+/** When the gateway starts refusing a verified token: jwtVerify accepts `exp` (seconds) up to the tolerance. */
+function refusedFromMs(payload: JWTPayload, settings: OAuthOptions): number {
+  const tolerance = settings.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
+  return ((payload.exp as number) + tolerance) * 1000;
 }
 
 function stringClaim(payload: JWTPayload, name: string): string | undefined {
