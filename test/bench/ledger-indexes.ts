@@ -16,12 +16,11 @@
  * pnpm bench:ledger; e.g. 500 adds ~4 KB of redacted arguments, which Postgres stores compressed
  * out of line, so every expression index has to decompress the payload again).
  */
-import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { Topics } from '@portcullis/contracts';
 import { migrate } from '@portcullis/db';
 import { createLogger } from '@portcullis/runtime';
-import { createTestDatabase } from '@portcullis/testing';
+import { createTestDatabase, databaseBackendsCpuMs } from '@portcullis/testing';
 import type { KafkaMessage } from 'kafkajs';
 import pg from 'pg';
 import { LedgerWriter } from '../../services/audit/src/ledger-writer.ts';
@@ -31,7 +30,6 @@ import { loadEvent } from '../support/ledger.ts';
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 30);
 const BATCH = Number(process.env.BENCH_BATCH ?? 1700);
 const WORDS = Number(process.env.BENCH_ARGUMENT_WORDS ?? 0);
-const CLOCK_TICKS_PER_S = 100; // Linux USER_HZ, what /proc/<pid>/stat counts in
 
 const logger = createLogger({ service: 'bench', level: 'warn', instanceId: 'bench', redact: [] });
 
@@ -78,20 +76,6 @@ async function contestant(name: string, auditorIndexes: boolean): Promise<Contes
   };
 }
 
-/** CPU (ms) used so far by the server processes of every session on the pool's database. */
-async function backendCpuMs(pool: pg.Pool): Promise<number> {
-  const { rows } = await pool.query<{ pid: number }>(
-    'SELECT pid FROM pg_stat_activity WHERE datname = current_database()',
-  );
-  let ticks = 0;
-  for (const { pid } of rows) {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
-  }
-  return (ticks * 1000) / CLOCK_TICKS_PER_S;
-}
-
 function batch(first: number): KafkaMessage[] {
   return Array.from({ length: BATCH }, (_, i) => {
     const n = first + i;
@@ -128,11 +112,11 @@ async function main(): Promise<void> {
     for (let b = 0; b < BATCHES; b++) {
       const messages = batch(b * BATCH);
       for (const c of b % 2 === 0 ? [settled, anchor] : [anchor, settled]) {
-        const cpuBefore = await backendCpuMs(c.pool);
+        const cpuBefore = await databaseBackendsCpuMs(c.pool);
         const start = performance.now();
         await c.writer.writeBatch(messages, { topic: Topics.audit.name, partition: 0 });
         c.wallMs += performance.now() - start;
-        c.pgMs += (await backendCpuMs(c.pool)) - cpuBefore;
+        c.pgMs += (await databaseBackendsCpuMs(c.pool)) - cpuBefore;
       }
     }
     const events = BATCHES * BATCH;

@@ -23,13 +23,12 @@
  * runs one contestant, BENCH_SKIP_LAG=1 skips phase 2.
  */
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { consumerGroupName, Topics, topicName } from '@portcullis/contracts';
 import { migrate } from '@portcullis/db';
 import { createKafka, ensureTopics, startBatchConsumer } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
-import { createTestDatabase, stackEnv, uniqueName } from '@portcullis/testing';
+import { createTestDatabase, databaseBackendsCpuMs, stackEnv, uniqueName } from '@portcullis/testing';
 import { type Consumer, type KafkaMessage, Partitioners } from 'kafkajs';
 import pg from 'pg';
 import { LedgerWriter } from '../../services/audit/src/ledger-writer.ts';
@@ -58,27 +57,6 @@ interface Contestant {
   close: () => Promise<void>;
 }
 
-const CLOCK_TICKS_PER_S = 100; // Linux USER_HZ, what /proc/<pid>/stat counts in
-
-/**
- * CPU used by the server processes of every session on the contestant's database (user + system,
- * from /proc: Postgres runs on this machine). With the stack shared by other work, CPU per event
- * is a steadier figure than events/s; background writers shared by all databases are not counted.
- */
-async function backendCpuMs(pool: pg.Pool): Promise<number> {
-  const { rows } = await pool.query<{ pid: number }>(
-    'SELECT pid FROM pg_stat_activity WHERE datname = current_database()',
-  );
-  let ticks = 0;
-  for (const { pid } of rows) {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    // Fields after the command name (which is in parentheses and may hold spaces): utime, stime at 14, 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
-  }
-  return (ticks * 1000) / CLOCK_TICKS_PER_S;
-}
-
 async function countRows(pool: pg.Pool, table: string): Promise<number> {
   const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
   return rows[0]!.n;
@@ -104,7 +82,7 @@ async function ledgerContestant(): Promise<Contestant> {
   return {
     name: 'ledger (batched, hash-chained)',
     handler: (messages, topic, partition) => writer.writeBatch(messages, { topic, partition }),
-    backendCpuMs: () => backendCpuMs(pool),
+    backendCpuMs: () => databaseBackendsCpuMs(pool),
     storedRows: () => countRows(pool, 'audit.ledger_events'),
     close: async () => {
       await pool.end();
@@ -142,7 +120,7 @@ async function baselineContestant(): Promise<Contestant> {
       }
       return added;
     },
-    backendCpuMs: () => backendCpuMs(pool),
+    backendCpuMs: () => databaseBackendsCpuMs(pool),
     storedRows: () => countRows(pool, 'baseline_events'),
     close: async () => {
       await pool.end();

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type pg from 'pg';
 
 /**
  * Drives `op` in a closed loop from `concurrency` workers for `durationMs`; returns operations per
@@ -37,4 +38,17 @@ export async function processCpuMs(pid: number): Promise<number> {
   // After the command name (in parentheses, may hold spaces): utime and stime are fields 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 1000) / CLOCK_TICKS_PER_S;
+}
+
+/**
+ * CPU (ms) used so far by the server processes of every session on the pool's database (Postgres
+ * runs on this machine). Background writers shared by all databases are not counted.
+ */
+export async function databaseBackendsCpuMs(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE datname = current_database()',
+  );
+  let total = 0;
+  for (const { pid } of rows) total += await processCpuMs(pid);
+  return total;
 }
