@@ -23,9 +23,9 @@ import { createLogger } from '@portcullis/runtime';
 import { createTestDatabase, databaseBackendsCpuMs } from '@portcullis/testing';
 import type { KafkaMessage } from 'kafkajs';
 import pg from 'pg';
-import { LedgerWriter } from '../../services/audit/src/ledger-writer.ts';
+import type { LedgerWriter } from '../../services/audit/src/ledger-writer.ts';
 import { AUDIT_SCHEMA, MIGRATIONS_DIR } from '../../services/audit/src/schema.ts';
-import { loadEvent } from '../support/ledger.ts';
+import { benchLedgerWriter, loadEvent } from '../support/ledger.ts';
 
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 30);
 const BATCH = Number(process.env.BENCH_BATCH ?? 1700);
@@ -56,13 +56,7 @@ async function contestant(name: string, auditorIndexes: boolean): Promise<Contes
       WHERE payload ? 'onBehalfOf'`);
     await pool.query(`CREATE INDEX ON ${today} ((payload ->> 'approvalId')) WHERE payload ? 'approvalId'`);
   }
-  const writer = new LedgerWriter(
-    pool,
-    async (letters) => {
-      throw new Error(`unexpected dead letters: ${letters[0]?.reason}`);
-    },
-    { retentionDays: 30 },
-  );
+  const writer = benchLedgerWriter(pool);
   return {
     name,
     pool,

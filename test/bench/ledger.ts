@@ -4,8 +4,8 @@
  * Both contestants consume the same workload from real Kafka (own topics on the stack's broker)
  * into their own database on the stack's Postgres, through the same batch consumer that commits
  * offsets after the database:
- *   - ledger:   LedgerWriter, the audit service's code: one multi-row INSERT per batch in a
- *               transaction that also extends the hash chains (canonical JSON + SHA-256 per row);
+ *   - ledger:   LedgerWriter, the audit service's code: one COPY per batch in a transaction
+ *               that also extends the hash chains (canonical JSON + SHA-256 per row);
  *   - baseline: one plain INSERT … ON CONFLICT DO NOTHING per event, no chain.
  * Phase 1 (throughput): N events are produced first, then the consumer starts; events/s is N over
  * the time from its first batch to its last commit.
@@ -31,9 +31,8 @@ import { createLogger } from '@portcullis/runtime';
 import { createTestDatabase, databaseBackendsCpuMs, stackEnv, uniqueName } from '@portcullis/testing';
 import { type Consumer, type KafkaMessage, Partitioners } from 'kafkajs';
 import pg from 'pg';
-import { LedgerWriter } from '../../services/audit/src/ledger-writer.ts';
 import { AUDIT_SCHEMA, MIGRATIONS_DIR } from '../../services/audit/src/schema.ts';
-import { loadEvent } from '../support/ledger.ts';
+import { benchLedgerWriter, loadEvent } from '../support/ledger.ts';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 60000);
 const RATE = Number(process.env.BENCH_RATE ?? 5000);
@@ -72,13 +71,7 @@ async function ledgerContestant(): Promise<Contestant> {
   const db = await createTestDatabase();
   await migrate({ databaseUrl: db.url, schema: AUDIT_SCHEMA, dir: MIGRATIONS_DIR, logger });
   const pool = new pg.Pool({ connectionString: db.url, max: 8 });
-  const writer = new LedgerWriter(
-    pool,
-    async (letters) => {
-      throw new Error(`unexpected dead letters: ${letters[0]?.reason}`);
-    },
-    { retentionDays: 30 },
-  );
+  const writer = benchLedgerWriter(pool);
   return {
     name: 'ledger (batched, hash-chained)',
     handler: (messages, topic, partition) => writer.writeBatch(messages, { topic, partition }),

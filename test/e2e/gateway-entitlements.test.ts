@@ -9,6 +9,7 @@ import {
   McpError,
   ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
+import { parseAgentKey } from '@portcullis/contracts';
 import { waitFor } from '@portcullis/testing';
 import { readBundle } from '../../packages/policy-engine/src/index.ts';
 import { MutableUpstream } from '../support/mutable-upstream.ts';
@@ -310,7 +311,7 @@ test("revoking the key that opened a stream ends that stream; the agent's other 
     return spareChanged.length > 0;
   });
 
-  const keyId = spareKey.split('_')[1];
+  const keyId = parseAgentKey(spareKey)?.keyId;
   await ok(await stack.api('DELETE', `/v1/agents/${AGENT}/keys/${keyId}`), 204);
   await waitFor('the revocation to apply', () =>
     spare.ping().then(

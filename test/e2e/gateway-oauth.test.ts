@@ -6,7 +6,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { freePort } from '@portcullis/testing';
 import { LocalIdp, type LocalIdpClient } from '../../services/broker/src/auth/testing/local-idp.ts';
-import { connectAgent } from '../support/agent.ts';
+import { connectAgent, rawInitialize } from '../support/agent.ts';
 import { MutableUpstream } from '../support/mutable-upstream.ts';
 import { TestStack } from '../support/stack.ts';
 
@@ -37,21 +37,7 @@ async function ok(response: Response, status = 200): Promise<unknown> {
 }
 
 /** A raw initialize with a bearer token, as any client's first request. */
-const initializeWith = (token: string) =>
-  fetch(`${brokerUrl}/mcp`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${token}`,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
-    }),
-  });
+const initializeWith = (token: string) => rawInitialize(brokerUrl, token);
 
 before(async () => {
   stack = await TestStack.create();

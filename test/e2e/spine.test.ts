@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { parseAgentKey } from '@portcullis/contracts';
 import { waitFor } from '@portcullis/testing';
 import pg from 'pg';
-import { connectAgent as connectBrokerAgent } from '../support/agent.ts';
+import { connectAgent as connectBrokerAgent, rawInitialize } from '../support/agent.ts';
 import { TestStack } from '../support/stack.ts';
 
 // The walking skeleton, end to end: an agent using the official MCP SDK client reaches the demo
@@ -256,26 +257,8 @@ describe('suspension', () => {
 });
 
 describe('key revocation', () => {
-  const keyIdOf = (key: string) => key.split('_')[1]!;
-  const initializeWith = (key: string) =>
-    fetch(`${brokerUrl}/mcp`, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${key}`,
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-      },
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 1,
-        method: 'initialize',
-        params: {
-          protocolVersion: '2025-06-18',
-          capabilities: {},
-          clientInfo: { name: 'raw', version: '1' },
-        },
-      }),
-    });
+  const keyIdOf = (key: string) => parseAgentKey(key)?.keyId ?? '';
+  const initializeWith = (key: string) => rawInitialize(brokerUrl, key);
 
   test("a key revoked through the CLI or the API stops working; the agent's other keys do not", async () => {
     const viaCli = await stack.issueKey('other');

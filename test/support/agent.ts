@@ -17,3 +17,21 @@ export async function connectAgent(
   );
   return client;
 }
+
+/** A raw initialize on the aggregate endpoint with a bearer credential, as any client's first request. */
+export function rawInitialize(brokerUrl: string, credential: string): Promise<Response> {
+  return fetch(`${brokerUrl}/mcp`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${credential}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+    }),
+  });
+}

@@ -7,6 +7,8 @@ import { promisify } from 'node:util';
 import { consumerGroupName, type ToolCallRequestedV1, Topics, topicName } from '@portcullis/contracts';
 import { requestedEvent } from '@portcullis/testing';
 import { type Kafka, Partitioners, type Producer } from 'kafkajs';
+import type pg from 'pg';
+import { LedgerWriter } from '../../services/audit/src/ledger-writer.ts';
 import { repoRoot } from './stack.ts';
 
 const run = promisify(execFile);
@@ -111,4 +113,15 @@ export async function ledgerCaughtUp(kafka: Kafka, prefix: string): Promise<bool
   } finally {
     await admin.disconnect();
   }
+}
+
+/** A ledger writer for benchmarks: every event they produce is valid, so a dead letter is a bug. */
+export function benchLedgerWriter(pool: pg.Pool): LedgerWriter {
+  return new LedgerWriter(
+    pool,
+    async (letters) => {
+      throw new Error(`unexpected dead letters: ${letters[0]?.reason}`);
+    },
+    { retentionDays: 30 },
+  );
 }
