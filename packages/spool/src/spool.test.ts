@@ -291,3 +291,48 @@ test('the segment shrinks back on disk once drained', async () => {
   assert.equal((await stat(await segmentOf(dir))).size, 0);
   await spool.close();
 });
+
+test('a deferred append waits for the next urgent one and shares its write', async () => {
+  const dir = await tempDir();
+  const { spool } = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 1000 });
+  let deferredDurable = false;
+  const deferred = spool.append(Buffer.from('outcome-1'), { deferMs: 60_000 }).then(() => {
+    deferredDurable = true;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(deferredDurable, false, 'a deferred record alone is not written at once');
+  assert.equal((await stat(await segmentOf(dir))).size, 0);
+  // The next urgent append takes it along, in order, long before its deadline.
+  await spool.append(Buffer.from('request-2'));
+  await deferred;
+  assert.deepEqual(texts((await spool.peek(10)).records), ['outcome-1', 'request-2']);
+  await spool.close();
+});
+
+test('a deferred append is written by its deadline when nothing else comes', async () => {
+  const dir = await tempDir();
+  const { spool } = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 1000 });
+  const started = performance.now();
+  await spool.append(Buffer.from('outcome-1'), { deferMs: 30 });
+  assert.ok(performance.now() - started >= 25, 'it waited for company first');
+  assert.equal(spool.pendingRecords, 1);
+  // Durable: a new process finds it.
+  const reopened = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 1000 });
+  assert.equal(reopened.recovery.pendingRecords, 1);
+  await reopened.spool.close();
+  await spool.close();
+});
+
+test('close writes deferred records without waiting for their deadline', async () => {
+  const dir = await tempDir();
+  const { spool } = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 1000 });
+  const deferred = spool.append(Buffer.from('outcome-1'), { deferMs: 60_000 });
+  const started = performance.now();
+  await spool.close();
+  await deferred;
+  assert.ok(performance.now() - started < 10_000);
+  const reopened = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 1000 });
+  assert.equal(reopened.recovery.pendingRecords, 1);
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), ['outcome-1']);
+  await reopened.spool.close();
+});

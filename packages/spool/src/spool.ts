@@ -70,6 +70,18 @@ export class SpoolFullError extends Error {
   }
 }
 
+/** How an append may be written. */
+export interface AppendOptions {
+  /**
+   * How long the record may wait to share a write with a later append (0, the default: written
+   * at once, together with whatever else is queued). A deferred record is written with the next
+   * append that is not deferred, or after this many milliseconds, whichever comes first; it
+   * resolves once durable, like any other. For records nobody waits on (the audit path's outcome
+   * events): one disk write fewer per call.
+   */
+  deferMs?: number;
+}
+
 /** Records read from the spool and the position to acknowledge once they are delivered. */
 export interface SpoolBatch {
   records: Buffer[];
@@ -84,6 +96,8 @@ const segmentName = (segment: number) => `segment-${String(segment).padStart(12,
 
 interface Queued {
   frame: Buffer;
+  /** How long it may wait for a write to share (0: write now). */
+  deferMs: number;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -108,6 +122,10 @@ export class Spool {
   #reservedBytes: number;
   #queue: Queued[] = [];
   #flushing = false;
+  /** Queued records that are not deferred: while there are none, queued records may wait. */
+  #urgentQueued = 0;
+  /** Set while deferred records wait for a write to share (see AppendOptions.deferMs). */
+  #deferTimer: NodeJS.Timeout | undefined;
   /** Serializes every file operation that moves the segment or the position. */
   #lock: Promise<void> = Promise.resolve();
   #closed = false;
@@ -192,7 +210,7 @@ export class Spool {
   }
 
   /** Appends one record; resolves once it is durable. Throws SpoolFullError when full. */
-  append(payload: Buffer): Promise<void> {
+  append(payload: Buffer, options: AppendOptions = {}): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('spool is closed'));
     if (this.wouldRefuse(payload.length)) {
       return Promise.reject(new SpoolFullError(this.#reservedRecords, this.#reservedBytes));
@@ -205,12 +223,39 @@ export class Spool {
     this.#reservedRecords += 1;
     this.#reservedBytes += frame.length;
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ frame, resolve, reject });
-      if (!this.#flushing) {
-        this.#flushing = true;
-        void this.#exclusive(() => this.#flush());
+      const deferMs = options.deferMs ?? 0;
+      this.#queue.push({ frame, deferMs, resolve, reject });
+      if (deferMs > 0) {
+        // A write in progress looks at the queue again when it ends.
+        if (!this.#flushing) this.#deferFlush();
+      } else {
+        this.#urgentQueued++;
+        this.#startFlush(false);
       }
     });
+  }
+
+  /**
+   * Starts writing the queue unless a write is in progress (it takes the queue along when it
+   * ends). `force`: write deferred records too, even with nothing urgent queued.
+   */
+  #startFlush(force: boolean): void {
+    clearTimeout(this.#deferTimer);
+    this.#deferTimer = undefined;
+    if (this.#flushing || this.#queue.length === 0) return;
+    this.#flushing = true;
+    void this.#exclusive(() => this.#flush(force));
+  }
+
+  /** Makes sure deferred records are written within their delay if nothing urgent comes first. */
+  #deferFlush(): void {
+    if (this.#deferTimer) return;
+    let ms = Number.POSITIVE_INFINITY;
+    for (const queued of this.#queue) if (queued.deferMs > 0) ms = Math.min(ms, queued.deferMs);
+    this.#deferTimer = setTimeout(() => {
+      this.#deferTimer = undefined;
+      this.#startFlush(true);
+    }, ms);
   }
 
   /** Up to `maxRecords` pending records, oldest first, without removing them. Do not modify them. */
@@ -305,17 +350,24 @@ export class Spool {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#compactionTimer);
+    this.#startFlush(true); // deferred records do not wait for their timer
     await this.#exclusive(async () => {
       await this.#writePendingPosition();
       await this.#handle.close();
     });
   }
 
-  async #flush(): Promise<void> {
+  async #flush(force: boolean): Promise<void> {
     // Everything queued by now goes out in one write and one fsync (group commit).
     while (this.#queue.length > 0) {
+      if (!force && !this.#closed && this.#urgentQueued === 0) {
+        this.#deferFlush(); // only deferred records are left: they wait for company
+        break;
+      }
+      force = false;
       const batch = this.#queue;
       this.#queue = [];
+      this.#urgentQueued = 0;
       const data = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((q) => q.frame));
       try {
         await writeAll(this.#handle, data, this.#size);

@@ -52,6 +52,8 @@ export interface DurableAuditOptions {
  */
 const OUTCOME_RESERVE_BYTES = 2048;
 const REPLAY_BATCH = 200;
+/** Longest an outcome event waits in memory for a request's disk write to share (spool appends). */
+const OUTCOME_DEFER_MS = 10;
 /** In local-first mode, how long events gather in the spool before they are shipped together. */
 const SHIP_LINGER_MS = 20;
 
@@ -120,7 +122,7 @@ export class DurableAuditPublisher implements AuditSink {
       this.#openCalls++;
     }
     try {
-      await this.#publish(valid.callId, value, opensCall ? this.#requests : this.#outcomes);
+      await this.#publish(valid.callId, value, opensCall);
     } catch (error) {
       if (opensCall) this.#openCalls--;
       throw error;
@@ -177,7 +179,8 @@ export class DurableAuditPublisher implements AuditSink {
     }
   }
 
-  async #publish(key: string, value: string, sender: GroupSender): Promise<void> {
+  async #publish(key: string, value: string, opensCall: boolean): Promise<void> {
+    const sender = opensCall ? this.#requests : this.#outcomes;
     if (!this.#spooling) {
       try {
         await sender.send(key, value);
@@ -194,7 +197,10 @@ export class DurableAuditPublisher implements AuditSink {
     }
     this.#appending++;
     try {
-      await this.#options.spool.append(Buffer.from(value, 'utf8'));
+      // Nobody waits for an outcome: it shares the disk write of a later call's request.
+      await this.#options.spool.append(Buffer.from(value, 'utf8'), {
+        deferMs: opensCall ? 0 : OUTCOME_DEFER_MS,
+      });
     } catch (error) {
       if (error instanceof SpoolFullError) {
         throw new AuditUnavailableError(error.message, this.#options.retryIntervalMs, error);
