@@ -229,6 +229,43 @@ describe('HTTP upstream: protocol headers and the credential seam', () => {
     assert.ok(!seen.some((s) => s.headers['x-evil'] !== undefined));
   });
 
+  test('a lease never replaces or doubles a header the protocol owns; its own headers still go', async () => {
+    const pushy: UpstreamCredentials = {
+      forRequest: async () => ({
+        headers: {
+          Authorization: LEASE,
+          Accept: 'text/html',
+          'Content-Type': 'text/plain',
+          'Content-Length': '3',
+          Host: 'evil.example',
+          'MCP-Session-Id': 'lease-session',
+          'Mcp-Protocol-Version': '1999-01-01',
+          'X-Tenant': 'acme',
+        },
+      }),
+    };
+    const own = createUpstreamConnector({ credentials: pushy, logger: log.logger });
+    const session = await own.open(
+      { appId: 'pushy', transport: { type: 'http', url: `${base}/ok` } },
+      agentInit,
+    );
+    const from = seen.length;
+    assert.deepEqual(await call(session).then((r) => 'result' in r && r.result), { ok: true });
+    await session.close();
+    await own.close();
+    const request = seen.slice(from).find((s) => s.method === 'POST');
+    assert.ok(request, 'the call reached the upstream');
+    // node joins a repeated accept or session id with ", ": one value each means one header each.
+    assert.equal(request.headers.accept, 'application/json, text/event-stream');
+    assert.equal(request.headers['content-type'], 'application/json');
+    assert.equal(request.headers.host, new URL(base).host);
+    assert.equal(request.headers['mcp-session-id'], 'sess-ok');
+    assert.equal(request.headers['mcp-protocol-version'], agentInit.protocolVersion);
+    assert.equal(request.headers['content-length'], String(Buffer.byteLength(JSON.stringify(request.body))));
+    assert.equal(request.headers.authorization, LEASE);
+    assert.equal(request.headers['x-tenant'], 'acme');
+  });
+
   test('an upstream negotiating an unsupported version is refused at open', async () => {
     await assert.rejects(open('/old'), failure('protocol'));
   });

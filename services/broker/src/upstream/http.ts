@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
 import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from '@portcullis/runtime';
 import {
@@ -119,6 +120,21 @@ interface HttpExchange {
   resumes: number;
 }
 
+/**
+ * Headers the protocol owns: a lease never sets them (the protocol's own values win), and with the
+ * headers passed to node as a flat list — which skips its per-header bookkeeping — a lease's copy
+ * would otherwise be sent beside ours.
+ */
+const PROTOCOL_HEADERS = new Set([
+  'host',
+  'accept',
+  'content-type',
+  'content-length',
+  'mcp-session-id',
+  'mcp-protocol-version',
+  'last-event-id',
+]);
+
 function mediaType(header: string | undefined): string {
   if (!header) return '';
   const semicolon = header.indexOf(';');
@@ -157,6 +173,14 @@ export class HttpUpstreamSession implements UpstreamSession {
 
   readonly #url: URL;
   readonly #isHttps: boolean;
+  /** What every request of this session shares, computed once (see #requestOptions). */
+  readonly #hostname: string;
+  readonly #port: string | undefined;
+  readonly #path: string;
+  readonly #hostHeader: string;
+  readonly #servername: string;
+  /** Host, session id and protocol version as a flat header list; rebuilt when either changes. */
+  #sessionHeaders: string[] = [];
   readonly #credentials: UpstreamCredentials;
   readonly #logger: Logger;
   readonly #agents: HttpAgents;
@@ -190,6 +214,13 @@ export class HttpUpstreamSession implements UpstreamSession {
       throw new UpstreamError(appId, 'unreachable', `unsupported upstream URL scheme ${this.#url.protocol}`);
     }
     this.#isHttps = this.#url.protocol === 'https:';
+    this.#hostname = this.#url.hostname.replace(/^\[|\]$/g, '');
+    this.#port = this.#url.port || undefined;
+    this.#path = `${this.#url.pathname}${this.#url.search}`;
+    this.#hostHeader = this.#url.host;
+    // What node would derive per request from the Host header: the TLS server name (none for an IP).
+    this.#servername = this.#isHttps && isIP(this.#hostname) === 0 ? this.#hostname : '';
+    this.#setSessionHeaders(undefined, undefined);
     this.#credentials = options.credentials;
     this.#logger = options.logger;
     this.#ownsAgents = options.agents === undefined;
@@ -221,8 +252,7 @@ export class HttpUpstreamSession implements UpstreamSession {
         `cannot resume: unsupported protocol version ${String(version)}`,
       );
     }
-    this.#sessionId = sessionId;
-    this.#protocolVersion = version;
+    this.#setSessionHeaders(sessionId, version);
     this.initializeResult = initializeResult;
   }
 
@@ -232,7 +262,7 @@ export class HttpUpstreamSession implements UpstreamSession {
       timeoutMs: this.#initializeTimeoutMs,
     });
     const result = negotiatedResult(this.appId, response, this.#supported, 'protocol');
-    this.#protocolVersion = result.protocolVersion;
+    this.#setSessionHeaders(this.#sessionId, result.protocolVersion);
     this.initializeResult = result;
     await this.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
   }
@@ -267,7 +297,7 @@ export class HttpUpstreamSession implements UpstreamSession {
     open.onSettled = () => {
       this.#exchanges.delete(id);
     };
-    void this.#post(exchange);
+    this.#send(exchange, 'post');
     return open.promise;
   }
 
@@ -357,24 +387,50 @@ export class HttpUpstreamSession implements UpstreamSession {
     }
   }
 
-  #headers(credentialHeaders: Record<string, string> | undefined, accept: string, hasBody: boolean) {
-    // Credential headers first: the protocol's own headers must win over anything a lease carries.
-    const headers: Record<string, string> = { ...credentialHeaders, accept };
-    if (hasBody) headers['content-type'] = 'application/json';
-    if (this.#sessionId) headers['mcp-session-id'] = this.#sessionId;
-    if (this.#protocolVersion) headers['mcp-protocol-version'] = this.#protocolVersion;
-    return headers;
+  #setSessionHeaders(sessionId: string | undefined, protocolVersion: string | undefined): void {
+    this.#sessionId = sessionId;
+    this.#protocolVersion = protocolVersion;
+    const list = ['host', this.#hostHeader];
+    if (sessionId) list.push('mcp-session-id', sessionId);
+    if (protocolVersion) list.push('mcp-protocol-version', protocolVersion);
+    this.#sessionHeaders = list;
   }
 
-  #requestOptions(method: string, headers: Record<string, string>, stream: boolean): http.RequestOptions {
+  /**
+   * The headers of one request as a flat [name, value, …] list: the lease's (never one the protocol
+   * owns), then the protocol's. Node validates every name and value of the list as it would an object's.
+   */
+  #headers(
+    credentialHeaders: Record<string, string> | undefined,
+    accept: string,
+    body: string | undefined,
+    extra?: { name: string; value: string },
+  ): string[] {
+    const list: string[] = [];
+    if (credentialHeaders) {
+      for (const name of Object.keys(credentialHeaders)) {
+        if (!PROTOCOL_HEADERS.has(name.toLowerCase())) list.push(name, credentialHeaders[name] as string);
+      }
+    }
+    list.push('accept', accept);
+    if (body !== undefined)
+      list.push('content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)));
+    for (const item of this.#sessionHeaders) list.push(item);
+    if (extra) list.push(extra.name, extra.value);
+    return list;
+  }
+
+  #requestOptions(method: string, headers: string[], stream: boolean): https.RequestOptions {
     const agents = this.#agents;
     return {
       method,
       protocol: this.#url.protocol,
-      hostname: this.#url.hostname.replace(/^\[|\]$/g, ''),
-      port: this.#url.port || undefined,
-      path: `${this.#url.pathname}${this.#url.search}`,
+      hostname: this.#hostname,
+      port: this.#port,
+      path: this.#path,
       headers,
+      // Given, so that the agent does not derive it from the Host header on every request.
+      servername: this.#servername,
       agent: this.#isHttps
         ? stream
           ? agents.streamsHttps
@@ -389,7 +445,7 @@ export class HttpUpstreamSession implements UpstreamSession {
    * Creates the request; node throws synchronously on a header it refuses (a lease value with a
    * newline, say). That becomes an UpstreamError naming the error code, never the header's value.
    */
-  #createRequest(method: string, headers: Record<string, string>, stream: boolean): http.ClientRequest {
+  #createRequest(method: string, headers: string[], stream: boolean): http.ClientRequest {
     try {
       return (this.#isHttps ? https : http).request(this.#requestOptions(method, headers, stream));
     } catch (error) {
@@ -402,48 +458,53 @@ export class HttpUpstreamSession implements UpstreamSession {
   }
 
   /**
-   * The HTTP request of an exchange (the POST of a message, or the GET resuming its stream), with
-   * this call's credential; undefined when it failed (the exchange is failed) or was settled meanwhile.
+   * Sends the HTTP request of an exchange (the POST of a message, or the GET resuming its stream)
+   * with this call's credential, and routes its answer; every failure ends in the exchange's
+   * OpenRequest. A plain promise chain rather than async functions: this is the hot path, and each
+   * async frame costs a promise and a microtask per call.
    */
-  async #exchangeRequest(
-    exchange: HttpExchange,
-    method: 'POST' | 'GET',
-    extraHeaders: Record<string, string>,
-  ): Promise<http.ClientRequest | undefined> {
-    let credentials: Awaited<ReturnType<UpstreamCredentials['forRequest']>>;
-    try {
-      credentials = await this.#credentials.forRequest(this.appId);
-    } catch (error) {
-      exchange.open.fail('unreachable', 'no upstream credential could be obtained', error);
-      return undefined;
-    }
-    if (exchange.open.settled) return undefined;
-    const post = method === 'POST';
-    const headers = {
-      ...this.#headers(credentials.headers, post ? ACCEPT_BOTH : 'text/event-stream', post),
-      ...extraHeaders,
-    };
-    let request: http.ClientRequest;
-    try {
-      request = this.#createRequest(method, headers, !post);
-    } catch (error) {
-      const failure = error as UpstreamError;
-      exchange.open.fail(failure.failure, failure.message);
-      return undefined;
-    }
-    exchange.request = request;
-    return request;
+  #send(exchange: HttpExchange, kind: ExchangeKind, lastEventId?: string): void {
+    this.#credentials.forRequest(this.appId).then(
+      (credentials) => this.#sendWith(exchange, kind, credentials.headers, lastEventId),
+      (error: unknown) =>
+        exchange.open.fail('unreachable', 'no upstream credential could be obtained', error),
+    );
   }
 
-  /** POSTs a request and routes the answer; every failure ends in the exchange's OpenRequest. */
-  async #post(exchange: HttpExchange): Promise<void> {
-    const request = await this.#exchangeRequest(exchange, 'POST', {
-      'content-length': String(Buffer.byteLength(exchange.body)),
-    });
-    if (!request) return;
-    request.on('response', (response) => this.#onPostResponse(exchange, response, 'post'));
+  #sendWith(
+    exchange: HttpExchange,
+    kind: ExchangeKind,
+    credentialHeaders: Record<string, string> | undefined,
+    lastEventId: string | undefined,
+  ): void {
+    const { open } = exchange;
+    if (open.settled) return;
+    const post = kind === 'post';
+    const headers = post
+      ? this.#headers(credentialHeaders, ACCEPT_BOTH, exchange.body)
+      : this.#headers(credentialHeaders, 'text/event-stream', undefined, {
+          name: 'last-event-id',
+          value: lastEventId as string,
+        });
+    let request: http.ClientRequest;
+    try {
+      request = this.#createRequest(post ? 'POST' : 'GET', headers, !post);
+    } catch (error) {
+      const failure = error as UpstreamError;
+      open.fail(failure.failure, failure.message);
+      return;
+    }
+    exchange.request = request;
+    request.on('response', (response) => this.#onPostResponse(exchange, response, kind));
+    if (!post) {
+      request.on('error', (error) => {
+        open.fail('unreachable', `upstream stream resumption failed: ${error.message}`, error);
+      });
+      request.end();
+      return;
+    }
     request.on('error', (error) => {
-      if (exchange.open.settled) return;
+      if (open.settled) return;
       // A keep-alive socket the upstream closed while idle fails at once, before it answered
       // anything: the one case where sending again is safe (node's documented reusedSocket retry).
       // Never for tools/call: the upstream may have read it before closing, and a tool must not run twice.
@@ -451,13 +512,13 @@ export class HttpUpstreamSession implements UpstreamSession {
         request.reusedSocket &&
         errorCode(error) === 'ECONNRESET' &&
         !exchange.retried &&
-        RETRY_SAFE_METHODS.has(exchange.open.method)
+        RETRY_SAFE_METHODS.has(open.method)
       ) {
         exchange.retried = true;
-        void this.#post(exchange);
+        this.#send(exchange, 'post');
         return;
       }
-      exchange.open.fail(
+      open.fail(
         isUnreachableCode(errorCode(error)) || error.message === 'socket hang up'
           ? 'unreachable'
           : 'protocol',
@@ -477,7 +538,8 @@ export class HttpUpstreamSession implements UpstreamSession {
     const status = response.statusCode ?? 0;
     if (open.method === 'initialize' && kind === 'post') {
       const sessionId = response.headers['mcp-session-id'];
-      if (typeof sessionId === 'string' && sessionId.length > 0) this.#sessionId = sessionId;
+      if (typeof sessionId === 'string' && sessionId.length > 0)
+        this.#setSessionHeaders(sessionId, this.#protocolVersion);
     }
     if (status === 404 && this.#sessionId && open.method !== 'initialize') {
       response.resume();
@@ -611,7 +673,10 @@ export class HttpUpstreamSession implements UpstreamSession {
       // after an event id and expects the client to resume it with GET + Last-Event-ID.
       if (parser.lastEventId !== undefined && exchange.resumes < MAX_STREAM_RESUMES) {
         exchange.resumes++;
-        setTimeout(() => void this.#resume(exchange, parser.lastEventId as string), parser.retryMs ?? 0);
+        const lastEventId = parser.lastEventId;
+        setTimeout(() => {
+          if (!open.settled) this.#send(exchange, 'resume', lastEventId);
+        }, parser.retryMs ?? 0);
         return;
       }
       this.#abandon(exchange, `upstream ended the stream before answering ${open.method}`);
@@ -622,17 +687,6 @@ export class HttpUpstreamSession implements UpstreamSession {
   #abandon(exchange: HttpExchange, message: string): void {
     exchange.request?.destroy();
     exchange.open.fail('protocol', message);
-  }
-
-  async #resume(exchange: HttpExchange, lastEventId: string): Promise<void> {
-    if (exchange.open.settled) return;
-    const request = await this.#exchangeRequest(exchange, 'GET', { 'last-event-id': lastEventId });
-    if (!request) return;
-    request.on('response', (response) => this.#onPostResponse(exchange, response, 'resume'));
-    request.on('error', (error) => {
-      exchange.open.fail('unreachable', `upstream stream resumption failed: ${error.message}`, error);
-    });
-    request.end();
   }
 
   /** The request's deadline passed or its caller aborted: drop the exchange, tell the upstream. */
@@ -705,8 +759,12 @@ export class HttpUpstreamSession implements UpstreamSession {
       return;
     }
     if (this.#stream !== stream) return;
-    const headers = this.#headers(credentials.headers, 'text/event-stream', false);
-    if (this.#streamLastEventId) headers['last-event-id'] = this.#streamLastEventId;
+    const headers = this.#headers(
+      credentials.headers,
+      'text/event-stream',
+      undefined,
+      this.#streamLastEventId ? { name: 'last-event-id', value: this.#streamLastEventId } : undefined,
+    );
     let request: http.ClientRequest;
     try {
       request = this.#createRequest('GET', headers, true);
@@ -801,8 +859,7 @@ export class HttpUpstreamSession implements UpstreamSession {
         cause: error,
       });
     });
-    const headers = this.#headers(credentials.headers, ACCEPT_BOTH, body !== undefined);
-    if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
+    const headers = this.#headers(credentials.headers, ACCEPT_BOTH, body);
     return new Promise<{ status: number }>((resolve, reject) => {
       const request = this.#createRequest(method, headers, false); // a throw here rejects
       const timer = setTimeout(() => {

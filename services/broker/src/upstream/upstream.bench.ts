@@ -57,7 +57,15 @@ const sdk = new Client({ name: 'bench', version: '1' });
 await sdk.connect(new StreamableHTTPClientTransport(new URL(url)));
 
 const params = { name: 'echo', arguments: { message: 'hello, upstream' } };
-const rawCall = () => raw.request('tools/call', params, { timeoutMs: 10_000 });
+// As the relay calls it (gateway/methods.ts forward): a deadline that progress restarts, the
+// caller's abort signal, and a taker for the messages that belong to the request.
+const rawCall = () =>
+  raw.request('tools/call', params, {
+    timeoutMs: 10_000,
+    signal: new AbortController().signal,
+    resetTimeoutOnProgress: true,
+    onMessage: () => undefined,
+  });
 const sdkCall = () => sdk.callTool(params, undefined, { timeout: 10_000 });
 
 const floorAgent = new http.Agent({ keepAlive: true });
@@ -85,34 +93,46 @@ await closedLoop(8, 500, floorCall);
 // The three paths run in alternating short slices (raw, SDK, floor, raw, …), so that a busy
 // machine's load falls on all three alike; each figure is the median over the slices.
 const ROUNDS = 10;
-type Figures = { perSecond: number; p50: number; p99: number };
+type Figures = { perSecond: number; p50: number; p99: number; cpuUs: number };
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 async function alternate(concurrency: number, ops: (() => Promise<unknown>)[]): Promise<Figures[]> {
   const slices = ops.map((): Figures[] => []);
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [path, op] of ops.entries())
-      slices[path]?.push(await closedLoop(concurrency, DURATION_MS / ROUNDS, op));
+    for (const [path, op] of ops.entries()) {
+      // This process's CPU (all its threads: GC, I/O) per call; the upstream is another process.
+      const cpu = process.cpuUsage();
+      const figures = await closedLoop(concurrency, DURATION_MS / ROUNDS, op);
+      const used = process.cpuUsage(cpu);
+      const calls = (figures.perSecond * DURATION_MS) / ROUNDS / 1000;
+      slices[path]?.push({ ...figures, cpuUs: (used.user + used.system) / Math.max(1, calls) });
+    }
   }
   return slices.map((figures) => ({
     perSecond: median(figures.map((f) => f.perSecond)),
     p50: median(figures.map((f) => f.p50)),
     p99: median(figures.map((f) => f.p99)),
+    cpuUs: median(figures.map((f) => f.cpuUs)),
   }));
 }
 
+// CPU µs/call is this process's CPU per call: on a busy 2-core machine the steadiest figure, and
+// what the broker pays per call for its upstream hop (minus the floor: what any client pays).
 print(
   'concurrency',
   '| raw calls/s'.padStart(13),
   'p50 ms'.padStart(8),
   'p99 ms'.padStart(8),
+  'CPU µs'.padStart(8),
   '| SDK calls/s'.padStart(13),
   'p50 ms'.padStart(8),
   'p99 ms'.padStart(8),
-  '| p50 SDK/raw'.padStart(13),
-  'calls/s raw/SDK'.padStart(16),
+  'CPU µs'.padStart(8),
   '| floor calls/s'.padStart(15),
   'p50 ms'.padStart(8),
   'p99 ms'.padStart(8),
+  'CPU µs'.padStart(8),
+  '| CPU raw/floor'.padStart(15),
+  'SDK/raw'.padStart(8),
 );
 try {
   for (const concurrency of [1, 8]) {
@@ -126,14 +146,17 @@ try {
       `| ${r.perSecond.toFixed(0)}`.padStart(13),
       r.p50.toFixed(3).padStart(8),
       r.p99.toFixed(3).padStart(8),
+      r.cpuUs.toFixed(0).padStart(8),
       `| ${s.perSecond.toFixed(0)}`.padStart(13),
       s.p50.toFixed(3).padStart(8),
       s.p99.toFixed(3).padStart(8),
-      `| ${(s.p50 / r.p50).toFixed(1)}x`.padStart(13),
-      `${(r.perSecond / s.perSecond).toFixed(1)}x`.padStart(16),
+      s.cpuUs.toFixed(0).padStart(8),
       `| ${f.perSecond.toFixed(0)}`.padStart(15),
       f.p50.toFixed(3).padStart(8),
       f.p99.toFixed(3).padStart(8),
+      f.cpuUs.toFixed(0).padStart(8),
+      `| ${(r.cpuUs / f.cpuUs).toFixed(2)}x`.padStart(15),
+      `${(s.cpuUs / r.cpuUs).toFixed(1)}x`.padStart(8),
     );
   }
 } finally {
