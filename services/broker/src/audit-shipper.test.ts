@@ -3,7 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { after, test } from 'node:test';
+import { after, type TestContext, test } from 'node:test';
 import { type AuditEvent, Topics, topicName } from '@portcullis/contracts';
 import { createKafka, ensureTopics } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
@@ -35,8 +35,11 @@ interface Setup {
   audit: DurableAuditPublisher;
 }
 
-/** A local-first publisher shipping through a worker, on a fresh topic and spool. */
-async function setup(name: string, brokers: string[], log = logger): Promise<Setup> {
+/**
+ * A local-first publisher shipping through a worker, on a fresh topic and spool; shut down when the
+ * test ends, pass or fail (a live worker would keep the test file from exiting).
+ */
+async function setup(t: TestContext, name: string, brokers: string[], log = logger): Promise<Setup> {
   const kafka = createKafka({ clientId: `audit-shipper-${name}`, brokers, logger });
   const prefix = uniqueName(name);
   await ensureTopics(kafka, prefix, [Topics.audit]);
@@ -66,13 +69,12 @@ async function setup(name: string, brokers: string[], log = logger): Promise<Set
     retryIntervalMs: 100,
     logger,
   });
+  t.after(async () => {
+    await audit.stop();
+    await shipper.close();
+    await spool.close().catch(() => {}); // already closed by the test
+  });
   return { kafka, topic, spool, shipper, audit };
-}
-
-async function shutDown({ audit, shipper, spool }: Setup): Promise<void> {
-  await audit.stop();
-  await shipper.close();
-  await spool.close();
 }
 
 /** Publishes `calls` calls one after the other (request, then outcome); returns the event ids in order. */
@@ -124,22 +126,22 @@ function assertAllInOrder(seen: [number, string][], published: string[]): void {
   }
 }
 
-test('shipped from the worker: every event once and in order, and the spool drains', async () => {
-  const s = await setup('worker-once', sharedBrokers());
+test('shipped from the worker: every event once and in order, and the spool drains', async (t) => {
+  const s = await setup(t, 'worker-once', sharedBrokers());
   const published = await publishCalls(s.audit, 150);
   await s.audit.flush(15_000);
   assert.equal(s.spool.pendingRecords, 0);
   const seen = await readTopic(s.kafka, s.topic, published.length);
   assert.equal(seen.length, published.length, 'no duplicates');
   assertAllInOrder(seen, published);
-  await shutDown(s);
 });
 
-test('the worker dies with a shipment in flight: logged, replaced, nothing lost', async () => {
+test('the worker dies with a shipment in flight: logged, replaced, nothing lost', async (t) => {
   const lines = new PassThrough();
   const logged: string[] = [];
   lines.on('data', (chunk: Buffer) => logged.push(chunk.toString('utf8')));
   const s = await setup(
+    t,
     'worker-crash',
     sharedBrokers(),
     createLogger({ service: 'test', level: 'error', destination: lines }),
@@ -163,12 +165,11 @@ test('the worker dies with a shipment in flight: logged, replaced, nothing lost'
   assert.equal(s.spool.pendingRecords, 0, 'shipping resumed and drained the spool');
   const published = [...first, ...second];
   assertAllInOrder(await readTopic(s.kafka, s.topic, published.length), published);
-  await shutDown(s);
 });
 
-test('Kafka away, then back: events stay spooled, then ship in order', async () => {
+test('Kafka away, then back: events stay spooled, then ship in order', async (t) => {
   privateKafka = await PrivateKafka.start();
-  const s = await setup('worker-kafka-away', [privateKafka.brokers]);
+  const s = await setup(t, 'worker-kafka-away', [privateKafka.brokers]);
   const before = await publishCalls(s.audit, 20);
   await s.audit.flush(15_000);
   assert.equal(s.spool.pendingRecords, 0);
@@ -182,11 +183,10 @@ test('Kafka away, then back: events stay spooled, then ship in order', async () 
   assert.equal(s.spool.pendingRecords, 0, 'drained once Kafka was back');
   const published = [...before, ...during];
   assertAllInOrder(await readTopic(s.kafka, s.topic, published.length), published);
-  await shutDown(s);
 });
 
-test('shutdown: flush ships what is spooled, close ends the worker, later shipments are refused', async () => {
-  const s = await setup('worker-shutdown', sharedBrokers());
+test('shutdown: flush ships what is spooled, close ends the worker, later shipments are refused', async (t) => {
+  const s = await setup(t, 'worker-shutdown', sharedBrokers());
   const published = await publishCalls(s.audit, 30);
   // Straight to the shutdown sequence, as main.ts runs it in the flush phase.
   await s.audit.flush(15_000);
