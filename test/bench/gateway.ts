@@ -12,7 +12,14 @@
 import { Agent, type Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { closedLoop, freePort, processCpuMs, startProcess, waitFor } from '@portcullis/testing';
+import {
+  closedLoop,
+  freePort,
+  mainThreadCpuMs,
+  processCpuMs,
+  startProcess,
+  waitFor,
+} from '@portcullis/testing';
 import { TestStack } from '../support/stack.ts';
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
@@ -154,18 +161,25 @@ interface Run {
   perSecond: number;
   /** CPU the measured server process (upstream or broker) used per call, in microseconds. */
   cpuPerCallUs: number;
+  /** The same for the process's main thread alone (its event loop, where calls queue). */
+  mainThreadCpuPerCallUs: number;
 }
 
 /** Runs one workload and adds the CPU per call of the server process `pid` (upstream or broker). */
-async function withCpu<T extends Omit<Run, 'cpuPerCallUs'>>(
+async function withCpu<T extends Omit<Run, 'cpuPerCallUs' | 'mainThreadCpuPerCallUs'>>(
   pid: number,
   durationMs: number,
   workload: () => Promise<T>,
 ): Promise<T & Run> {
-  const before = await processCpuMs(pid);
+  const [before, mainBefore] = [await processCpuMs(pid), await mainThreadCpuMs(pid)];
   const result = await workload();
   const calls = (result.perSecond * durationMs) / 1000;
-  return { ...result, cpuPerCallUs: calls > 0 ? ((await processCpuMs(pid)) - before) * (1000 / calls) : 0 };
+  const perCall = (usedMs: number) => (calls > 0 ? usedMs * (1000 / calls) : 0);
+  return {
+    ...result,
+    cpuPerCallUs: perCall((await processCpuMs(pid)) - before),
+    mainThreadCpuPerCallUs: perCall((await mainThreadCpuMs(pid)) - mainBefore),
+  };
 }
 
 function row(label: string, direct: Run, gateway: Run) {
@@ -178,7 +192,7 @@ function row(label: string, direct: Run, gateway: Run) {
       `${fmt(gateway.perSecond, 0)}/s`.padEnd(10),
       `+${fmt(gateway.p50 - direct.p50, 3)} / +${fmt(gateway.p99 - direct.p99, 3)} ms`.padEnd(24),
       `${fmt(gateway.p50 / direct.p50, 1)}× / ${fmt(gateway.p99 / direct.p99, 1)}×`.padEnd(18),
-      `${fmt(direct.cpuPerCallUs, 0)} / ${fmt(gateway.cpuPerCallUs, 0)} µs`,
+      `${fmt(direct.cpuPerCallUs, 0)} / ${fmt(gateway.cpuPerCallUs, 0)} (${fmt(gateway.mainThreadCpuPerCallUs, 0)}) µs`,
     ].join(' '),
   );
 }
@@ -223,7 +237,7 @@ async function main(): Promise<void> {
         `\ntools/call, ${DURATION_MS / 1000} s per row; direct = raw upstream; gateway = broker with AUDIT_ACCEPTANCE=${acceptance} (policy, rate limit, audit, DLP) in front of it`,
       );
       console.log(
-        `${'workload'.padEnd(18)} ${'direct p50 / p99'.padEnd(22)} ${'direct'.padEnd(10)} ${'gateway p50 / p99'.padEnd(22)} ${'gateway'.padEnd(10)} ${'added p50 / p99'.padEnd(24)} ${'ratio p50 / p99'.padEnd(18)} CPU/call upstream / broker`,
+        `${'workload'.padEnd(18)} ${'direct p50 / p99'.padEnd(22)} ${'direct'.padEnd(10)} ${'gateway p50 / p99'.padEnd(22)} ${'gateway'.padEnd(10)} ${'added p50 / p99'.padEnd(24)} ${'ratio p50 / p99'.padEnd(18)} CPU/call upstream / broker (its main thread)`,
       );
       const brokerPid = broker.process.child.pid ?? 0;
       const openDirect = await withCpu(upstream.pid, DURATION_MS, () =>

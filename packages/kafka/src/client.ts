@@ -7,16 +7,36 @@ export interface KafkaClientOptions {
   logger: Logger;
 }
 
-const levels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+const levels: Record<number, KafkaLogLevel> = {
   [logLevel.ERROR]: 'error',
   [logLevel.WARN]: 'warn',
   [logLevel.INFO]: 'info',
   [logLevel.DEBUG]: 'debug',
 };
 
+export type KafkaLogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/** Receives kafkajs's log entries: its level, namespace, message and remaining fields. */
+export type KafkaLogSink = (
+  level: KafkaLogLevel,
+  namespace: string,
+  message: string,
+  fields: Record<string, unknown>,
+) => void;
+
 /** A kafkajs client whose logs go through the service's redacting pino logger. */
 export function createKafka({ clientId, brokers, logger }: KafkaClientOptions): Kafka {
   const kafkaLogger = logger.child({ component: 'kafkajs' });
+  return createKafkaClient(clientId, brokers, (level, namespace, message, fields) =>
+    kafkaLogger[level]({ namespace, ...fields }, message),
+  );
+}
+
+/**
+ * The same client as `createKafka`, for a thread without the service's logger (a worker): its log
+ * entries go to `log`, which forwards them to a thread that has one.
+ */
+export function createKafkaClient(clientId: string, brokers: string[], log: KafkaLogSink): Kafka {
   const config: KafkaConfig = {
     clientId,
     brokers,
@@ -28,10 +48,8 @@ export function createKafka({ clientId, brokers, logger }: KafkaClientOptions): 
     logLevel: logLevel.WARN,
     logCreator:
       () =>
-      ({ level, namespace, log }) => {
-        const { message, ...extra } = log;
-        kafkaLogger[levels[level] ?? 'info']({ namespace, ...extra }, message);
-      },
+      ({ level, namespace, log: { message, ...fields } }) =>
+        log(levels[level] ?? 'info', namespace, message, fields),
   };
   return new Kafka(config);
 }
@@ -54,7 +72,7 @@ export function createProducer(kafka: Kafka): Producer {
 export async function sendDurably(
   producer: Producer,
   topic: string,
-  messages: { key: string; value: string; headers?: Record<string, string> }[],
+  messages: { key: string; value: string | Buffer; headers?: Record<string, string> }[],
 ): Promise<void> {
   await producer.send({ topic, acks: -1, messages });
 }

@@ -34,7 +34,19 @@ const CLOCK_TICKS_PER_S = 100; // Linux USER_HZ, the unit of utime and stime in 
  * Returns 0 when the process is gone or /proc is not there.
  */
 export async function processCpuMs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+/**
+ * CPU time (ms) of a process's main thread alone (its JavaScript event loop in Node), without its
+ * worker, GC and libuv threads. Returns 0 when the process is gone or /proc is not there.
+ */
+export async function mainThreadCpuMs(pid: number): Promise<number> {
+  return statCpuMs(`/proc/${pid}/task/${pid}/stat`);
+}
+
+async function statCpuMs(path: string): Promise<number> {
+  const stat = await readFile(path, 'utf8').catch(() => '');
   // After the command name (in parentheses, may hold spaces): utime and stime are fields 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 1000) / CLOCK_TICKS_PER_S;

@@ -3,6 +3,7 @@ import { sendDurably } from '@portcullis/kafka';
 import type { Logger } from '@portcullis/runtime';
 import { type Spool, SpoolFullError } from '@portcullis/spool';
 import type { Producer } from 'kafkajs';
+import { type AuditShipper, ProducerShipper } from './audit-shipper.ts';
 
 /** Where the enforcement pipeline records audit events; resolves once an event is durable. */
 export interface AuditSink {
@@ -30,6 +31,12 @@ export interface DurableAuditOptions {
   outcomeProducer?: Producer;
   topicPrefix: string;
   spool: Spool;
+  /**
+   * Sends what the spool holds to Kafka (local-first shipping, and the replay after Kafka was
+   * away). The broker passes a WorkerShipper, which does it off the main thread. Defaults to
+   * `producer` on this thread.
+   */
+  shipper?: AuditShipper;
   /**
    * When an event counts as accepted. `kafka` (the default): acknowledged by Kafka (acks=all), the
    * spool only while Kafka is away. `local-first`: fsync'd to this replica's spool, which streams
@@ -71,6 +78,9 @@ const TYPICAL_REQUEST_BYTES = 1024;
  *   between that acknowledgement and the position update can re-send one batch (in local-first
  *   mode, whose spool writes its position every 200 ms, up to 200 ms of batches): the ledger is
  *   idempotent by event id, so those duplicates are harmless by design.
+ * - Shipping may happen on another thread (WorkerShipper): the spool stays here and is acknowledged
+ *   only when the shipper reports Kafka's acknowledgement; a shipper that fails or dies rejects, and
+ *   the same records are sent again after a pause.
  * - A direct send that timed out may still land later (kafkajs keeps retrying); the spooled copy
  *   then arrives as a duplicate with the same event id. Again harmless, never a loss.
  */
@@ -88,10 +98,12 @@ export class DurableAuditPublisher implements AuditSink {
   readonly #localFirst: boolean;
   readonly #requests: GroupSender;
   readonly #outcomes: GroupSender;
+  readonly #shipper: AuditShipper;
 
   constructor(options: DurableAuditOptions) {
     this.#options = options;
     this.#topic = topicName(options.topicPrefix, Topics.audit);
+    this.#shipper = options.shipper ?? new ProducerShipper(options.producer, this.#topic);
     this.#requests = new GroupSender(options.producer, this.#topic, options.sendTimeoutMs);
     // Nobody waits for an outcome (the agent already has its answer), so outcomes linger a few
     // milliseconds to share produce requests: fewer requests, less CPU per call.
@@ -237,7 +249,7 @@ export class DurableAuditPublisher implements AuditSink {
   }
 
   async #replay(): Promise<void> {
-    const { spool, producer, logger } = this.#options;
+    const { spool, logger } = this.#options;
     let failures = 0;
     while (!this.#stopped) {
       // Checked synchronously: no append can slip in between this test and the switch back.
@@ -256,14 +268,10 @@ export class DurableAuditPublisher implements AuditSink {
       const batch = await spool.peek(REPLAY_BATCH);
       // Nothing durable yet, only appends in flight: each restarts the replay once it is durable.
       if (batch.records.length === 0) return;
-      const messages = batch.records.map((record) => {
-        const value = record.toString('utf8');
-        return { key: (JSON.parse(value) as { callId: string }).callId, value };
-      });
       try {
         // No timeout here: nobody waits on the replay, and waiting out kafkajs's own retries avoids
         // piling up parallel sends of the same batch.
-        await sendDurably(producer, this.#topic, messages);
+        await this.#shipper.ship(batch.records);
       } catch (error) {
         failures++;
         if (failures === 1)
@@ -274,9 +282,12 @@ export class DurableAuditPublisher implements AuditSink {
       await spool.acknowledge(batch);
       // In local-first mode shipping is the normal path, not worth a line per batch.
       if (this.#localFirst && failures === 0)
-        logger.debug({ shipped: messages.length }, 'audit events shipped to kafka');
+        logger.debug({ shipped: batch.records.length }, 'audit events shipped to kafka');
       else
-        logger.info({ replayed: messages.length, spooled: this.spooled }, 'audit events replayed to kafka');
+        logger.info(
+          { replayed: batch.records.length, spooled: this.spooled },
+          'audit events replayed to kafka',
+        );
     }
   }
 

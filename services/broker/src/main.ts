@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { Topics } from '@portcullis/contracts';
+import { Topics, topicName } from '@portcullis/contracts';
 import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
 import { runService } from '@portcullis/runtime';
 import { Spool } from '@portcullis/spool';
 import { Redis } from 'ioredis';
+import { WorkerShipper } from './audit-shipper.ts';
 import { createAuthenticator } from './auth/authenticator.ts';
 import { oauthOptionsFromEnv } from './auth/oauth-env.ts';
 import { createProtectedResourceHandler } from './auth/protected-resource.ts';
@@ -61,7 +62,8 @@ await runService(
     shutdown.add('close', 'redis', async () => void (await redis.quit()));
     health.addCheck('redis', async () => void (await redis.ping()));
 
-    const kafka = createKafka({ clientId: `broker-${env.INSTANCE_ID}`, brokers: env.KAFKA_BROKERS, logger });
+    const kafkaClient = { clientId: `broker-${env.INSTANCE_ID}`, brokers: env.KAFKA_BROKERS };
+    const kafka = createKafka({ ...kafkaClient, logger });
     await ensureTopics(kafka, env.KAFKA_TOPIC_PREFIX, [
       Topics.audit,
       Topics.directory,
@@ -96,9 +98,16 @@ await runService(
     });
     if (recovery.pendingRecords > 0 || recovery.truncatedBytes > 0)
       logger.warn(recovery, 'audit spool holds events from a previous run; replaying them first');
+    // What the spool holds goes to Kafka from a worker thread with a producer of its own (same
+    // client settings), so shipping never holds up calls on this thread.
+    const shipper = new WorkerShipper({
+      config: { ...kafkaClient, topic: topicName(env.KAFKA_TOPIC_PREFIX, Topics.audit) },
+      logger,
+    });
     const audit = new DurableAuditPublisher({
       producer,
       outcomeProducer,
+      shipper,
       acceptance: env.AUDIT_ACCEPTANCE,
       topicPrefix: env.KAFKA_TOPIC_PREFIX,
       spool,
@@ -109,6 +118,7 @@ await runService(
     shutdown.add('flush', 'audit spool', async () => {
       await audit.flush(Math.floor(env.SHUTDOWN_TIMEOUT_MS / 3));
       await audit.stop();
+      await shipper.close();
       await spool.close();
     });
     // Flushed after intake stopped and in-flight calls finished, so their outcome events get out.
