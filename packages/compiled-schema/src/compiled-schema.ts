@@ -1,4 +1,4 @@
-import { Ajv, type ValidateFunction } from 'ajv';
+import { _, Ajv, type KeywordCxt, type ValidateFunction } from 'ajv';
 import type { z } from 'zod';
 import { toJsonSchema } from './json-schema.ts';
 
@@ -93,11 +93,9 @@ interface UnionDef {
   }[];
 }
 
-/** A plain object (prototype Object.prototype or null) without symbol keys: what zod's records take. */
-function isPlainObject(data: unknown): boolean {
-  if (typeof data !== 'object' || data === null) return true; // `type` refuses it already
-  const proto = Object.getPrototypeOf(data);
-  return (proto === Object.prototype || proto === null) && Object.getOwnPropertySymbols(data).length === 0;
+/** True when `data` has no own symbol keys (zod's records read them, and refuse them). */
+function hasNoSymbolKeys(data: unknown): boolean {
+  return typeof data !== 'object' || data === null || Object.getOwnPropertySymbols(data).length === 0;
 }
 
 function createAjv(strip: 'in-place' | 'to-zod'): Ajv {
@@ -113,11 +111,30 @@ function createAjv(strip: 'in-place' | 'to-zod'): Ajv {
     allErrors: false,
     validateFormats: false,
   });
+  // Keywords of json-schema.ts for values built in memory, as inline code: ajv calls a `validate`
+  // function with a context object (and its path string) made for every object checked.
   ajv.addKeyword({
+    // A plain object: prototype Object.prototype or null (zod's records take nothing else, and zod
+    // copies inherited members of its objects into its output).
     keyword: 'plainObject',
     schemaType: 'boolean',
-    errors: false,
-    validate: (_: boolean, data: unknown) => isPlainObject(data),
+    code(cxt: KeywordCxt) {
+      if (cxt.schema !== true) return;
+      const proto = cxt.gen.const(
+        'proto',
+        _`typeof ${cxt.data} == "object" && ${cxt.data} !== null ? Object.getPrototypeOf(${cxt.data}) : null`,
+      );
+      cxt.fail(_`${proto} !== null && ${proto} !== Object.prototype`);
+    },
+  });
+  ajv.addKeyword({
+    keyword: 'noSymbolKeys',
+    schemaType: 'boolean',
+    code(cxt: KeywordCxt) {
+      if (cxt.schema !== true) return;
+      const check = cxt.gen.scopeValue('func', { ref: hasNoSymbolKeys });
+      cxt.fail(_`!${check}(${cxt.data})`);
+    },
   });
   return ajv;
 }

@@ -7,8 +7,8 @@
  * never more lenient than zod.
  *
  * Besides zod's own rules the translation adds, for values built in memory rather than by
- * JSON.parse, what zod does that JSON Schema does not say (the custom keyword `plainObject`,
- * defined in compiled-schema.ts, refuses such values so that zod decides them):
+ * JSON.parse, what zod does that JSON Schema does not say (the custom keywords `plainObject` and
+ * `noSymbolKeys`, defined in compiled-schema.ts, refuse such values so that zod decides them):
  * - zod's records take plain objects only and read symbol keys too;
  * - zod copies a stripping object's members into a fresh plain object, so an inherited member
  *   becomes an own one in its output (a class instance is left to zod);
@@ -161,6 +161,7 @@ function translate(def: ZodDef): JsonSchema {
       return {
         type: 'object',
         plainObject: true,
+        noSymbolKeys: true,
         // zod skips a `__proto__` key (its output lacks it): ajv refuses it, so zod decides.
         propertyNames: { allOf: [translate(keyType), { not: { const: '__proto__' } }] },
         additionalProperties: translate(inner(def.valueType)),
