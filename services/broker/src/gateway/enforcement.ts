@@ -109,8 +109,8 @@ export class Enforcement {
     } = engine.decide(
       policyInput(caller, operation, { call_id: callId, instance_id: this.#deps.instanceId }),
     );
-    // Members in the contract's order: the audit sink publishes a valid event as it is, so its
-    // JSON is byte for byte the copy zod used to make (durable-audit.ts).
+    // Members in the contract's order: the audit sink publishes a valid event as it is (where zod
+    // used to publish its copy in schema order), so the JSON keeps the order it had (durable-audit.ts).
     const requested: ToolCallRequestedV1 = {
       type: 'tool_call.requested',
       ...this.#envelope(callId),
