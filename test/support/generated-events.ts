@@ -1,8 +1,9 @@
 /**
- * Ledger events generated from the zod schemas of the contracts, for the differential test of the
- * ledger's compiled parser: valid events (optional members present at random) and mutated ones (a
- * value replaced, a member removed, an unknown member added). Seeded, so a failure names a
- * reproducible case; a pattern without a sample here fails loudly.
+ * Values generated from zod schemas (the contracts' events, the policy's result), for the
+ * differential tests of the compiled validators (@portcullis/compiled-schema) against zod: valid
+ * values (optional members present at random) and mutated ones (a value replaced, a member
+ * removed, an unknown member added). Seeded, so a failure names a reproducible case; a pattern
+ * without a sample here fails loudly.
  */
 
 /** A small seeded PRNG (mulberry32), so a failure names a reproducible case. */
@@ -91,6 +92,8 @@ export function generate(schema: unknown, rand: Rand): unknown {
       const value = rand() * 5000;
       return int ? 1 + Math.floor(value) : pick(rand, [0, value, Math.floor(value)]);
     }
+    case 'boolean':
+      return rand() < 0.5;
     case 'literal':
       return (def.values as unknown[])[0];
     case 'enum':

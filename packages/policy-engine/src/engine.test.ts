@@ -6,9 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { compileSchema } from '@portcullis/compiled-schema';
 import { create } from 'tar';
+import { generate, mutate, random } from '../../../test/support/generated-events.ts';
 import { BundleError, type PolicyBundle, readBundle } from './bundle.ts';
-import { PolicyEngine } from './engine.ts';
+import { PolicyEngine, PolicyResult, policyTime, toDecision } from './engine.ts';
 import { opaWasmBuildArgs } from './opa-build.ts';
 
 // Runs against the real bundle compiled by rego/build.sh (the test command builds it first).
@@ -217,6 +219,56 @@ decision := {
       );
       assert.equal(decision.visible, false);
     }
+  });
+});
+
+describe('the compiled check of the policy result decides as zod did', () => {
+  test('PolicyResult is compiled whole (the translation knows all it uses)', () => {
+    assert.equal(compileSchema(PolicyResult).validators.size, 1);
+  });
+
+  test('generated and mutated results through a real policy: policy_error exactly where zod refuses', async () => {
+    // A real policy, built with OPA, that returns whatever result the input carries; the result
+    // comes back through opa-wasm's JSON like any policy's. The reference is zod on that same
+    // raw result (evaluateRaw): where zod refuses it, decide must deny with policy_error; where
+    // zod accepts it, decide must return zod's output, mapped (unknown keys stripped).
+    const dir = await mkdtemp(join(tmpdir(), 'result-policy-'));
+    await writeFile(join(dir, 'policy.rego'), 'package portcullis.authz\n\ndecision := input.result\n');
+    const out = join(dir, 'bundle.tar.gz');
+    await promisify(execFile)(
+      process.env.PORTCULLIS_OPA_BIN || 'opa',
+      opaWasmBuildArgs({ source: dir, out }),
+    );
+    const engine = new PolicyEngine();
+    await engine.loadBundle(await readBundle(await readFile(out)));
+    engine.setDirectory({});
+    const rand = random(11);
+    let allowed = 0;
+    let refused = 0;
+    for (let i = 0; i < 3000; i++) {
+      const generated = generate(PolicyResult, rand) as Record<string, unknown>;
+      const input = {
+        ...call('agt_a', 'read'),
+        time: policyTime(0),
+        result: i % 3 === 0 ? generated : mutate(generated, rand),
+      };
+      const reference = PolicyResult.safeParse(engine.evaluateRaw(input));
+      const decision = engine.decide(input);
+      if (reference.success) {
+        const { decisionId, ...rest } = decision;
+        const { decisionId: _, ...expected } = toDecision(decisionId, engine.revision!, reference.data);
+        assert.deepStrictEqual(rest, expected, `#${i}: ${JSON.stringify(input.result)}`);
+        allowed++;
+      } else {
+        assert.deepEqual(
+          [decision.outcome, decision.reasons, decision.visible],
+          ['deny', ['policy_error'], false],
+          `#${i}: zod refuses ${JSON.stringify(input.result)}`,
+        );
+        refused++;
+      }
+    }
+    assert.ok(allowed > 1000 && refused > 1000, `accepted ${allowed}, refused ${refused}`);
   });
 });
 

@@ -5,12 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import { type AuditEvent, Topics, topicName } from '@portcullis/contracts';
+import { type AuditEvent, AuditEvent as AuditEventSchema, Topics, topicName } from '@portcullis/contracts';
 import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
 import { Spool, type SpoolOptions } from '@portcullis/spool';
 import { freePort, stackEnv, uniqueName } from '@portcullis/testing';
 import type { Kafka, Producer, ProducerRecord, RecordMetadata } from 'kafkajs';
+import { z } from 'zod';
+import { generate, mutate, random } from '../../../test/support/generated-events.ts';
 import { AuditUnavailableError, DurableAuditPublisher } from './durable-audit.ts';
 
 // The audit sink with Kafka up (group commit) and with Kafka unreachable (a real kafkajs producer pointed at a port nobody listens
@@ -146,6 +148,75 @@ test('a malformed event is refused before it reaches Kafka or the spool', async 
   assert.equal(spool.pendingRecords, 0);
   await audit.stop();
   await spool.close();
+});
+
+test('the compiled check refuses exactly what zod refuses, with its error, and publishes what zod outputs', async () => {
+  // Events generated from the schema and mutated (a value replaced, a member removed, an unknown
+  // member added), published through the spool: each is refused with the error AuditEvent.parse
+  // throws, before anything is written, or spooled as zod's output (unknown keys stripped), and
+  // the caller's event is never modified.
+  const kafka = createKafka({
+    clientId: 'durable-audit-test',
+    brokers: [`127.0.0.1:${await freePort()}`],
+    logger,
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'durable-audit-'));
+  const { spool } = await Spool.open({ dir, maxBytes: 64 << 20, maxRecords: 10_000 });
+  const audit = new DurableAuditPublisher({
+    producer: createProducer(kafka),
+    topicPrefix: 'unused',
+    spool,
+    sendTimeoutMs: 200,
+    retryIntervalMs: 60_000,
+    logger,
+  });
+  try {
+    const rand = random(7);
+    let refused = 0;
+    let published = 0;
+    for (let i = 0; i < 600; i++) {
+      const generated = generate(AuditEventSchema.options[i % 2], rand) as Record<string, unknown>;
+      const event = i % 3 === 0 ? generated : mutate(generated, rand);
+      const before = structuredClone(event);
+      let expected: AuditEvent | undefined;
+      let zodError: unknown;
+      try {
+        expected = AuditEventSchema.parse(event);
+      } catch (error) {
+        zodError = error;
+      }
+      const pending = spool.pendingRecords;
+      const failure = await audit.publish(event as AuditEvent).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      if (failure === undefined) {
+        assert.ok(expected, `published what zod refuses: ${JSON.stringify(event)}`);
+        const batch = await spool.peek(pending + 1);
+        assert.deepStrictEqual(
+          JSON.parse(batch.records[pending]!.toString('utf8')),
+          JSON.parse(JSON.stringify(expected)),
+        );
+        published++;
+      } else {
+        assert.ok(
+          zodError instanceof z.ZodError,
+          `refused what zod accepts: ${JSON.stringify(event)}: ${failure}`,
+        );
+        assert.ok(failure instanceof z.ZodError, String(failure));
+        assert.equal(failure.message, zodError.message);
+        assert.equal(spool.pendingRecords, pending, 'a refused event wrote nothing');
+        refused++;
+      }
+      assert.deepStrictEqual(event, before, 'publish modified its event');
+      // Keep admission out of the way: every opened call is closed.
+      if (expected?.type === 'tool_call.requested') await audit.publish(completed(expected.callId));
+    }
+    assert.ok(refused > 100 && published > 200, `refused ${refused}, published ${published}`);
+  } finally {
+    await audit.stop();
+    await spool.close();
+  }
 });
 
 test('with Kafka up: concurrent events share produce requests, each resolves once acknowledged, order per call kept', async () => {

@@ -109,11 +109,12 @@ export class Enforcement {
     } = engine.decide(
       policyInput(caller, operation, { call_id: callId, instance_id: this.#deps.instanceId }),
     );
+    // Members in the contract's order: the audit sink publishes a valid event as it is (where zod
+    // used to publish its copy in schema order), so the JSON keeps the order it had (durable-audit.ts).
     const requested: ToolCallRequestedV1 = {
-      ...this.#envelope(callId),
       type: 'tool_call.requested',
+      ...this.#envelope(callId),
       agent: { id: caller.agent.id, name: caller.agent.name, owner: caller.agent.owner },
-      ...(caller.user ? { onBehalfOf: { userId: caller.user.id } } : {}),
       app: { id: operation.appId },
       tool: { name: operation.tool },
       // The class the policy judged the call as: an admin override in the directory may differ.
@@ -122,6 +123,7 @@ export class Enforcement {
         : operation.actionClass,
       argumentsDigest: digestOf(operation.arguments),
       decision,
+      ...(caller.user ? { onBehalfOf: { userId: caller.user.id } } : {}),
     };
     // Limits apply to calls policy allowed, in the class the policy's obligation names. The check
     // runs while the request is being recorded: a limited call is on record as not executed.
@@ -176,8 +178,8 @@ export class Enforcement {
     detail: OutcomeDetail = {},
   ): Promise<void> {
     const completed: ToolCallCompletedV1 = {
-      ...this.#envelope(callId),
       type: 'tool_call.completed',
+      ...this.#envelope(callId),
       outcome,
       ...(detail.error
         ? { error: { code: detail.error.code, message: detail.error.message.slice(0, 1000) } }

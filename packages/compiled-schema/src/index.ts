@@ -1,0 +1,2 @@
+export * from './compiled-schema.ts';
+export * from './json-schema.ts';
