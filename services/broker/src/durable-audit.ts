@@ -60,7 +60,12 @@ export interface DurableAuditOptions {
  */
 const OUTCOME_RESERVE_BYTES = 2048;
 const REPLAY_BATCH = 200;
-/** Longest an outcome event waits in memory for a request's disk write to share (spool appends). */
+/**
+ * In local-first mode, longest an outcome event waits in memory for a later request's disk write
+ * to share (the spool is every call's way in there, so a write comes soon). A broker killed inside
+ * that window loses the outcome, not the request: the same exposure as kafka mode's outcome linger.
+ * When the spool is only the fallback (Kafka away), outcomes are written at once.
+ */
 const OUTCOME_DEFER_MS = 10;
 /** In local-first mode, how long events gather in the spool before they are shipped together. */
 const SHIP_LINGER_MS = 20;
@@ -218,9 +223,9 @@ export class DurableAuditPublisher implements AuditSink {
     }
     this.#appending++;
     try {
-      // Nobody waits for an outcome: it shares the disk write of a later call's request.
+      // Nobody waits for an outcome: in local-first mode it shares the disk write of a later request.
       await this.#options.spool.append(Buffer.from(value, 'utf8'), {
-        deferMs: opensCall ? 0 : OUTCOME_DEFER_MS,
+        deferMs: opensCall || !this.#localFirst ? 0 : OUTCOME_DEFER_MS,
       });
     } catch (error) {
       if (error instanceof SpoolFullError) {
