@@ -336,3 +336,15 @@ test('close writes deferred records without waiting for their deadline', async (
   assert.deepEqual(texts((await reopened.spool.peek(10)).records), ['outcome-1']);
   await reopened.spool.close();
 });
+
+test('a deferred append with a shorter delay brings the shared write forward', async () => {
+  const dir = await tempDir();
+  const { spool } = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 1000 });
+  const started = performance.now();
+  const patient = spool.append(Buffer.from('patient'), { deferMs: 60_000 });
+  await spool.append(Buffer.from('hurried'), { deferMs: 20 });
+  await patient;
+  assert.ok(performance.now() - started < 5_000, 'written by the earliest deadline');
+  assert.deepEqual(texts((await spool.peek(10)).records), ['patient', 'hurried']);
+  await spool.close();
+});

@@ -96,8 +96,9 @@ const segmentName = (segment: number) => `segment-${String(segment).padStart(12,
 
 interface Queued {
   frame: Buffer;
-  /** How long it may wait for a write to share (0: write now). */
+  /** How long it may wait for a write to share (0: write now), from `queuedAt` (performance.now()). */
   deferMs: number;
+  queuedAt: number;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -126,6 +127,8 @@ export class Spool {
   #urgentQueued = 0;
   /** Set while deferred records wait for a write to share (see AppendOptions.deferMs). */
   #deferTimer: NodeJS.Timeout | undefined;
+  /** When the armed #deferTimer fires (performance.now() time). */
+  #deferDeadline = 0;
   /** Serializes every file operation that moves the segment or the position. */
   #lock: Promise<void> = Promise.resolve();
   #closed = false;
@@ -224,7 +227,7 @@ export class Spool {
     this.#reservedBytes += frame.length;
     return new Promise<void>((resolve, reject) => {
       const deferMs = options.deferMs ?? 0;
-      this.#queue.push({ frame, deferMs, resolve, reject });
+      this.#queue.push({ frame, deferMs, queuedAt: deferMs > 0 ? performance.now() : 0, resolve, reject });
       if (deferMs > 0) {
         // A write in progress looks at the queue again when it ends.
         if (!this.#flushing) this.#deferFlush();
@@ -247,15 +250,25 @@ export class Spool {
     void this.#exclusive(() => this.#flush(force));
   }
 
-  /** Makes sure deferred records are written within their delay if nothing urgent comes first. */
+  /**
+   * Makes sure deferred records are written by the earliest of their deadlines if nothing urgent
+   * comes first: a record with a shorter delay than those already waiting brings the write forward.
+   */
   #deferFlush(): void {
-    if (this.#deferTimer) return;
-    let ms = Number.POSITIVE_INFINITY;
-    for (const queued of this.#queue) if (queued.deferMs > 0) ms = Math.min(ms, queued.deferMs);
-    this.#deferTimer = setTimeout(() => {
-      this.#deferTimer = undefined;
-      this.#startFlush(true);
-    }, ms);
+    let deadline = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    for (const queued of this.#queue)
+      if (queued.deferMs > 0) deadline = Math.min(deadline, queued.queuedAt + queued.deferMs);
+    if (this.#deferTimer && this.#deferDeadline <= deadline) return;
+    clearTimeout(this.#deferTimer);
+    this.#deferDeadline = deadline;
+    this.#deferTimer = setTimeout(
+      () => {
+        this.#deferTimer = undefined;
+        this.#startFlush(true);
+      },
+      Math.max(0, deadline - now),
+    );
   }
 
   /** Up to `maxRecords` pending records, oldest first, without removing them. Do not modify them. */
