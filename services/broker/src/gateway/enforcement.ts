@@ -157,12 +157,14 @@ export class Enforcement {
       return publishing;
     };
 
+    // A refusal does not wait for its outcome event either (it may wait to share a write or a
+    // produce request): the event is on its way, tracked for shutdown by #outcomes.
     if (limited) {
-      await finish('not_executed', { error: { code: String(limited.data?.code), message: limited.message } });
+      void finish('not_executed', { error: { code: String(limited.data?.code), message: limited.message } });
       throw limited;
     }
     if (decision.outcome === 'allow') return { callId, decision, finish };
-    await finish('not_executed');
+    void finish('not_executed');
     return refusal(callId, decision);
   }
 

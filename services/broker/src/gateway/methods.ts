@@ -218,7 +218,7 @@ async function callTool(
   if (!('finish' in admitted)) return decisionResult(admitted);
   const outgoing = deps.guard.arguments(admitted, operation);
   if (!outgoing.pass) {
-    await blocked(admitted, outgoing.error);
+    blocked(admitted, outgoing.error);
     return outgoing.result;
   }
   return forward(
@@ -289,7 +289,7 @@ async function getPrompt(
   if (!('finish' in admitted)) throw admitted.error;
   const outgoing = deps.guard.arguments(admitted, operation);
   if (!outgoing.pass) {
-    await blocked(admitted, outgoing.error);
+    blocked(admitted, outgoing.error);
     throw outgoing.error;
   }
   return forward(
@@ -324,7 +324,8 @@ async function refuseOutsideEntitlements(
 ): Promise<RefusedCall> {
   const outcome = await deps.enforcement.admit(context.caller, operation);
   if (!('finish' in outcome)) return outcome;
-  await outcome.finish('not_executed', {
+  // Not awaited: the outcome event is on its way (see Enforcement.admit); the agent need not wait.
+  void outcome.finish('not_executed', {
     error: { code: 'no_entitlement', message: 'the agent holds no entitlement for this app' },
   });
   const detail = {
@@ -344,9 +345,9 @@ async function refuseOutsideEntitlements(
   };
 }
 
-/** Records a call DLP stopped before it went upstream. */
-async function blocked(admitted: AdmittedCall, error: RpcError): Promise<void> {
-  await admitted.finish('not_executed', {
+/** Records a call DLP stopped before it went upstream (the agent's answer does not wait for it). */
+function blocked(admitted: AdmittedCall, error: RpcError): void {
+  void admitted.finish('not_executed', {
     error: { code: String(error.data?.code ?? 'dlp_blocked'), message: error.message },
   });
 }
