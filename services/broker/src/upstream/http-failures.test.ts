@@ -240,7 +240,13 @@ describe('HTTP upstream: protocol headers and the credential seam', () => {
           Host: 'evil.example',
           'MCP-Session-Id': 'lease-session',
           'Mcp-Protocol-Version': '1999-01-01',
-          'X-Tenant': 'acme',
+          // Framing and hop-by-hop headers: a second framing would let the upstream split the request.
+          'Transfer-Encoding': 'chunked',
+          Connection: 'close',
+          Upgrade: 'websocket',
+          'X-Tenant': 'acme-old',
+          // The same name in another case: one header, the last value (as node's header object did).
+          'x-tenant': 'acme',
         },
       }),
     };
@@ -264,6 +270,9 @@ describe('HTTP upstream: protocol headers and the credential seam', () => {
     assert.equal(request.headers['content-length'], String(Buffer.byteLength(JSON.stringify(request.body))));
     assert.equal(request.headers.authorization, LEASE);
     assert.equal(request.headers['x-tenant'], 'acme');
+    assert.equal(request.headers['transfer-encoding'], undefined);
+    assert.equal(request.headers.upgrade, undefined);
+    assert.notEqual(request.headers.connection, 'close');
   });
 
   test('an upstream negotiating an unsupported version is refused at open', async () => {

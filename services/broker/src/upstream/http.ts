@@ -121,9 +121,11 @@ interface HttpExchange {
 }
 
 /**
- * Headers the protocol owns: a lease never sets them (the protocol's own values win), and with the
- * headers passed to node as a flat list — which skips its per-header bookkeeping — a lease's copy
- * would otherwise be sent beside ours.
+ * Headers the protocol and HTTP itself own: a lease never sets them (the protocol's own values
+ * win), and with the headers passed to node as a flat list — which skips its per-header
+ * bookkeeping — a lease's copy would otherwise be sent beside ours. The framing and hop-by-hop
+ * headers matter most: a lease's Transfer-Encoding beside our Content-Length would let one
+ * upstream read a request differently from node (request smuggling on a shared keep-alive socket).
  */
 const PROTOCOL_HEADERS = new Set([
   'host',
@@ -133,6 +135,14 @@ const PROTOCOL_HEADERS = new Set([
   'mcp-session-id',
   'mcp-protocol-version',
   'last-event-id',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'te',
+  'trailer',
+  'expect',
 ]);
 
 function mediaType(header: string | undefined): string {
@@ -408,9 +418,13 @@ export class HttpUpstreamSession implements UpstreamSession {
   ): string[] {
     const list: string[] = [];
     if (credentialHeaders) {
+      // One value per name, whatever its case (the last wins, as node's header object did).
+      const lease = new Map<string, string>();
       for (const name of Object.keys(credentialHeaders)) {
-        if (!PROTOCOL_HEADERS.has(name.toLowerCase())) list.push(name, credentialHeaders[name] as string);
+        const lower = name.toLowerCase();
+        if (!PROTOCOL_HEADERS.has(lower)) lease.set(lower, credentialHeaders[name] as string);
       }
+      for (const [name, value] of lease) list.push(name, value);
     }
     list.push('accept', accept);
     if (body !== undefined)
@@ -464,10 +478,19 @@ export class HttpUpstreamSession implements UpstreamSession {
    * async frame costs a promise and a microtask per call.
    */
   #send(exchange: HttpExchange, kind: ExchangeKind, lastEventId?: string): void {
-    this.#credentials.forRequest(this.appId).then(
+    const noCredential = (error: unknown) =>
+      exchange.open.fail('unreachable', 'no upstream credential could be obtained', error);
+    let leasing: ReturnType<UpstreamCredentials['forRequest']>;
+    try {
+      leasing = this.#credentials.forRequest(this.appId);
+    } catch (error) {
+      // A credential source that throws instead of rejecting must fail this request, not escape it.
+      noCredential(error);
+      return;
+    }
+    leasing.then(
       (credentials) => this.#sendWith(exchange, kind, credentials.headers, lastEventId),
-      (error: unknown) =>
-        exchange.open.fail('unreachable', 'no upstream credential could be obtained', error),
+      noCredential,
     );
   }
 
