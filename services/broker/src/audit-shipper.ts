@@ -56,10 +56,22 @@ export type FromShipper =
       fields: Record<string, unknown>;
     };
 
+/** Longest wait before a dead worker is replaced, however often it died in a row. */
+const MAX_RESTART_DELAY_MS = 30_000;
+
+/** The environment a shipper worker gets: kafkajs's own switches, nothing else of the broker's. */
+function kafkajsEnvironment(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (name.startsWith('KAFKAJS_') && value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
 export interface WorkerShipperOptions {
   config: ShipperWorkerConfig;
   logger: Logger;
-  /** Wait before a dead worker is replaced, so a worker that dies at start-up cannot spin. */
+  /** First wait before a dead worker is replaced; it doubles with each death in a row (up to 30 s). */
   restartDelayMs?: number;
   /** Longest `close` waits for the worker to disconnect its producer before it is terminated. */
   closeTimeoutMs?: number;
@@ -76,7 +88,7 @@ interface Pending {
  * the broker's main thread, where calls are served.
  *
  * Supervised: a worker that dies (crash, OOM, terminate) is logged and replaced after
- * `restartDelayMs`. Its shipments in flight reject, so the caller (the spool's replay) keeps their
+ * `restartDelayMs`, doubling with each death in a row. Its shipments in flight reject, so the caller (the spool's replay) keeps their
  * records and sends them again: nothing is lost, and a batch Kafka took just before the crash is
  * sent twice (duplicates by event id, which the ledger ignores). Log entries of the worker's
  * kafkajs client come back here and go through the broker's redacting logger.
@@ -90,6 +102,8 @@ export class WorkerShipper implements AuditShipper {
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #closing = false;
+  /** Worker deaths (or failed starts) since the last successful shipment. */
+  #failures = 0;
 
   constructor(options: WorkerShipperOptions) {
     this.#options = options;
@@ -156,11 +170,19 @@ export class WorkerShipper implements AuditShipper {
   #spawn(): void {
     this.#restart = undefined;
     if (this.#closing) return;
-    const worker = new Worker(new URL('./audit-shipper-worker.ts', import.meta.url), {
-      workerData: this.#options.config,
-      // The worker holds one producer and batches of at most a few hundred records.
-      resourceLimits: { maxOldGenerationSizeMb: 128 },
-    });
+    let worker: Worker;
+    try {
+      worker = new Worker(new URL('./audit-shipper-worker.ts', import.meta.url), {
+        workerData: this.#options.config,
+        // Only kafkajs's own settings: the broker's environment holds secrets the worker never needs.
+        env: kafkajsEnvironment(),
+        // The worker holds one producer and batches of at most a few hundred records.
+        resourceLimits: { maxOldGenerationSizeMb: 128 },
+      });
+    } catch (error) {
+      this.#scheduleRestart({ err: error }, 'audit shipper worker could not start');
+      return;
+    }
     this.#worker = worker;
     worker.on('message', (message: FromShipper) => this.#receive(message));
     worker.on('error', (error) => this.#options.logger.error({ err: error }, 'audit shipper worker failed'));
@@ -170,17 +192,22 @@ export class WorkerShipper implements AuditShipper {
         const error = new Error(`audit shipper worker exited (code ${code}) before Kafka answered`);
         for (const pending of this.#pending.values()) pending.reject(error);
         this.#pending.clear();
-        if (!this.#closing) {
-          const delayMs = this.#options.restartDelayMs ?? 1000;
-          this.#options.logger.error(
-            { code, restartInMs: delayMs },
-            'audit shipper worker died; restarting it',
-          );
-          this.#restart = setTimeout(() => this.#spawn(), delayMs);
-        }
+        if (!this.#closing) this.#scheduleRestart({ code }, 'audit shipper worker died; restarting it');
         resolve();
       });
     });
+  }
+
+  /**
+   * Replaces the worker after a delay that doubles with each failure in a row (up to 30 s), so a
+   * worker that cannot start or dies on every batch does not spin; a shipment that succeeds resets it.
+   */
+  #scheduleRestart(fields: Record<string, unknown>, message: string): void {
+    this.#failures++;
+    const base = this.#options.restartDelayMs ?? 1000;
+    const delayMs = Math.min(base * 2 ** (this.#failures - 1), MAX_RESTART_DELAY_MS);
+    this.#options.logger.error({ ...fields, failures: this.#failures, restartInMs: delayMs }, message);
+    this.#restart = setTimeout(() => this.#spawn(), delayMs);
   }
 
   #receive(message: FromShipper): void {
@@ -191,7 +218,9 @@ export class WorkerShipper implements AuditShipper {
     const pending = this.#pending.get(message.id);
     if (!pending) return;
     this.#pending.delete(message.id);
-    if (message.type === 'shipped') pending.resolve();
-    else pending.reject(Object.assign(new Error(message.error.message), { name: message.error.name }));
+    if (message.type === 'shipped') {
+      this.#failures = 0;
+      pending.resolve();
+    } else pending.reject(Object.assign(new Error(message.error.message), { name: message.error.name }));
   }
 }
