@@ -200,3 +200,30 @@ test('shutdown: flush ships what is spooled, close ends the worker, later shipme
   assert.equal(seen.length, published.length);
   assertAllInOrder(seen, published);
 });
+
+test('a worker that keeps dying makes the replica unready while it is down; a shipment clears it', async (t) => {
+  const prefix = uniqueName('worker-unready');
+  const kafka = createKafka({ clientId: 'audit-shipper-unready', brokers: sharedBrokers(), logger });
+  await ensureTopics(kafka, prefix, [Topics.audit]);
+  const topic = topicName(prefix, Topics.audit);
+  const shipper = new WorkerShipper({
+    config: { clientId: 'audit-shipper-unready', brokers: sharedBrokers(), topic },
+    logger,
+    restartDelayMs: 300,
+  });
+  t.after(() => shipper.close());
+  for (let death = 1; death <= 3; death++) {
+    await waitFor('a running worker', async () => shipper.running, { timeoutMs: 10_000 });
+    assert.doesNotThrow(() => shipper.check(), `ready before death ${death}`);
+    await shipper.terminateWorker();
+    await waitFor('the death to be noticed', async () => !shipper.running, { timeoutMs: 10_000 });
+  }
+  // Third death in a row, replacement 1.2 s away: not ready meanwhile.
+  assert.throws(() => shipper.check(), /3 failures in a row/);
+  await waitFor('the replacement', async () => shipper.running, { timeoutMs: 10_000 });
+  assert.doesNotThrow(() => shipper.check());
+  // A shipment that Kafka takes ends the streak: a later single crash is forgiven again.
+  await shipper.ship([Buffer.from(JSON.stringify(requestedEvent()))]);
+  await shipper.terminateWorker();
+  assert.doesNotThrow(() => shipper.check());
+});

@@ -58,6 +58,11 @@ export type FromShipper =
 
 /** Longest wait before a dead worker is replaced, however often it died in a row. */
 const MAX_RESTART_DELAY_MS = 30_000;
+/**
+ * Deaths in a row (no shipment between) after which the replica reports itself not ready while its
+ * worker is down: its audit events would only pile up in its own spool.
+ */
+const UNREADY_AFTER_FAILURES = 3;
 
 /** The environment a shipper worker gets: kafkajs's own switches, nothing else of the broker's. */
 function kafkajsEnvironment(): Record<string, string> {
@@ -155,6 +160,17 @@ export class WorkerShipper implements AuditShipper {
       clearTimeout(timer);
     }
     await this.#exited;
+  }
+
+  /**
+   * Readiness: throws while the worker is down after dying again and again without a shipment in
+   * between (a single crash, replaced within a second, does not count). Ready again once a
+   * replacement runs.
+   */
+  check(): void {
+    if (!this.#worker && !this.#closing && this.#failures >= UNREADY_AFTER_FAILURES) {
+      throw new Error(`audit shipper worker down after ${this.#failures} failures in a row; restarting it`);
+    }
   }
 
   /** Test hook: ends the worker at once, as a crash would. */

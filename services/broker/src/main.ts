@@ -127,6 +127,7 @@ await runService(
     });
     // Ready while the audit path takes calls: Kafka up, or Kafka away with room in the spool.
     health.addCheck('audit', async () => audit.check());
+    health.addCheck('audit shipper', async () => shipper.check());
 
     // The upstream apps: registered in the directory, plus an optional static one for development.
     const staticApp: UpstreamTarget | undefined =
