@@ -8,7 +8,7 @@ import { type AuditEvent, Topics, topicName } from '@portcullis/contracts';
 import { createKafka, ensureTopics } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
 import { Spool } from '@portcullis/spool';
-import { completedEvent, requestedEvent, stackEnv, uniqueName, waitFor } from '@portcullis/testing';
+import { completedEvent, freePort, requestedEvent, stackEnv, uniqueName, waitFor } from '@portcullis/testing';
 import type { Kafka } from 'kafkajs';
 import { PrivateKafka } from '../../../test/support/private-kafka.ts';
 import { WorkerShipper } from './audit-shipper.ts';
@@ -226,4 +226,29 @@ test('a worker that keeps dying makes the replica unready while it is down; a sh
   await shipper.ship([Buffer.from(JSON.stringify(requestedEvent()))]);
   await shipper.terminateWorker();
   assert.doesNotThrow(() => shipper.check());
+});
+
+test('abandon ends a shipment stuck in retries at once, and nothing restarts', async (t) => {
+  // Nothing listens there: kafkajs would retry for tens of seconds.
+  const brokers = [`127.0.0.1:${await freePort()}`];
+  const shipper = new WorkerShipper({
+    config: { clientId: 'audit-shipper-abandon', brokers, topic: 'nowhere.audit' },
+    logger,
+    restartDelayMs: 100,
+  });
+  t.after(() => shipper.close());
+  await waitFor('a running worker', async () => shipper.running, { timeoutMs: 10_000 });
+  const stuck = shipper.ship([Buffer.from(JSON.stringify(requestedEvent()))]);
+  const settled = stuck.then(
+    () => 'shipped',
+    () => 'rejected',
+  );
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const started = performance.now();
+  await shipper.abandon();
+  assert.equal(await settled, 'rejected');
+  assert.ok(performance.now() - started < 5_000, 'abandoned without waiting for the retries');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(shipper.running, false, 'no replacement worker');
+  await assert.rejects(shipper.ship([Buffer.from('{}')]), /closed/);
 });

@@ -173,6 +173,18 @@ export class WorkerShipper implements AuditShipper {
     }
   }
 
+  /**
+   * Ends the worker at once and for good (shutdown with Kafka away): a shipment in flight would
+   * otherwise wait out kafkajs's retries, tens of seconds, past the shutdown deadline. Its records
+   * stay in the spool for the next start.
+   */
+  async abandon(): Promise<void> {
+    this.#closing = true;
+    clearTimeout(this.#restart);
+    await this.#worker?.terminate();
+    await this.#exited;
+  }
+
   /** Test hook: ends the worker at once, as a crash would. */
   async terminateWorker(): Promise<void> {
     await this.#worker?.terminate();

@@ -117,6 +117,10 @@ await runService(
     });
     shutdown.add('flush', 'audit spool', async () => {
       await audit.flush(Math.floor(env.SHUTDOWN_TIMEOUT_MS / 3));
+      // Kafka still away: a shipment in flight could wait out kafkajs's retries past the shutdown
+      // deadline (and the spool would then close without writing its position); what it carried
+      // stays in the spool for the next start.
+      if (audit.spooled > 0) await shipper.abandon();
       await audit.stop();
       await shipper.close();
       await spool.close();
