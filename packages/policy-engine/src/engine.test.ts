@@ -192,14 +192,7 @@ decision := {
 }
 `,
     );
-    const out = join(dir, 'bundle.tar.gz');
-    await promisify(execFile)(
-      process.env.PORTCULLIS_OPA_BIN || 'opa',
-      opaWasmBuildArgs({ source: dir, out }),
-    );
-    const engine = new PolicyEngine();
-    await engine.loadBundle(await readBundle(await readFile(out)));
-    engine.setDirectory({});
+    const engine = await engineFromSource(dir);
     const modes = { secrets: 'redact', personal: 'redact' };
     const decide = (dlp: unknown) => engine.decide({ ...call('agt_a', 'read'), ...(dlp ? { dlp } : {}) });
     assert.equal(decide({ arguments: modes, results: modes }).outcome, 'allow');
@@ -234,14 +227,7 @@ describe('the compiled check of the policy result decides as zod did', () => {
     // zod accepts it, decide must return zod's output, mapped (unknown keys stripped).
     const dir = await mkdtemp(join(tmpdir(), 'result-policy-'));
     await writeFile(join(dir, 'policy.rego'), 'package portcullis.authz\n\ndecision := input.result\n');
-    const out = join(dir, 'bundle.tar.gz');
-    await promisify(execFile)(
-      process.env.PORTCULLIS_OPA_BIN || 'opa',
-      opaWasmBuildArgs({ source: dir, out }),
-    );
-    const engine = new PolicyEngine();
-    await engine.loadBundle(await readBundle(await readFile(out)));
-    engine.setDirectory({});
+    const engine = await engineFromSource(dir);
     const rand = random(11);
     let allowed = 0;
     let refused = 0;
@@ -315,4 +301,14 @@ async function tarGz(files: Record<string, string>): Promise<Uint8Array> {
   for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
   await create({ gzip: true, file: join(dir, 'bundle.tar.gz'), cwd: dir }, Object.keys(files));
   return readFile(join(dir, 'bundle.tar.gz'));
+}
+
+/** A PolicyEngine running the Rego in `dir`, built to Wasm by the real OPA, with an empty directory. */
+async function engineFromSource(dir: string): Promise<PolicyEngine> {
+  const out = join(dir, 'bundle.tar.gz');
+  await promisify(execFile)(process.env.PORTCULLIS_OPA_BIN || 'opa', opaWasmBuildArgs({ source: dir, out }));
+  const engine = new PolicyEngine();
+  await engine.loadBundle(await readBundle(await readFile(out)));
+  engine.setDirectory({});
+  return engine;
 }

@@ -87,21 +87,8 @@ const completed = (callId: string): AuditEvent => ({
 });
 
 test('with Kafka unreachable: spooled in order, and admission keeps room for outcomes', async () => {
-  const kafka = createKafka({
-    clientId: 'durable-audit-test',
-    brokers: [`127.0.0.1:${await freePort()}`],
-    logger,
-  });
-  const producer = createProducer(kafka); // never connects: every send fails at once
   const spool = await tempSpool({ maxRecords: 4 });
-  const audit = new DurableAuditPublisher({
-    producer,
-    topicPrefix: 'unused',
-    spool,
-    sendTimeoutMs: 200,
-    retryIntervalMs: 60_000,
-    logger,
-  });
+  const audit = await unreachableKafkaPublisher(spool);
   const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
   await audit.publish(requested(a));
   assert.equal(audit.spooling, true);
@@ -130,20 +117,8 @@ test('with Kafka unreachable: spooled in order, and admission keeps room for out
 });
 
 test('a malformed event is refused before it reaches Kafka or the spool', async () => {
-  const kafka = createKafka({
-    clientId: 'durable-audit-test',
-    brokers: [`127.0.0.1:${await freePort()}`],
-    logger,
-  });
   const spool = await tempSpool({ maxRecords: 10 });
-  const audit = new DurableAuditPublisher({
-    producer: createProducer(kafka),
-    topicPrefix: 'unused',
-    spool,
-    sendTimeoutMs: 200,
-    retryIntervalMs: 60_000,
-    logger,
-  });
+  const audit = await unreachableKafkaPublisher(spool);
   await assert.rejects(audit.publish({ ...completed(randomUUID()), durationMs: -1 } as AuditEvent));
   assert.equal(spool.pendingRecords, 0);
   await audit.stop();
@@ -155,21 +130,9 @@ test('the compiled check refuses exactly what zod refuses, with its error, and p
   // member added), published through the spool: each is refused with the error AuditEvent.parse
   // throws, before anything is written, or spooled as zod's output (unknown keys stripped), and
   // the caller's event is never modified.
-  const kafka = createKafka({
-    clientId: 'durable-audit-test',
-    brokers: [`127.0.0.1:${await freePort()}`],
-    logger,
-  });
   const dir = await mkdtemp(join(tmpdir(), 'durable-audit-'));
   const { spool } = await Spool.open({ dir, maxBytes: 64 << 20, maxRecords: 10_000 });
-  const audit = new DurableAuditPublisher({
-    producer: createProducer(kafka),
-    topicPrefix: 'unused',
-    spool,
-    sendTimeoutMs: 200,
-    retryIntervalMs: 60_000,
-    logger,
-  });
+  const audit = await unreachableKafkaPublisher(spool);
   try {
     const rand = random(7);
     let refused = 0;
@@ -328,3 +291,20 @@ test('local-first: events gather into few produce requests, each shipped once an
   await spool.close();
   await producer.disconnect();
 });
+
+/** A publisher whose Kafka never answers (nothing listens on its port): every event goes to `spool`. */
+async function unreachableKafkaPublisher(spool: Spool): Promise<DurableAuditPublisher> {
+  const kafka = createKafka({
+    clientId: 'durable-audit-test',
+    brokers: [`127.0.0.1:${await freePort()}`],
+    logger,
+  });
+  return new DurableAuditPublisher({
+    producer: createProducer(kafka), // never connects: every send fails at once
+    topicPrefix: 'unused',
+    spool,
+    sendTimeoutMs: 200,
+    retryIntervalMs: 60_000,
+    logger,
+  });
+}
