@@ -46,7 +46,11 @@ export interface EnforcementDeps {
 export interface AdmittedCall {
   callId: string;
   decision: Decision;
-  finish(outcome: ToolCallOutcome, detail?: OutcomeDetail): Promise<void>;
+  /**
+   * Records the call's outcome event in the background: nobody waits for it (it may wait a few
+   * milliseconds to share a disk write or a produce request); shutdown does, through `settled()`.
+   */
+  finish(outcome: ToolCallOutcome, detail?: OutcomeDetail): void;
 }
 
 /** What an outcome event says besides the outcome. */
@@ -154,17 +158,14 @@ export class Enforcement {
       const publishing = this.#complete(callId, started, outcome, detail);
       this.#outcomes.add(publishing);
       void publishing.finally(() => this.#outcomes.delete(publishing));
-      return publishing;
     };
 
-    // A refusal does not wait for its outcome event either (it may wait to share a write or a
-    // produce request): the event is on its way, tracked for shutdown by #outcomes.
     if (limited) {
-      void finish('not_executed', { error: { code: String(limited.data?.code), message: limited.message } });
+      finish('not_executed', { error: { code: String(limited.data?.code), message: limited.message } });
       throw limited;
     }
     if (decision.outcome === 'allow') return { callId, decision, finish };
-    void finish('not_executed');
+    finish('not_executed');
     return refusal(callId, decision);
   }
 

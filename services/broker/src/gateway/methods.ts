@@ -324,8 +324,7 @@ async function refuseOutsideEntitlements(
 ): Promise<RefusedCall> {
   const outcome = await deps.enforcement.admit(context.caller, operation);
   if (!('finish' in outcome)) return outcome;
-  // Not awaited: the outcome event is on its way (see Enforcement.admit); the agent need not wait.
-  void outcome.finish('not_executed', {
+  outcome.finish('not_executed', {
     error: { code: 'no_entitlement', message: 'the agent holds no entitlement for this app' },
   });
   const detail = {
@@ -345,9 +344,9 @@ async function refuseOutsideEntitlements(
   };
 }
 
-/** Records a call DLP stopped before it went upstream (the agent's answer does not wait for it). */
+/** Records a call DLP stopped before it went upstream. */
 function blocked(admitted: AdmittedCall, error: RpcError): void {
-  void admitted.finish('not_executed', {
+  admitted.finish('not_executed', {
     error: { code: String(error.data?.code ?? 'dlp_blocked'), message: error.message },
   });
 }
@@ -383,7 +382,7 @@ async function forward(
     );
   } catch (error) {
     const failure = upstreamRpcError(appId, error);
-    void admitted.finish('failed', { error: { code: String(failure.data?.code), message: failure.message } });
+    admitted.finish('failed', { error: { code: String(failure.data?.code), message: failure.message } });
     throw failure;
   } finally {
     session.inflight.delete(request.id);
@@ -392,14 +391,14 @@ async function forward(
   if ('error' in response) {
     // Upstream errors pass through faithfully, after DLP like any answer.
     const error = deps.guard.error(admitted, response.error);
-    void admitted.finish('failed', {
+    admitted.finish('failed', {
       error: { code: `upstream_${response.error.code}`, message: error.message },
     });
     return { jsonrpc: '2.0', id: request.id, error };
   }
   const inspected = deps.guard.result(admitted, response.result, extra.outputSchema);
   const failed = inspected.blocked !== undefined || response.result.isError === true;
-  void admitted.finish(failed ? 'failed' : 'succeeded', {
+  admitted.finish(failed ? 'failed' : 'succeeded', {
     ...(inspected.blocked
       ? { error: inspected.blocked }
       : response.result.isError === true
