@@ -143,7 +143,8 @@ describe('hostile input is refused cleanly', () => {
     for (const forged of [
       '0'.repeat(32),
       'not-a-session',
-      `${sessionId.slice(0, -1)}x`,
+      // The real id with its last character changed (to one it is not: ids end in 'x' one time in 64).
+      `${sessionId.slice(0, -1)}${sessionId.endsWith('x') ? 'y' : 'x'}`,
       '../../etc/passwd',
     ]) {
       const answer = await post(call(`${APP}__echo`, { message: 'x' }), { 'mcp-session-id': forged });
