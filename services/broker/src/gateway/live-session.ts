@@ -153,17 +153,20 @@ export class LiveSession {
       stored = winner;
       this.record = { ...this.record, upstreams: { ...this.record.upstreams, [appId]: winner } };
     }
-    session.onClosed = (error) => {
+    // Hooks through locals, not literals assigned to the properties (see the grit rule in scripts/biome).
+    const onClosed = (error: UpstreamError) => {
       logger.info({ appId, session: this.id, failure: error.failure }, 'upstream session ended');
       // A stdio session restarts its child by itself (then onRestarted); an HTTP one is gone.
       if (resumable) void this.#forget(appId);
     };
-    session.onRestarted = () => {
+    const onRestarted = () => {
       this.#deps.catalog.invalidate(appId);
       this.#replayState(appId, session).catch((error) =>
         logger.warn({ err: error, appId }, 'state not replayed to a restarted upstream'),
       );
     };
+    session.onClosed = onClosed;
+    session.onRestarted = onRestarted;
     if (initializedHere) await this.#replayState(appId, session);
     if (this.#stream && this.#followed.has(appId)) this.#listen(appId, session);
     return session;

@@ -304,9 +304,7 @@ export class HttpUpstreamSession implements UpstreamSession {
       resumes: 0,
     };
     this.#exchanges.set(id, exchange);
-    open.onSettled = () => {
-      this.#exchanges.delete(id);
-    };
+    open.whenSettled(() => this.#exchanges.delete(id));
     this.#send(exchange, 'post');
     return open.promise;
   }

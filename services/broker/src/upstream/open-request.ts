@@ -112,8 +112,7 @@ export class OpenRequest {
   #timer: NodeJS.Timeout | undefined;
   #settled = false;
   #onAbort: (() => void) | undefined;
-  /** Called once when the request settles, whatever the way: the transport forgets it here. */
-  onSettled: (() => void) | undefined;
+  #onSettled: (() => void) | undefined;
 
   constructor(
     appId: string,
@@ -139,13 +138,21 @@ export class OpenRequest {
     }, options.timeoutMs);
     const signal = options.signal;
     if (signal) {
-      this.#onAbort = () => {
+      // Through a local: a function literal assigned straight to a property would be allocated in
+      // V8's old generation and keep this request alive until a full GC (scripts/biome, grit rule).
+      const onAbort = () => {
         if (this.#settled) return;
         this.fail('cancelled', `${method} was cancelled by the caller`);
         onGiveUp(this, 'cancelled');
       };
-      signal.addEventListener('abort', this.#onAbort, { once: true });
+      this.#onAbort = onAbort;
+      signal.addEventListener('abort', onAbort, { once: true });
     }
+  }
+
+  /** Called once when the request settles, whatever the way: the transport forgets it here. */
+  whenSettled(callback: () => void): void {
+    this.#onSettled = callback;
   }
 
   get settled(): boolean {
@@ -192,7 +199,7 @@ export class OpenRequest {
     this.#settled = true;
     clearTimeout(this.#timer);
     if (this.#onAbort) this.#options.signal?.removeEventListener('abort', this.#onAbort);
-    this.onSettled?.();
+    this.#onSettled?.();
     return true;
   }
 }

@@ -193,9 +193,9 @@ export class StdioUpstreamSession implements UpstreamSession {
       this.#writeRequest(child, open, line);
     } else {
       this.#queued.push({ open, line });
-      open.onSettled = () => {
+      open.whenSettled(() => {
         this.#queued = this.#queued.filter((entry) => entry.open !== open);
-      };
+      });
     }
     return open.promise;
   }
@@ -474,9 +474,7 @@ export class StdioUpstreamSession implements UpstreamSession {
     const id = open.id as number;
     this.#inflight.set(id, open);
     this.#written.add(open);
-    open.onSettled = () => {
-      this.#inflight.delete(id);
-    };
+    open.whenSettled(() => this.#inflight.delete(id));
     this.#write(child, line);
   }
 
