@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { describe, it } from 'node:test';
-import { nestingDepth } from './http-body.ts';
+import { BodyError, nestingDepth, readJsonBody } from './http-body.ts';
 import { classify, RpcError } from './json-rpc.ts';
 
 describe('nestingDepth', () => {
@@ -35,4 +37,56 @@ describe('classify', () => {
     ['null', null],
   ] as const)
     it(`refuses ${label}`, () => assert.ok(classify(body) instanceof RpcError));
+});
+
+describe('readJsonBody', () => {
+  const limits = { maxBytes: 1000, maxDepth: 8 };
+
+  /** Sends `head` and then each part to a real server; resolves with what readJsonBody made of it. */
+  async function read(head: string, parts: string[], end = true): Promise<unknown> {
+    let settle!: (outcome: { value?: unknown; error?: unknown }) => void;
+    const outcome = new Promise<{ value?: unknown; error?: unknown }>((resolve) => {
+      settle = resolve;
+    });
+    const server = createServer((req: IncomingMessage, res) => {
+      readJsonBody(req, limits).then(
+        (value) => settle({ value }),
+        (error: unknown) => settle({ error }),
+      );
+      res.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write(head);
+    for (const part of parts) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      socket.write(part);
+    }
+    if (!end) socket.destroy();
+    const result = await outcome;
+    socket.destroy();
+    server.close();
+    if (result.error !== undefined) throw result.error;
+    return result.value;
+  }
+  const chunked = 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n';
+  const chunk = (text: string) => `${text.length.toString(16)}\r\n${text}\r\n`;
+
+  it('joins a body that arrives in several chunks', async () => {
+    const value = await read(chunked, [chunk('{"a":'), chunk('[1,2]'), chunk('}'), '0\r\n\r\n']);
+    assert.deepEqual(value, { a: [1, 2] });
+  });
+
+  it('refuses a chunked body past the limit with 413 once it passes it, without waiting for its end', async () => {
+    const big = `"${'x'.repeat(600)}"`;
+    await assert.rejects(
+      read(chunked, [chunk(big), chunk(big)]),
+      (error: unknown) => error instanceof BodyError && error.status === 413,
+    );
+  });
+
+  it('rejects, rather than waits forever, when the client goes away mid-body', async () => {
+    await assert.rejects(read(chunked, [chunk('{"a":')], false), (error: unknown) => !(error instanceof BodyError));
+  });
 });
