@@ -87,6 +87,9 @@ describe('readJsonBody', () => {
   });
 
   it('rejects, rather than waits forever, when the client goes away mid-body', async () => {
-    await assert.rejects(read(chunked, [chunk('{"a":')], false), (error: unknown) => !(error instanceof BodyError));
+    await assert.rejects(
+      read(chunked, [chunk('{"a":')], false),
+      (error: unknown) => !(error instanceof BodyError),
+    );
   });
 });
