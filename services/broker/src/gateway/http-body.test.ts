@@ -39,7 +39,7 @@ describe('classify', () => {
     it(`refuses ${label}`, () => assert.ok(classify(body) instanceof RpcError));
 });
 
-describe('readJsonBody', () => {
+describe('readJsonBody', { timeout: 20_000 }, () => {
   const limits = { maxBytes: 1000, maxDepth: 8 };
 
   /** Sends `head` and then each part to a real server; resolves with what readJsonBody made of it. */
@@ -48,7 +48,12 @@ describe('readJsonBody', () => {
     const outcome = new Promise<{ value?: unknown; error?: unknown }>((resolve) => {
       settle = resolve;
     });
+    let reading!: () => void;
+    const started = new Promise<void>((resolve) => {
+      reading = resolve;
+    });
     const server = createServer((req: IncomingMessage, res) => {
+      reading();
       readJsonBody(req, limits).then(
         (value) => settle({ value }),
         (error: unknown) => settle({ error }),
@@ -63,7 +68,12 @@ describe('readJsonBody', () => {
       await new Promise((resolve) => setTimeout(resolve, 5));
       socket.write(part);
     }
-    if (!end) socket.destroy();
+    // Gone only once the server is reading: a connection closed before its request was parsed
+    // never reaches readJsonBody at all.
+    if (!end) {
+      await started;
+      socket.destroy();
+    }
     const result = await outcome;
     socket.destroy();
     server.close();
