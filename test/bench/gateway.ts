@@ -30,18 +30,22 @@ const fmt = (n: number, digits = 2) => n.toLocaleString('en-US', { maximumFracti
 /**
  * The raw upstream runs in a process of its own, as a real upstream would: "direct" is then one
  * process hop (client → upstream) and "gateway" two (client → broker → upstream), so the added
- * figure is the gateway's own cost, not the cost of leaving the benchmark's process.
+ * figure is the gateway's own cost, not the cost of leaving the benchmark's process. The bare
+ * relay (raw-relay.ts) makes the second hop and nothing else: the floor under the added figure.
  */
-async function startRawUpstream(): Promise<{ url: string; pid: number; close: () => void }> {
+async function startRawServer(
+  script: string,
+  args: string[],
+): Promise<{ url: string; pid: number; close: () => void }> {
   const port = await freePort();
   const process = await startProcess({
-    name: 'raw-upstream',
-    script: fileURLToPath(new URL('./raw-upstream.ts', import.meta.url)),
-    args: [String(port)],
+    name: script.replace(/\.ts$/, ''),
+    script: fileURLToPath(new URL(`./${script}`, import.meta.url)),
+    args: [String(port), ...args],
     env: {},
   });
   const url = `http://127.0.0.1:${port}/mcp`;
-  await waitFor('the raw upstream', async () => {
+  await waitFor(`the ${script} server`, async () => {
     try {
       return (await fetch(url)).status === 405;
     } catch {
@@ -203,7 +207,8 @@ async function main(): Promise<void> {
       .map((n) => n.toFixed(2))
       .join(' ')}`,
   );
-  const upstream = await startRawUpstream();
+  const upstream = await startRawServer('raw-upstream.ts', []);
+  const relay = await startRawServer('raw-relay.ts', [upstream.url]);
   const stack = await TestStack.create();
   try {
     stack.upstreamUrl = upstream.url;
@@ -216,6 +221,8 @@ async function main(): Promise<void> {
     const generous = { limit: 10_000_000, periodMs: 1000, burst: 100_000 };
     const direct = new RawClient(upstream.url, {});
     await direct.initialize();
+    const bare = new RawClient(relay.url, {});
+    await bare.initialize();
     for (const acceptance of (process.env.BENCH_ACCEPTANCE ?? 'kafka,local-first').split(',')) {
       const broker = await stack.startBroker({
         UPSTREAM_APP_ID: 'bench',
@@ -232,6 +239,7 @@ async function main(): Promise<void> {
       // Warm-up: JIT, connection pools, the catalog and the upstream session.
       await closedLoop(4, 2000, () => direct.call('echo'));
       await closedLoop(4, 2000, () => gateway.call('echo'));
+      await closedLoop(4, 1000, () => bare.call('echo'));
 
       console.log(
         `\ntools/call, ${DURATION_MS / 1000} s per row; direct = raw upstream; gateway = broker with AUDIT_ACCEPTANCE=${acceptance} (policy, rate limit, audit, DLP) in front of it`,
@@ -246,9 +254,15 @@ async function main(): Promise<void> {
       const openGateway = await withCpu(brokerPid, DURATION_MS, () =>
         openLoop(RATE, DURATION_MS, () => gateway.call('echo')),
       );
+      const openRelay = await openLoop(RATE, DURATION_MS, () => bare.call('echo'));
       row(`open ${RATE}/s`, openDirect, openGateway);
-      if (openDirect.errors + openGateway.errors > 0)
-        console.log(`  errors: direct ${openDirect.errors}, gateway ${openGateway.errors}`);
+      if (openDirect.errors + openGateway.errors + openRelay.errors > 0)
+        console.log(
+          `  errors: direct ${openDirect.errors}, gateway ${openGateway.errors}, bare relay ${openRelay.errors}`,
+        );
+      console.log(
+        `  floor: a bare node:http relay in front of the same upstream, open ${RATE}/s: ${fmt(openRelay.p50, 3)} / ${fmt(openRelay.p99, 3)} ms, added +${fmt(openRelay.p50 - openDirect.p50, 3)} / +${fmt(openRelay.p99 - openDirect.p99, 3)} ms (one more process hop, no gateway work)`,
+      );
       for (const concurrency of CONCURRENCY) {
         const d = await withCpu(upstream.pid, DURATION_MS, () =>
           closedLoop(concurrency, DURATION_MS, () => direct.call('echo')),
@@ -266,7 +280,9 @@ async function main(): Promise<void> {
       await broker.process.stop('SIGTERM');
     }
     direct.close();
+    bare.close();
   } finally {
+    relay.close();
     upstream.close();
     await stack.stop();
   }
