@@ -224,6 +224,7 @@ test('with Kafka up: concurrent events share produce requests, each resolves onc
   await consumer.disconnect();
   await audit.stop();
   await producer.disconnect();
+  await spool.close();
   for (const callId of calls)
     assert.deepEqual(seen.get(callId), ['tool_call.requested', 'tool_call.completed']);
 });
@@ -250,6 +251,7 @@ test('local-first: a call waits for the spool only, and the spool ships to Kafka
   assert.equal(spool.pendingRecords, 0);
   await audit.stop();
   await producer.disconnect();
+  await spool.close();
 });
 
 test('local-first: events gather into few produce requests, each shipped once and in order', async () => {
