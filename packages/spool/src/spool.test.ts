@@ -1,5 +1,15 @@
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rmdir,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -275,6 +285,30 @@ test('a crash in the middle of compaction leaves a consistent spool', async () =
   const reopened = await Spool.open(options);
   assert.deepEqual(texts((await reopened.spool.peek(10)).records), texts(records(5)));
   assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('segment-')).length, 1);
+  await reopened.spool.close();
+});
+
+test('a compaction that fails before its switch closes the new segment and keeps the old one', async () => {
+  const dir = await tempDir();
+  const { spool } = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 100 });
+  for (const r of records(3)) await spool.append(r);
+  // The position file cannot be written: the switch to the next segment fails.
+  await mkdir(join(dir, 'position.json.tmp'));
+  await assert.rejects(spool.acknowledge(await spool.peek(10)));
+  const open = await Promise.all(
+    (await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')),
+  );
+  assert.deepEqual(
+    open.filter((target) => target.startsWith(dir) && target.includes('segment-000000000002')),
+    [],
+    'the next segment is closed',
+  );
+  await rmdir(join(dir, 'position.json.tmp'));
+  await spool.append(Buffer.from('after'));
+  await spool.close();
+  // On disk the acknowledgement never happened: the records come back (at least once), none lost.
+  const reopened = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 100 });
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), [...texts(records(3)), 'after']);
   await reopened.spool.close();
 });
 

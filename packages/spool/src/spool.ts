@@ -433,15 +433,21 @@ export class Spool {
     const next = this.#segment + 1;
     const nextHandle = await openSegment(join(dir, segmentName(next)), true);
     const tail = this.#size - this.#position;
-    if (tail > 0) {
-      const buffer = Buffer.alloc(tail);
-      await readExactly(this.#handle, buffer, this.#position);
-      await writeAll(nextHandle, buffer, 0);
+    try {
+      if (tail > 0) {
+        const buffer = Buffer.alloc(tail);
+        await readExactly(this.#handle, buffer, this.#position);
+        await writeAll(nextHandle, buffer, 0);
+      }
+      await nextHandle.datasync();
+      await syncDirectory(dir);
+      // The switch: before this rename the old segment and position rule, after it the new ones.
+      await writePosition(dir, next, 0);
+    } catch (error) {
+      // The old segment still rules; the unfinished copy is truncated by the next attempt.
+      await nextHandle.close().catch(() => {});
+      throw error;
     }
-    await nextHandle.datasync();
-    await syncDirectory(dir);
-    // The switch: before this rename the old segment and position rule, after it the new ones.
-    await writePosition(dir, next, 0);
     clearTimeout(this.#positionTimer);
     this.#positionTimer = undefined;
     this.#positionDirty = false;
