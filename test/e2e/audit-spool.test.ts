@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
@@ -184,6 +185,17 @@ test('a restarted broker replays what its spool held and never re-sends what Kaf
   await kafka.kill();
   await client.callTool({ name: 'update_record', arguments: { id: 'across-restart', text: 'spooled' } });
   await client.close();
+  // The outcome event is recorded after the answer, in the background: the kill comes once the
+  // spool holds it, so what is tested is the replay, not a race with that write.
+  await waitFor("the call's outcome event in the spool", async () => {
+    for (const file of await readdir(spool))
+      if (
+        file.startsWith('segment-') &&
+        (await readFile(join(spool, file), 'latin1')).includes('tool_call.completed')
+      )
+        return true;
+    return false;
+  });
   // Kill, not SIGTERM: no chance to flush anything.
   first.process.child.kill('SIGKILL');
   await first.process.exited;
