@@ -5,7 +5,7 @@
  * the gateway's added latency that no work inside the broker can remove.
  * Usage: node test/bench/raw-relay.ts <port> <upstream url>
  */
-import { Agent, createServer, request } from 'node:http';
+import { Agent, createServer, type IncomingHttpHeaders, request } from 'node:http';
 
 const port = Number(process.argv[2]);
 const upstream = new URL(process.argv[3] as string);
@@ -14,16 +14,22 @@ const agent = new Agent({ keepAlive: true, maxSockets: 128 });
 const FORWARDED = ['content-type', 'accept', 'mcp-session-id', 'mcp-protocol-version'];
 const RETURNED = ['content-type', 'mcp-session-id'];
 
+/** The named headers of a message, with the content length of the body about to be sent. */
+function picked(from: IncomingHttpHeaders, names: string[], length: number): Record<string, string | number> {
+  const headers: Record<string, string | number> = { 'content-length': length };
+  for (const name of names) {
+    const value = from[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  return headers;
+}
+
 const server = createServer((req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (chunk: Buffer) => chunks.push(chunk));
   req.on('end', () => {
     const body = Buffer.concat(chunks);
-    const headers: Record<string, string | number> = { 'content-length': body.length };
-    for (const name of FORWARDED) {
-      const value = req.headers[name];
-      if (typeof value === 'string') headers[name] = value;
-    }
+    const headers = picked(req.headers, FORWARDED, body.length);
     const forwarded = request(
       {
         hostname: upstream.hostname,
@@ -38,12 +44,9 @@ const server = createServer((req, res) => {
         answer.on('data', (chunk: Buffer) => back.push(chunk));
         answer.on('end', () => {
           const payload = Buffer.concat(back);
-          const returned: Record<string, string | number> = { 'content-length': payload.length };
-          for (const name of RETURNED) {
-            const value = answer.headers[name];
-            if (typeof value === 'string') returned[name] = value;
-          }
-          res.writeHead(answer.statusCode ?? 502, returned).end(payload);
+          res
+            .writeHead(answer.statusCode ?? 502, picked(answer.headers, RETURNED, payload.length))
+            .end(payload);
         });
       },
     );
