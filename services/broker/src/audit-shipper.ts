@@ -93,10 +93,11 @@ interface Pending {
  * the broker's main thread, where calls are served.
  *
  * Supervised: a worker that dies (crash, OOM, terminate) is logged and replaced after
- * `restartDelayMs`, doubling with each death in a row. Its shipments in flight reject, so the caller (the spool's replay) keeps their
- * records and sends them again: nothing is lost, and a batch Kafka took just before the crash is
- * sent twice (duplicates by event id, which the ledger ignores). Log entries of the worker's
- * kafkajs client come back here and go through the broker's redacting logger.
+ * `restartDelayMs`, doubling with each death in a row. Its shipments in flight reject, so the
+ * caller (the spool's replay) keeps their records and sends them again: nothing is lost, and a
+ * batch Kafka took just before the crash is sent twice (duplicates by event id, which the ledger
+ * ignores). Log entries of the worker's kafkajs client come back here and go through the broker's
+ * redacting logger.
  */
 export class WorkerShipper implements AuditShipper {
   readonly #options: WorkerShipperOptions;
