@@ -16,11 +16,13 @@ let ledger: pg.Pool;
 let brokerUrl = '';
 let key = '';
 let otherKey = '';
+let hoarderKey = '';
 let sessionId = '';
 let otherSessionId = '';
 
 interface Answer {
   status: number;
+  headers: Record<string, string | string[] | undefined>;
   body: {
     jsonrpc?: string;
     id?: unknown;
@@ -48,7 +50,11 @@ function post(body: Buffer | string, headers: Record<string, string> = {}, path 
         const chunks: Buffer[] = [];
         for await (const chunk of res) chunks.push(chunk as Buffer);
         const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as Answer['body']) : {} });
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: text ? (JSON.parse(text) as Answer['body']) : {},
+        });
       },
     );
     req.once('error', reject);
@@ -71,10 +77,12 @@ before(async () => {
     agents: [
       { name: 'hostile-agent', owner: 'owner@example.com', entitlements: { [APP]: ['read', 'write'] } },
       { name: 'bystander', owner: 'owner@example.com', entitlements: { [APP]: ['read'] } },
+      { name: 'session-hoarder', owner: 'owner@example.com', entitlements: { [APP]: ['read'] } },
     ],
   });
   key = await stack.issueKey('hostile-agent');
   otherKey = await stack.issueKey('bystander');
+  hoarderKey = await stack.issueKey('session-hoarder');
   brokerUrl = (await stack.startBroker({ UPSTREAM_APP_ID: APP, MAX_REQUEST_BYTES: String(MAX_BYTES) })).url;
   const mine = await capableClient(`${brokerUrl}/mcp`, { Authorization: `Bearer ${key}` });
   sessionId = (mine.client.transport as { sessionId?: string }).sessionId!;
@@ -233,5 +241,51 @@ describe('hostile session creation', () => {
       answers.some((answer) => answer.status === 200),
       'the first sessions were created',
     );
+  });
+
+  it("an agent's sessions are bounded: one beyond MAX_SESSIONS_PER_AGENT ends its least recently used", async () => {
+    const capped = `${(await stack.startBroker({ UPSTREAM_APP_ID: APP, MAX_SESSIONS_PER_AGENT: '2' })).url}/mcp`;
+    const hoarder = { authorization: `Bearer ${hoarderKey}` };
+    const open = async () => {
+      const answer = await post(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'initialize',
+          params: {
+            protocolVersion: '2025-06-18',
+            capabilities: {},
+            clientInfo: { name: 'hoard', version: '1' },
+          },
+        }),
+        { ...hoarder, 'mcp-session-id': '' },
+        capped,
+      );
+      assert.equal(answer.status, 200);
+      return String(answer.headers['mcp-session-id']);
+    };
+    const ping = (session: string) =>
+      post(
+        JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }),
+        { ...hoarder, 'mcp-session-id': session },
+        capped,
+      );
+
+    const first = await open();
+    const second = await open();
+    assert.equal((await ping(first)).status, 200);
+    const third = await open();
+    // The replica held the first session in memory: the eviction reaches it (the replica bus, or
+    // its next look in Redis), and the agent is told to initialize again.
+    await waitFor('the oldest session ended', async () => (await ping(first)).status === 404);
+    const gone = await ping(first);
+    assert.equal(gone.body.error?.data?.code, 'session_not_found');
+    for (const kept of [second, third]) assert.equal((await ping(kept)).status, 200);
+    // Another agent's sessions on the same replica do not count.
+    const other = await post(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'ping' }), {
+      authorization: `Bearer ${otherKey}`,
+      'mcp-session-id': otherSessionId,
+    });
+    assert.equal(other.status, 200);
   });
 });

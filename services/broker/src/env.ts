@@ -88,6 +88,11 @@ export const BrokerEnv = z
         'rate-limit classes as JSON: {"<class>": {"perAgent": {"limit", "periodMs", "burst"}, "perTool": {…}}}; "standard" is required',
       ),
     SESSION_TTL_SECONDS: env.positiveInt('how long an idle MCP session binding is kept').default(24 * 3600),
+    MAX_SESSIONS_PER_AGENT: env
+      .positiveInt(
+        "most MCP sessions one agent holds; a new one beyond it ends the agent's least recently used",
+      )
+      .default(100),
   })
   .refine((value) => (value.UPSTREAM_URL === undefined) === (value.UPSTREAM_APP_ID === undefined), {
     message: 'UPSTREAM_URL and UPSTREAM_APP_ID go together',

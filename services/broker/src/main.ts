@@ -169,7 +169,12 @@ await runService(
     const connector = createUpstreamConnector({ credentials: noUpstreamAuth, logger });
     shutdown.add('close', 'upstream connections', () => connector.close());
     const catalog = new Catalog({ ttlMs: 60_000, missRefreshMs: 5_000, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
-    const store = new SessionStore(redis, env.REDIS_KEY_PREFIX, env.SESSION_TTL_SECONDS);
+    const store = new SessionStore(
+      redis,
+      env.REDIS_KEY_PREFIX,
+      env.SESSION_TTL_SECONDS,
+      env.MAX_SESSIONS_PER_AGENT,
+    );
     const limiter = new RateLimiter(redis, env.REDIS_KEY_PREFIX, env.RATE_LIMIT_CLASSES);
     const enforcement = new Enforcement({
       engine,

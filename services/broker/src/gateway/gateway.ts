@@ -285,7 +285,7 @@ export class Gateway {
           },
         ),
       );
-    const record = await this.#options.sessionDeps.store.create({
+    const { record, evicted } = await this.#options.sessionDeps.store.create({
       agentId: caller.agent.id,
       ...(caller.user ? { userId: caller.user.id } : {}),
       scope,
@@ -296,6 +296,7 @@ export class Gateway {
         version: String(clientInfo.version ?? '').slice(0, 100),
       },
     });
+    this.#ended(evicted, caller.agent.id);
     const session = this.#live(record);
     const body = JSON.stringify(
       resultResponse(request.id, {
@@ -382,7 +383,7 @@ export class Gateway {
       await session.upstream(appId).catch(() => undefined);
     this.#local.delete(session.id);
     await session.close();
-    await this.#options.sessionDeps.store.drop(session.id);
+    await this.#options.sessionDeps.store.drop(session.id, session.record.agentId);
     await this.#options.bus.toAll({ type: 'session-closed', sessionId: session.id }).catch(() => undefined);
     res.writeHead(204).end();
   }
@@ -438,6 +439,21 @@ export class Gateway {
     }
     if (owner)
       await this.#options.bus.toReplica(owner, { type: 'client-response', sessionId: session.id, message });
+  }
+
+  /**
+   * Sessions the store ended to keep an agent within its bound: every replica (this one too, on
+   * the broadcast) lets go of its local copy and the upstream sessions or stdio children with it.
+   * A replica the message misses finds the record gone at its next look in Redis.
+   */
+  #ended(sessionIds: readonly string[], agentId: string): void {
+    if (sessionIds.length === 0) return;
+    this.#options.sessionDeps.logger.info(
+      { agentId, sessions: sessionIds.length },
+      "ended the agent's least recently used sessions to stay within MAX_SESSIONS_PER_AGENT",
+    );
+    for (const sessionId of sessionIds)
+      void this.#options.bus.toAll({ type: 'session-closed', sessionId }).catch(() => undefined);
   }
 
   #onBus(message: BusMessage): void {

@@ -27,6 +27,42 @@ export interface SessionRecord {
   subscriptions: string[];
 }
 
+/** A new session and the sessions it displaced to keep its agent within its bound. */
+export interface CreatedSession {
+  record: SessionRecord;
+  /** Ids of the agent's least recently used sessions that were ended to make room. */
+  evicted: string[];
+}
+
+// KEYS[1]: the agent's sessions (member: session id; score: when it expires idle, epoch ms).
+// ARGV: now, the new session's expiry, the most sessions the agent may hold, the new session's id.
+// Forgets expired members, takes out the least recently used beyond the bound (returned, for the
+// caller to delete) and adds the new session. One script, so concurrent initializes of one agent
+// cannot both squeeze in.
+const RESERVE_LUA = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3]) + 1
+local evicted = {}
+if excess > 0 then
+  evicted = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return evicted
+`;
+
+interface ReserveRedis {
+  portcullisReserveSession(
+    keyCount: 1,
+    key: string,
+    now: number,
+    expiresAt: number,
+    max: number,
+    id: string,
+  ): Promise<string[]>;
+}
+
 /**
  * MCP session state in Redis, so that any broker replica can serve any request of a session and a
  * session outlives the replica it started on. One hash per session; every read refreshes the idle
@@ -35,26 +71,38 @@ export interface SessionRecord {
  * Invariants: a session id is 192 random bits, never derived from anything the agent sends; the
  * record names the agent that created it and every request's authenticated agent must match it;
  * no credential is ever stored here (upstream session ids are not credentials: upstreams bind
- * them to their own authentication).
+ * them to their own authentication). An agent holds at most `maxPerAgent` sessions: a new one
+ * beyond that ends the agent's least recently used one (a client that crashed without DELETE
+ * leaves sessions behind, and must not be locked out until they expire; an agent opening sessions
+ * in a loop must not fill Redis, nor make a replica start a stdio child per session).
  */
 export class SessionStore {
-  readonly #redis: Redis;
+  readonly #redis: Redis & ReserveRedis;
   readonly #prefix: string;
+  readonly #agentPrefix: string;
   readonly #ttlMs: number;
+  readonly #maxPerAgent: number;
 
-  constructor(redis: Redis, prefix: string, ttlSeconds: number) {
-    this.#redis = redis;
+  constructor(redis: Redis, prefix: string, ttlSeconds: number, maxPerAgent = 100) {
+    if (!('portcullisReserveSession' in redis))
+      redis.defineCommand('portcullisReserveSession', { lua: RESERVE_LUA });
+    this.#redis = redis as Redis & ReserveRedis;
     this.#prefix = `${prefix}portcullis:mcp:session:`;
+    this.#agentPrefix = `${prefix}portcullis:mcp:agent-sessions:`;
     this.#ttlMs = ttlSeconds * 1000;
+    this.#maxPerAgent = maxPerAgent;
   }
 
   static newId(): string {
     return randomBytes(24).toString('base64url');
   }
 
-  async create(record: Omit<SessionRecord, 'id' | 'upstreams' | 'subscriptions'>): Promise<SessionRecord> {
+  /** Stores a new session, ending the agent's least recently used ones beyond its bound. */
+  async create(record: Omit<SessionRecord, 'id' | 'upstreams' | 'subscriptions'>): Promise<CreatedSession> {
     const id = SessionStore.newId();
     const key = this.#key(id);
+    // The hash first, its place in the agent's set second: a concurrent initialize that evicts this
+    // session then always finds a hash to delete (the other order could leave one alive, uncounted).
     await this.#redis
       .multi()
       .hset(key, {
@@ -67,7 +115,25 @@ export class SessionStore {
       })
       .pexpire(key, this.#ttlMs)
       .exec();
-    return { ...record, id, upstreams: {}, subscriptions: [] };
+    let evicted: string[];
+    try {
+      const now = Date.now();
+      evicted = await this.#redis.portcullisReserveSession(
+        1,
+        this.#agentKey(record.agentId),
+        now,
+        now + this.#ttlMs,
+        this.#maxPerAgent,
+        id,
+      );
+    } catch (error) {
+      await this.#redis.del(key).catch(() => undefined);
+      throw error;
+    }
+    // Separate commands, not part of the script: session hashes are keyed by id alone and need not
+    // share a cluster slot with the agent's set.
+    if (evicted.length > 0) await this.#redis.del(...evicted.map((evictedId) => this.#key(evictedId)));
+    return { record: { ...record, id, upstreams: {}, subscriptions: [] }, evicted };
   }
 
   /** The session, refreshing its idle timeout; undefined when unknown or expired. */
@@ -79,6 +145,7 @@ export class SessionStore {
     if (error) throw error;
     const hash = fields as Record<string, string>;
     if (!hash.agent) return undefined;
+    this.#touch(hash.agent, id);
     const upstreams: Record<string, StoredUpstream> = {};
     const subscriptions: string[] = [];
     for (const [field, value] of Object.entries(hash)) {
@@ -133,11 +200,30 @@ export class SessionStore {
     else await this.#redis.hdel(this.#key(id), `sub:${uri}`);
   }
 
-  async drop(id: string): Promise<void> {
-    await this.#redis.del(this.#key(id));
+  async drop(id: string, agentId: string): Promise<void> {
+    await this.#redis.multi().del(this.#key(id)).zrem(this.#agentKey(agentId), id).exec();
+  }
+
+  /**
+   * Marks the session used now in its agent's set (the order eviction goes by). Not awaited: a
+   * lost touch only makes the session look idle since its previous one (reads come every few
+   * seconds); XX, so a session evicted meanwhile is not added back.
+   */
+  #touch(agentId: string, id: string): void {
+    const agentKey = this.#agentKey(agentId);
+    void this.#redis
+      .pipeline()
+      .zadd(agentKey, 'XX', Date.now() + this.#ttlMs, id)
+      .pexpire(agentKey, this.#ttlMs)
+      .exec()
+      .catch(() => undefined);
   }
 
   #key(id: string): string {
     return this.#prefix + id;
+  }
+
+  #agentKey(agentId: string): string {
+    return this.#agentPrefix + agentId;
   }
 }
