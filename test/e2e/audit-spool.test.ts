@@ -9,6 +9,7 @@ import { waitFor } from '@portcullis/testing';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { connectAgent } from '../support/agent.ts';
+import { scrapeMetrics } from '../support/metrics.ts';
 import { PrivateKafka } from '../support/private-kafka.ts';
 import { TestStack } from '../support/stack.ts';
 
@@ -92,10 +93,18 @@ test('Kafka stopped mid-run: calls keep working, no audit event is lost, the spo
   assert.ok(elapsed < 5000, `calls took ${elapsed} ms while Kafka was down`);
   const ready = await fetch(`${broker.url}/readyz`);
   assert.equal(ready.status, 200, 'a broker with room in its spool stays ready');
+  const spooling = await scrapeMetrics(broker.url);
+  assert.equal(spooling('portcullis_audit_spooling'), 1);
+  assert.ok(spooling('portcullis_audit_spool_events') >= 7, 'at least every request is in the spool');
+  assert.ok(spooling('portcullis_audit_spool_bytes') > 0);
   assert.equal((await calls()).length, 1, 'nothing reached the ledger while Kafka was down');
 
   await kafka.resume();
   const rows = await ledgerWith(8);
+  await waitFor('the spool drained and left', async () => {
+    const drained = await scrapeMetrics(broker.url);
+    return drained('portcullis_audit_spooling') === 0 && drained('portcullis_audit_spool_events') === 0;
+  });
   assert.deepEqual(
     rows.map((row) => [row.tool, row.decision, row.outcome]),
     [
@@ -150,6 +159,7 @@ test('a full spool fails closed with a retryable error, and the refused call cha
       (error: unknown) => error,
     );
   assert.ok(refused instanceof McpError, String(refused));
+  assert.equal((await scrapeMetrics(broker.url))('portcullis_gateway_audit_refusals_total'), 1);
   assert.equal(refused.code, -32603);
   const data = refused.data as { code: string; retryable: boolean; retryAfterMs: number };
   assert.equal(data.code, 'audit_unavailable');

@@ -5,6 +5,7 @@ import { type CallToolResult, McpError } from '@modelcontextprotocol/sdk/types.j
 import { waitFor } from '@portcullis/testing';
 import pg from 'pg';
 import { connectAgent } from '../support/agent.ts';
+import { scrapeMetrics } from '../support/metrics.ts';
 import { TestStack } from '../support/stack.ts';
 
 // The gateway's guards, through a real broker: DLP on the result path (a fake AWS credential
@@ -20,6 +21,7 @@ let brokerUrl: string;
 let key: string;
 let hastyKey: string;
 let browsedKey: string;
+let meteredKey: string;
 
 before(async () => {
   stack = await TestStack.create();
@@ -31,11 +33,13 @@ before(async () => {
       { name: 'deployer', owner: 'erin@example.com', entitlements: { demo: ['read'] } },
       { name: 'hasty', owner: 'erin@example.com', entitlements: { demo: ['read', 'write'] } },
       { name: 'browsed', owner: 'erin@example.com', entitlements: { demo: ['read', 'write'] } },
+      { name: 'metered', owner: 'erin@example.com', entitlements: { demo: ['read'] } },
     ],
   });
   key = await stack.issueKey('deployer');
   hastyKey = await stack.issueKey('hasty');
   browsedKey = await stack.issueKey('browsed');
+  meteredKey = await stack.issueKey('metered');
   const perCall = (burst: number) => ({ limit: 60, periodMs: 60_000, burst });
   brokerUrl = (
     await stack.startBroker({
@@ -253,5 +257,44 @@ describe('rate limits', () => {
         ['update_record', 'not_executed', 'rate_limited'],
       ],
     );
+  });
+});
+
+describe('metrics', () => {
+  test('decisions, outcomes, step durations and DLP redactions are counted in /metrics', async () => {
+    const before = await scrapeMetrics(brokerUrl);
+    const client = await connectAgent(brokerUrl, meteredKey, 'metered-agent');
+    await client.callTool({ name: 'read_deploy_config', arguments: {} });
+    await client.callTool({ name: 'read_record', arguments: { id: 'r-1' } });
+    // Read-only agent, a write tool: the policy denies it.
+    const denied = (await client.callTool({
+      name: 'update_record',
+      arguments: { id: 'r-1', title: 'x' },
+    })) as CallToolResult;
+    assert.equal(denied.isError, true);
+    const during = await scrapeMetrics(brokerUrl);
+    await client.close();
+
+    const added = (name: string, labels?: Record<string, string>) =>
+      during(name, labels) - before(name, labels);
+    assert.equal(added('portcullis_gateway_decisions_total', { app: 'demo', decision: 'allow' }), 2);
+    assert.equal(added('portcullis_gateway_decisions_total', { app: 'demo', decision: 'deny' }), 1);
+    assert.equal(added('portcullis_gateway_calls_total', { app: 'demo', outcome: 'succeeded' }), 2);
+    assert.equal(added('portcullis_gateway_calls_total', { app: 'demo', outcome: 'not_executed' }), 1);
+    assert.equal(added('portcullis_gateway_call_duration_seconds_count', { outcome: 'succeeded' }), 2);
+    for (const [step, count] of [
+      ['policy', 3],
+      ['audit', 3],
+      ['upstream', 2],
+    ] as const) {
+      assert.equal(added('portcullis_gateway_step_duration_seconds_count', { step }), count, step);
+      assert.ok(added('portcullis_gateway_step_duration_seconds_sum', { step }) > 0, step);
+    }
+    for (const detector of ['aws_access_key', 'aws_secret_key'])
+      assert.equal(added('portcullis_dlp_redactions_total', { detector, direction: 'result' }), 2, detector);
+    // Kafka is up in kafka mode: nothing is spooled; the connected client's session is held here.
+    assert.equal(during('portcullis_audit_spooling'), 0);
+    assert.equal(during('portcullis_audit_spool_events'), 0);
+    assert.ok(during('portcullis_gateway_sessions') >= 1);
   });
 });

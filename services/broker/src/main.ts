@@ -19,6 +19,7 @@ import { Gateway } from './gateway/gateway.ts';
 import { ReplicaBus } from './gateway/replica-bus.ts';
 import { SessionStore } from './gateway/session-store.ts';
 import { pinnedToolGate } from './gateway/tool-gate.ts';
+import { GatewayMetrics } from './gateway-metrics.ts';
 import { hostOriginCheck } from './host-origin.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { ToolPins } from './tool-pins.ts';
@@ -41,7 +42,7 @@ await runService(
     drainDelayMs: env.SHUTDOWN_DRAIN_MS,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
   },
-  async ({ logger, health, shutdown, rawHandlers }) => {
+  async ({ logger, health, shutdown, metrics: registry, rawHandlers }) => {
     const engine = new PolicyEngine();
     if (env.POLICY_BUNDLE_PATH) {
       // A local bundle serves only until the decision service's activation is read from Kafka.
@@ -176,12 +177,20 @@ await runService(
       env.MAX_SESSIONS_PER_AGENT,
     );
     const limiter = new RateLimiter(redis, env.REDIS_KEY_PREFIX, env.RATE_LIMIT_CLASSES);
+    // Gauges are read at scrape time, once the HTTP server listens: the gateway exists by then.
+    const metrics = new GatewayMetrics(registry, {
+      spooledEvents: () => audit.spooled,
+      spooledBytes: () => spool.pendingBytes,
+      spooling: () => audit.spooling,
+      localSessions: () => gateway.localSessions,
+    });
     const enforcement = new Enforcement({
       engine,
       audit,
       logger,
       instanceId: env.INSTANCE_ID,
       limiter,
+      metrics,
     });
     const gateway = new Gateway({
       sessionDeps: {
@@ -195,6 +204,7 @@ await runService(
         clientResponseTimeoutMs: env.CLIENT_RESPONSE_TIMEOUT_MS,
       },
       methodDeps: {
+        metrics,
         enforcement,
         catalog,
         store,

@@ -11,6 +11,7 @@ import type { Logger } from '@portcullis/runtime';
 import canonicalize from 'canonicalize';
 import type { Agent } from '../directory.ts';
 import { type AuditSink, AuditUnavailableError } from '../durable-audit.ts';
+import type { GatewayMetrics } from '../gateway-metrics.ts';
 import { type RateLimiter, rateLimitedError, UnknownRateClassError } from '../rate-limit.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
 
@@ -40,6 +41,7 @@ export interface EnforcementDeps {
   limiter?: RateLimiter;
   logger: Logger;
   instanceId: string;
+  metrics?: GatewayMetrics;
 }
 
 /** A call the policy allowed and the ledger has on record; report its end with finish(). */
@@ -102,7 +104,7 @@ export class Enforcement {
   }
 
   async admit(caller: Caller, operation: Operation): Promise<AdmittedCall | RefusedCall> {
-    const { engine, audit, logger } = this.#deps;
+    const { engine, audit, logger, metrics } = this.#deps;
     const callId = randomUUID();
     const started = performance.now();
     // `visible` is for listings only; the ledger records the decision as the contract defines it.
@@ -113,6 +115,9 @@ export class Enforcement {
     } = engine.decide(
       policyInput(caller, operation, { call_id: callId, instance_id: this.#deps.instanceId }),
     );
+    const decided = performance.now();
+    metrics?.step('policy', decided - started);
+    metrics?.decided(operation.appId, decision.outcome);
     // Members in the contract's order: the audit sink publishes a valid event as it is (where zod
     // used to publish its copy in schema order), so the JSON keeps the order it had (durable-audit.ts).
     const requested: ToolCallRequestedV1 = {
@@ -138,10 +143,12 @@ export class Enforcement {
     let limited: RpcError | undefined;
     try {
       await audit.publish(requested);
+      metrics?.step('audit', performance.now() - decided);
       limited = await limiting;
     } catch (error) {
       // The limiter's own failures become errors inside #rateLimit; this is the audit path.
       await limiting;
+      metrics?.auditRefused();
       // Fail closed: a call whose request cannot be recorded (Kafka away and spool full) is not executed.
       logger.error({ err: error, callId }, 'audit path unavailable; call refused');
       throw new RpcError(
@@ -155,7 +162,7 @@ export class Enforcement {
       );
     }
     const finish: AdmittedCall['finish'] = (outcome, detail) => {
-      const publishing = this.#complete(callId, started, outcome, detail);
+      const publishing = this.#complete(operation.appId, callId, started, outcome, detail);
       this.#outcomes.add(publishing);
       void publishing.finally(() => this.#outcomes.delete(publishing));
     };
@@ -175,6 +182,7 @@ export class Enforcement {
   }
 
   async #complete(
+    appId: string,
     callId: string,
     started: number,
     outcome: ToolCallOutcome,
@@ -192,6 +200,10 @@ export class Enforcement {
         ? { redactions: detail.redactions }
         : {}),
     };
+    const { metrics } = this.#deps;
+    metrics?.completed(appId, outcome, completed.durationMs);
+    metrics?.redacted('result', detail.redactions);
+    metrics?.redacted('arguments', detail.argumentRedactions);
     try {
       await this.#deps.audit.publish(completed);
     } catch (publishError) {

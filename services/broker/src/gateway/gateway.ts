@@ -98,6 +98,11 @@ export class Gateway {
   }
 
   /** The raw handler: claims /mcp and /mcp/apps/<app>; everything else goes on to express. */
+  /** MCP sessions this replica holds in memory (a gauge in /metrics). */
+  get localSessions(): number {
+    return this.#local.size;
+  }
+
   readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
     const match = MCP_PATH.exec(req.url ?? '');
     if (!match) return false;

@@ -1,5 +1,6 @@
 import type { Logger } from '@portcullis/runtime';
 import { actionClassOf } from '../action-class.ts';
+import type { GatewayMetrics } from '../gateway-metrics.ts';
 import type { JsonRpcRequest, JsonRpcResponse, UpstreamSession } from '../upstream/connection.ts';
 import { type Catalog, capabilityVariant, type ListKind } from './catalog.ts';
 import type { ContentGuard } from './content-guard.ts';
@@ -27,6 +28,7 @@ export interface MethodDeps {
   logger: Logger;
   /** Longest wait for an upstream answer to an agent's request. */
   callTimeoutMs: number;
+  metrics?: GatewayMetrics;
 }
 
 /** One agent request as the methods see it. */
@@ -386,6 +388,7 @@ async function forward(
     throw failure;
   } finally {
     session.inflight.delete(request.id);
+    deps.metrics?.step('upstream', performance.now() - started);
   }
   const upstreamMs = performance.now() - started;
   if ('error' in response) {

@@ -1,0 +1,143 @@
+import type { ToolCallOutcome } from '@portcullis/contracts';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** The steps of an enforced call whose duration is recorded (see docs/operations.md, "Metrics"). */
+export type CallStep = 'policy' | 'audit' | 'upstream';
+
+/**
+ * From tens of microseconds (the in-process policy) to the upstream's seconds: the gateway's own
+ * steps take well under a millisecond, so the low end is fine-grained.
+ */
+const SECONDS_BUCKETS = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+  30,
+];
+
+/** What the broker reads its gauges from when Prometheus scrapes. */
+export interface GaugeSources {
+  /** Events in the audit spool not yet on Kafka, and their bytes. */
+  spooledEvents(): number;
+  spooledBytes(): number;
+  /** True while audit events go to the spool (always in local-first mode; in kafka mode, Kafka away). */
+  spooling(): boolean;
+  /** MCP sessions this replica holds in memory. */
+  localSessions(): number;
+}
+
+/**
+ * The gateway's Prometheus metrics: what was decided and how calls ended, per app; how long each
+ * step of an enforced call took; what DLP redacted; the audit spool; the sessions a replica holds.
+ * Labels are bounded sets only: app ids (registered by admins), decision and outcome values, DLP
+ * detector types. Never a tool name, an agent or anything else an agent or an upstream chooses.
+ */
+export class GatewayMetrics {
+  readonly #decisions: Counter<'app' | 'decision'>;
+  readonly #calls: Counter<'app' | 'outcome'>;
+  readonly #callSeconds: Histogram<'outcome'>;
+  /** One child per step, made once: observing through labels re-hashes them on every call. */
+  readonly #stepSeconds: Record<CallStep, Histogram.Internal<'step'>>;
+  readonly #auditRefusals: Counter;
+  readonly #redactions: Counter<'detector' | 'direction'>;
+
+  constructor(registry: Registry, sources: GaugeSources) {
+    const registers = [registry];
+    this.#decisions = new Counter({
+      name: 'portcullis_gateway_decisions_total',
+      help: 'Policy decisions on tools/call, resources/read and prompts/get, by app and decision',
+      labelNames: ['app', 'decision'],
+      registers,
+    });
+    this.#calls = new Counter({
+      name: 'portcullis_gateway_calls_total',
+      help: 'Enforced calls by app and outcome (succeeded, failed, not_executed), as recorded in the ledger',
+      labelNames: ['app', 'outcome'],
+      registers,
+    });
+    this.#callSeconds = new Histogram({
+      name: 'portcullis_gateway_call_duration_seconds',
+      help: 'Enforced calls from the policy decision to the outcome, by outcome (the ledger durationMs)',
+      labelNames: ['outcome'],
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    const steps = new Histogram({
+      name: 'portcullis_gateway_step_duration_seconds',
+      help: 'Steps of an enforced call: policy (in-process decision), audit (request event built and accepted by Kafka or the spool), upstream (request to answer)',
+      labelNames: ['step'],
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.#stepSeconds = {
+      policy: steps.labels({ step: 'policy' }),
+      audit: steps.labels({ step: 'audit' }),
+      upstream: steps.labels({ step: 'upstream' }),
+    };
+    this.#auditRefusals = new Counter({
+      name: 'portcullis_gateway_audit_refusals_total',
+      help: 'Calls refused because their request event could not be recorded (Kafka away and the spool full)',
+      registers,
+    });
+    this.#redactions = new Counter({
+      name: 'portcullis_dlp_redactions_total',
+      help: 'Findings DLP redacted, by detector and direction (arguments on the way up, results on the way back)',
+      labelNames: ['detector', 'direction'],
+      registers,
+    });
+    new Gauge({
+      name: 'portcullis_audit_spool_events',
+      help: "Audit events in this replica's spool, not yet on Kafka",
+      registers,
+      collect() {
+        this.set(sources.spooledEvents());
+      },
+    });
+    new Gauge({
+      name: 'portcullis_audit_spool_bytes',
+      help: "Bytes of audit events in this replica's spool, not yet on Kafka",
+      registers,
+      collect() {
+        this.set(sources.spooledBytes());
+      },
+    });
+    new Gauge({
+      name: 'portcullis_audit_spooling',
+      help: '1 while audit events go to the spool (always in local-first mode; in kafka mode, while Kafka is away)',
+      registers,
+      collect() {
+        this.set(sources.spooling() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'portcullis_gateway_sessions',
+      help: 'MCP sessions this replica holds in memory',
+      registers,
+      collect() {
+        this.set(sources.localSessions());
+      },
+    });
+  }
+
+  decided(appId: string, decision: string): void {
+    this.#decisions.inc({ app: appId, decision });
+  }
+
+  /** One step's duration, in milliseconds (as performance.now() differences come). */
+  step(step: CallStep, ms: number): void {
+    this.#stepSeconds[step].observe(ms / 1000);
+  }
+
+  completed(appId: string, outcome: ToolCallOutcome, durationMs: number): void {
+    this.#calls.inc({ app: appId, outcome });
+    this.#callSeconds.observe({ outcome }, durationMs / 1000);
+  }
+
+  auditRefused(): void {
+    this.#auditRefusals.inc();
+  }
+
+  redacted(direction: 'arguments' | 'result', counts: Record<string, number> | undefined): void {
+    if (!counts) return;
+    for (const [detector, count] of Object.entries(counts))
+      if (count > 0) this.#redactions.inc({ detector, direction }, count);
+  }
+}
