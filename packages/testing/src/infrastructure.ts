@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 
 /** Where the shared test infrastructure is; the test command exports these from stack.env. */
@@ -70,4 +71,25 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A connection to the test run's Redis and a key prefix of the caller's own, so tests sharing the
+ * one Redis never see each other's keys. `drop` deletes every key under the prefix and disconnects.
+ */
+export async function isolatedRedis(
+  name: string,
+): Promise<{ redis: Redis; prefix: string; drop: () => Promise<void> }> {
+  const redis = new Redis(stackEnv().redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  await redis.connect();
+  const prefix = `${uniqueName(name)}:`;
+  return {
+    redis,
+    prefix,
+    drop: async () => {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      await redis.quit();
+    },
+  };
 }

@@ -1,24 +1,20 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { stackEnv, uniqueName } from '@portcullis/testing';
+import { isolatedRedis, stackEnv } from '@portcullis/testing';
 import { Redis } from 'ioredis';
 import { RateLimiter, UnknownRateClassError } from './rate-limit.ts';
 
 // Against the real Redis of the test run, under a key prefix of this test's own.
 
 let redis: Redis;
-const prefix = `${uniqueName('rl')}:`;
+let prefix: string;
+let drop: () => Promise<void>;
 
 before(async () => {
-  redis = new Redis(stackEnv().redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
-  await redis.connect();
+  ({ redis, prefix, drop } = await isolatedRedis('rl'));
 });
 
-after(async () => {
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await redis.quit();
-});
+after(() => drop());
 
 const classes = {
   standard: {

@@ -1,24 +1,20 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { stackEnv, uniqueName, waitFor } from '@portcullis/testing';
-import { Redis } from 'ioredis';
+import { isolatedRedis, waitFor } from '@portcullis/testing';
+import type { Redis } from 'ioredis';
 import { SessionStore } from './session-store.ts';
 
 // Against the real Redis of the test run, under a key prefix of this test's own.
 
 let redis: Redis;
-const prefix = `${uniqueName('sessions')}:`;
+let prefix: string;
+let drop: () => Promise<void>;
 
 before(async () => {
-  redis = new Redis(stackEnv().redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
-  await redis.connect();
+  ({ redis, prefix, drop } = await isolatedRedis('sessions'));
 });
 
-after(async () => {
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await redis.quit();
-});
+after(() => drop());
 
 const newSession = (agentId: string) => ({
   agentId,
