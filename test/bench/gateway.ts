@@ -20,12 +20,15 @@ import {
   startProcess,
   waitFor,
 } from '@portcullis/testing';
+import { type Scrape, scrapeMetrics } from '../support/metrics.ts';
 import { TestStack } from '../support/stack.ts';
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
 const RATE = Number(process.env.BENCH_RATE ?? 500);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,4,16').split(',').map(Number);
 const fmt = (n: number, digits = 2) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
+/** A difference in ms with its sign: the relay's p99 can come out below the direct path's. */
+const signed = (n: number) => `${n >= 0 ? '+' : ''}${fmt(n, 3)}`;
 
 /**
  * The raw upstream runs in a process of its own, as a real upstream would: "direct" is then one
@@ -53,6 +56,20 @@ async function startRawServer(
     }
   });
   return { url, pid: process.child.pid ?? 0, close: () => void process.stop('SIGTERM') };
+}
+
+/**
+ * Where the broker's time went during the open-loop phase, from its own histograms in /metrics
+ * (docs/operations.md): the mean of each step, as the difference of two scrapes' sums and counts.
+ */
+function brokerSteps(before: Scrape, after: Scrape): string {
+  const mean = (name: string, labels: Record<string, string>) => {
+    const count = after(`${name}_count`, labels) - before(`${name}_count`, labels);
+    const sum = after(`${name}_sum`, labels) - before(`${name}_sum`, labels);
+    return count > 0 ? fmt((sum / count) * 1000, 3) : '–';
+  };
+  const step = (name: string) => mean('portcullis_gateway_step_duration_seconds', { step: name });
+  return `in the broker, means over that phase (its /metrics): policy ${step('policy')} ms, audit event built and durable ${step('audit')} ms, upstream ${step('upstream')} ms; decision to outcome ${mean('portcullis_gateway_call_duration_seconds', { outcome: 'succeeded' })} ms`;
 }
 
 /** A raw MCP client on one keep-alive connection pool: the same load generator for both paths. */
@@ -194,7 +211,7 @@ function row(label: string, direct: Run, gateway: Run) {
       `${fmt(direct.perSecond, 0)}/s`.padEnd(10),
       `${fmt(gateway.p50, 3)} / ${fmt(gateway.p99, 3)} ms`.padEnd(22),
       `${fmt(gateway.perSecond, 0)}/s`.padEnd(10),
-      `+${fmt(gateway.p50 - direct.p50, 3)} / +${fmt(gateway.p99 - direct.p99, 3)} ms`.padEnd(24),
+      `${signed(gateway.p50 - direct.p50)} / ${signed(gateway.p99 - direct.p99)} ms`.padEnd(24),
       `${fmt(gateway.p50 / direct.p50, 1)}× / ${fmt(gateway.p99 / direct.p99, 1)}×`.padEnd(18),
       `${fmt(direct.cpuPerCallUs, 0)} / ${fmt(gateway.cpuPerCallUs, 0)} (${fmt(gateway.mainThreadCpuPerCallUs, 0)}) µs`,
     ].join(' '),
@@ -251,17 +268,20 @@ async function main(): Promise<void> {
       const openDirect = await withCpu(upstream.pid, DURATION_MS, () =>
         openLoop(RATE, DURATION_MS, () => direct.call('echo')),
       );
+      const stepsBefore = await scrapeMetrics(broker.url);
       const openGateway = await withCpu(brokerPid, DURATION_MS, () =>
         openLoop(RATE, DURATION_MS, () => gateway.call('echo')),
       );
+      const stepsAfter = await scrapeMetrics(broker.url);
       const openRelay = await openLoop(RATE, DURATION_MS, () => bare.call('echo'));
       row(`open ${RATE}/s`, openDirect, openGateway);
       if (openDirect.errors + openGateway.errors + openRelay.errors > 0)
         console.log(
           `  errors: direct ${openDirect.errors}, gateway ${openGateway.errors}, bare relay ${openRelay.errors}`,
         );
+      console.log(`  ${brokerSteps(stepsBefore, stepsAfter)}`);
       console.log(
-        `  floor: a bare node:http relay in front of the same upstream, open ${RATE}/s: ${fmt(openRelay.p50, 3)} / ${fmt(openRelay.p99, 3)} ms, added +${fmt(openRelay.p50 - openDirect.p50, 3)} / +${fmt(openRelay.p99 - openDirect.p99, 3)} ms (one more process hop, no gateway work)`,
+        `  floor: a bare node:http relay in front of the same upstream, open ${RATE}/s: ${fmt(openRelay.p50, 3)} / ${fmt(openRelay.p99, 3)} ms, added ${signed(openRelay.p50 - openDirect.p50)} / ${signed(openRelay.p99 - openDirect.p99)} ms (one more process hop, no gateway work)`,
       );
       for (const concurrency of CONCURRENCY) {
         const d = await withCpu(upstream.pid, DURATION_MS, () =>
