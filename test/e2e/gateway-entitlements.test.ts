@@ -330,6 +330,44 @@ test("revoking the key that opened a stream ends that stream; the agent's other 
   await spare.close().catch(() => undefined);
 });
 
+test("a session displaced by its agent's bound is ended upstream too, as DELETE ends one", async () => {
+  const name = 'bounded-agent';
+  await ok(await stack.api('PUT', `/v1/agents/${name}`, { owner: OWNER }));
+  await ok(
+    await stack.api('PUT', `/v1/agents/${name}/entitlements/notes`, { grants: [{ actions: ['read'] }] }),
+    204,
+  );
+  const boundedKey = ((await ok(await stack.api('POST', `/v1/agents/${name}/keys`), 201)) as { key: string })
+    .key;
+  const capped = (
+    await stack.startBroker({ UPSTREAM_URL: '', UPSTREAM_APP_ID: '', MAX_SESSIONS_PER_AGENT: '1' })
+  ).url;
+  const open = async () => {
+    const client = new Client({ name: 'bounded-agent', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${capped}/mcp/apps/notes`), {
+        requestInit: { headers: { Authorization: `Bearer ${boundedKey}` } },
+      }),
+    );
+    return client;
+  };
+  const first = await waitFor('the new agent to reach the broker', () => open().catch(() => undefined));
+  await first.callTool({ name: 'read_note', arguments: { text: 'n-1' } });
+  // The upstream session the broker opened for the first session carried that call.
+  const upstreamSession = notes.seen.findLast((seen) => seen.method === 'POST')?.sessionId;
+  assert.ok(upstreamSession);
+
+  const second = await open(); // the bound is 1: the first session is displaced
+  await waitFor('the displaced session ended upstream', async () =>
+    notes.seen.some((seen) => seen.method === 'DELETE' && seen.sessionId === upstreamSession),
+  );
+  // Its next request is refused (404, session not found): the SDK client rejects.
+  await assert.rejects(first.ping());
+  const result = (await second.callTool({ name: 'read_note', arguments: { text: 'n-1' } })) as CallToolResult;
+  assert.notEqual(result.isError, true, JSON.stringify(result));
+  await Promise.all([first.close(), second.close()]).catch(() => undefined);
+});
+
 test('suspending the agent refuses its next request in the same session: 403 agent_suspended', async () => {
   const ping = () =>
     fetch(`${brokerUrl}/mcp`, {

@@ -55,7 +55,7 @@ export class GatewayMetrics {
     });
     this.#callSeconds = new Histogram({
       name: 'portcullis_gateway_call_duration_seconds',
-      help: 'Enforced calls from the policy decision to the outcome, by outcome (the ledger durationMs)',
+      help: 'Enforced calls from just before the policy decision to the outcome, by outcome (the ledger durationMs)',
       labelNames: ['outcome'],
       buckets: SECONDS_BUCKETS,
       registers,

@@ -200,16 +200,29 @@ export class Enforcement {
         ? { redactions: detail.redactions }
         : {}),
     };
-    const { metrics } = this.#deps;
-    metrics?.completed(appId, outcome, completed.durationMs);
-    metrics?.redacted('result', detail.redactions);
-    metrics?.redacted('arguments', detail.argumentRedactions);
+    this.#count(appId, outcome, completed.durationMs, detail);
     try {
       await this.#deps.audit.publish(completed);
     } catch (publishError) {
       // The call already happened; its request is on record. The audit sink keeps room in the spool
       // for outcomes when it admits a call, so this is a disk failure.
       this.#deps.logger.error({ err: publishError, callId, outcome }, 'outcome event could not be recorded');
+    }
+  }
+
+  /**
+   * The outcome in the metrics. Never throws: this runs before the outcome event is published, and
+   * a metric must not cost the ledger an event.
+   */
+  #count(appId: string, outcome: ToolCallOutcome, durationMs: number, detail: OutcomeDetail): void {
+    const { metrics, logger } = this.#deps;
+    if (!metrics) return;
+    try {
+      metrics.completed(appId, outcome, durationMs);
+      metrics.redacted('result', detail.redactions);
+      metrics.redacted('arguments', detail.argumentRedactions);
+    } catch (error) {
+      logger.warn({ err: error }, 'call outcome not counted in the metrics');
     }
   }
 

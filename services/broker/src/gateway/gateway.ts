@@ -97,12 +97,12 @@ export class Gateway {
     await this.#options.bus.start((message) => this.#onBus(message));
   }
 
-  /** The raw handler: claims /mcp and /mcp/apps/<app>; everything else goes on to express. */
   /** MCP sessions this replica holds in memory (a gauge in /metrics). */
   get localSessions(): number {
     return this.#local.size;
   }
 
+  /** The raw handler: claims /mcp and /mcp/apps/<app>; everything else goes on to express. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
     const match = MCP_PATH.exec(req.url ?? '');
     if (!match) return false;
@@ -290,7 +290,7 @@ export class Gateway {
           },
         ),
       );
-    const { record, evicted } = await this.#options.sessionDeps.store.create({
+    const { record, ended } = await this.#options.sessionDeps.store.create({
       agentId: caller.agent.id,
       ...(caller.user ? { userId: caller.user.id } : {}),
       scope,
@@ -301,7 +301,7 @@ export class Gateway {
         version: String(clientInfo.version ?? '').slice(0, 100),
       },
     });
-    this.#ended(evicted, caller.agent.id);
+    if (ended.length > 0) void this.#endDisplaced(ended, caller.agent.id);
     const session = this.#live(record);
     const body = JSON.stringify(
       resultResponse(request.id, {
@@ -383,11 +383,8 @@ export class Gateway {
     req.resume();
     const session = await this.#requireSession(req, res, scope, caller);
     if (!session) return;
-    // Upstream sessions opened elsewhere and stored in Redis are resumed here to be closed too.
-    for (const appId of Object.keys(session.record.upstreams))
-      await session.upstream(appId).catch(() => undefined);
     this.#local.delete(session.id);
-    await session.close();
+    await closeEverywhere(session);
     await this.#options.sessionDeps.store.drop(session.id, session.record.agentId);
     await this.#options.bus.toAll({ type: 'session-closed', sessionId: session.id }).catch(() => undefined);
     res.writeHead(204).end();
@@ -447,18 +444,24 @@ export class Gateway {
   }
 
   /**
-   * Sessions the store ended to keep an agent within its bound: every replica (this one too, on
-   * the broadcast) lets go of its local copy and the upstream sessions or stdio children with it.
-   * A replica the message misses finds the record gone at its next look in Redis.
+   * Sessions the store took out of Redis to keep an agent within its bound (or past their idle
+   * expiry): ended as DELETE ends one, in the background. Every replica (this one too, on the
+   * broadcast) lets go of its copy and the stdio children with it; the upstream sessions, wherever
+   * they were opened, are resumed here from the record and closed.
    */
-  #ended(sessionIds: readonly string[], agentId: string): void {
-    if (sessionIds.length === 0) return;
-    this.#options.sessionDeps.logger.info(
-      { agentId, sessions: sessionIds.length },
+  async #endDisplaced(records: readonly SessionRecord[], agentId: string): Promise<void> {
+    const { logger } = this.#options.sessionDeps;
+    logger.info(
+      { agentId, sessions: records.length },
       "ended the agent's least recently used sessions to stay within MAX_SESSIONS_PER_AGENT",
     );
-    for (const sessionId of sessionIds)
-      void this.#options.bus.toAll({ type: 'session-closed', sessionId }).catch(() => undefined);
+    for (const record of records) {
+      await this.#options.bus.toAll({ type: 'session-closed', sessionId: record.id }).catch(() => undefined);
+      const session = new LiveSession(record, this.#namespaceOf(record), this.#options.sessionDeps);
+      await closeEverywhere(session).catch((error: unknown) =>
+        logger.warn({ err: error, sessionId: record.id }, 'could not close a displaced session upstream'),
+      );
+    }
   }
 
   #onBus(message: BusMessage): void {
@@ -527,13 +530,15 @@ export class Gateway {
   }
 
   #live(record: SessionRecord): LiveSession {
-    const namespace =
-      record.scope.kind === 'app'
-        ? appNamespace(record.scope.appId)
-        : aggregateNamespace((appId) => this.#options.appExists(appId));
-    const session = new LiveSession(record, namespace, this.#options.sessionDeps);
+    const session = new LiveSession(record, this.#namespaceOf(record), this.#options.sessionDeps);
     this.#local.set(record.id, { session, loadedAt: performance.now() });
     return session;
+  }
+
+  #namespaceOf(record: SessionRecord) {
+    return record.scope.kind === 'app'
+      ? appNamespace(record.scope.appId)
+      : aggregateNamespace((appId) => this.#options.appExists(appId));
   }
 
   /**
@@ -637,4 +642,14 @@ function closeAt(stream: NotificationStream, atMs: number): void {
   };
   arm();
   stream.onClose(() => clearTimeout(timer));
+}
+
+/**
+ * Ends a session's upstream sessions, also those opened on other replicas: their ids are in the
+ * record, so they are resumed here to be closed.
+ */
+async function closeEverywhere(session: LiveSession): Promise<void> {
+  for (const appId of Object.keys(session.record.upstreams))
+    await session.upstream(appId).catch(() => undefined);
+  await session.close();
 }

@@ -368,6 +368,8 @@ async function forward(
   extra: { argumentRedactions?: Record<string, number> | undefined; outputSchema?: object | undefined } = {},
 ): Promise<Record<string, unknown> | JsonRpcResponse> {
   const { session, request, channel } = context;
+  // Whatever the upstream does, the outcome reports what DLP took out of the arguments.
+  const argumentRedactions = extra.argumentRedactions ? { argumentRedactions: extra.argumentRedactions } : {};
   const controller = new AbortController();
   session.inflight.set(request.id, controller);
   channel.onAbandoned(() => controller.abort(new Error('the client went away')));
@@ -384,7 +386,10 @@ async function forward(
     );
   } catch (error) {
     const failure = upstreamRpcError(appId, error);
-    admitted.finish('failed', { error: { code: String(failure.data?.code), message: failure.message } });
+    admitted.finish('failed', {
+      error: { code: String(failure.data?.code), message: failure.message },
+      ...argumentRedactions,
+    });
     throw failure;
   } finally {
     session.inflight.delete(request.id);
@@ -396,6 +401,7 @@ async function forward(
     const error = deps.guard.error(admitted, response.error);
     admitted.finish('failed', {
       error: { code: `upstream_${response.error.code}`, message: error.message },
+      ...argumentRedactions,
     });
     return { jsonrpc: '2.0', id: request.id, error };
   }
@@ -408,7 +414,7 @@ async function forward(
         ? { error: { code: 'tool_error', message: 'the tool reported an error' } }
         : {}),
     ...(inspected.redactions ? { redactions: inspected.redactions } : {}),
-    ...(extra.argumentRedactions ? { argumentRedactions: extra.argumentRedactions } : {}),
+    ...argumentRedactions,
   });
   // Only a tool call answers with a readable result; a withheld resource or prompt is an error.
   if (

@@ -29,8 +29,8 @@ test('an agent beyond its bound loses its least recently used session, and only 
   const store = new SessionStore(redis, prefix, 3600, 3);
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) {
-    const { record, evicted } = await store.create(newSession('hoarder'));
-    assert.deepEqual(evicted, []);
+    const { record, ended } = await store.create(newSession('hoarder'));
+    assert.deepEqual(ended, []);
     ids.push(record.id);
   }
   const bystander = await store.create(newSession('bystander'));
@@ -44,8 +44,14 @@ test('an agent beyond its bound loses its least recently used session, and only 
     return Number(first) > Number(second);
   });
 
+  // The second session opened an upstream session: the caller needs its id to close it.
+  const upstream = { sessionId: 'upstream-1', initializeResult: { protocolVersion: '2025-06-18' } };
+  await store.claimUpstream(ids[1]!, 'demo', upstream);
   const fourth = await store.create(newSession('hoarder'));
-  assert.deepEqual(fourth.evicted, [ids[1]]);
+  assert.deepEqual(
+    fourth.ended.map(({ id, upstreams }) => ({ id, upstreams })),
+    [{ id: ids[1], upstreams: { demo: upstream } }],
+  );
   assert.equal(await store.load(ids[1]!), undefined, 'the evicted session is gone');
   for (const id of [ids[0]!, ids[2]!, fourth.record.id]) assert.ok(await store.load(id), 'kept');
   assert.equal(await redis.zcard(agentSet('hoarder')), 3);
@@ -58,13 +64,13 @@ test('expired and deleted sessions do not count against the bound', async () => 
   await store.create(newSession('expiring'));
   await new Promise((resolve) => setTimeout(resolve, 1100));
   const later = await store.create(newSession('expiring'));
-  assert.deepEqual(later.evicted, [], 'expired sessions make room without an eviction');
+  assert.deepEqual(later.ended, [], 'expired sessions make room without an eviction');
 
   const lasting = new SessionStore(redis, prefix, 3600, 2);
   const first = await lasting.create(newSession('deleting'));
   await lasting.create(newSession('deleting'));
   await lasting.drop(first.record.id, 'deleting');
-  assert.deepEqual((await lasting.create(newSession('deleting'))).evicted, []);
+  assert.deepEqual((await lasting.create(newSession('deleting'))).ended, []);
   assert.equal(await redis.zcard(agentSet('deleting')), 2);
 });
 
@@ -74,5 +80,19 @@ test('concurrent initializes of one agent never leave it above its bound', async
   assert.equal(await redis.zcard(agentSet('racer')), 5);
   const live = await Promise.all(created.map(({ record }) => store.load(record.id)));
   assert.equal(live.filter(Boolean).length, 5);
-  assert.equal(created.flatMap(({ evicted }) => evicted).length, 35);
+  assert.equal(created.flatMap(({ ended }) => ended).length, 35);
+});
+
+test('a write racing the end of a session does not bring it back', async () => {
+  const store = new SessionStore(redis, prefix, 3600, 1);
+  const first = await store.create(newSession('raced'));
+  await store.create(newSession('raced')); // the bound is 1: the first one ends
+  // What a replica still serving the first session from its local copy may write meanwhile.
+  await store.setLogLevel(first.record.id, 'debug');
+  await store.setSubscribed(first.record.id, 'demo://r/1', true);
+  await store.setUpstream(first.record.id, 'demo', { sessionId: 'u', initializeResult: {} });
+  const claimed = { sessionId: 'u2', initializeResult: {} };
+  assert.deepEqual(await store.claimUpstream(first.record.id, 'demo', claimed), claimed);
+  assert.equal(await redis.exists(`${prefix}portcullis:mcp:session:${first.record.id}`), 0);
+  assert.equal(await store.load(first.record.id), undefined);
 });

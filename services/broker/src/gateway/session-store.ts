@@ -27,40 +27,75 @@ export interface SessionRecord {
   subscriptions: string[];
 }
 
-/** A new session and the sessions it displaced to keep its agent within its bound. */
+/** A new session and the sessions that ended to keep its agent within its bound. */
 export interface CreatedSession {
   record: SessionRecord;
-  /** Ids of the agent's least recently used sessions that were ended to make room. */
-  evicted: string[];
+  /**
+   * The agent's sessions taken out of Redis: its least recently used beyond the bound, and any
+   * past their idle expiry. Their upstream sessions are still open; the caller ends them.
+   */
+  ended: SessionRecord[];
 }
 
-// KEYS[1]: the agent's sessions (member: session id; score: when it expires idle, epoch ms).
-// ARGV: now, the new session's expiry, the most sessions the agent may hold, the new session's id.
-// Forgets expired members, takes out the least recently used beyond the bound (returned, for the
-// caller to delete) and adds the new session. One script, so concurrent initializes of one agent
-// cannot both squeeze in.
+// KEYS[1]: the agent's sessions (member: session id; score: when it expires idle, Redis-clock ms).
+// ARGV: idle lifetime in ms, the most sessions the agent may hold, the new session's id.
+// Takes out members past their expiry and the least recently used beyond the bound (returned,
+// for the caller to end) and adds the new session. One script, so concurrent initializes of one
+// agent cannot both squeeze in; Redis's clock, so replicas' clocks need not agree.
 const RESERVE_LUA = `
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3]) + 1
-local evicted = {}
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local ended = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2]) + 1
 if excess > 0 then
-  evicted = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do table.insert(ended, id) end
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-return evicted
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return ended
 `;
 
-interface ReserveRedis {
+// KEYS[1]: the agent's sessions. ARGV: idle lifetime in ms, the session's id. Marks it used now;
+// XX: a session taken out meanwhile is not added back.
+const TOUCH_LUA = `
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+`;
+
+// KEYS[1]: a session's hash. ARGV: 'set' or 'setnx', the field, the value. Writes only into a
+// session that still exists: a write racing the session's end (DELETE, eviction, expiry) must not
+// bring its hash back without an expiry. Returns the field's value afterwards, or false if gone.
+const WRITE_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[1] == 'setnx' then
+  redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3])
+else
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+end
+return redis.call('HGET', KEYS[1], ARGV[2])
+`;
+
+interface SessionScripts {
   portcullisReserveSession(
     keyCount: 1,
     key: string,
-    now: number,
-    expiresAt: number,
+    ttlMs: number,
     max: number,
     id: string,
   ): Promise<string[]>;
+  portcullisTouchSession(keyCount: 1, key: string, ttlMs: number, id: string): Promise<number>;
+  portcullisWriteSession(
+    keyCount: 1,
+    key: string,
+    mode: 'set' | 'setnx',
+    field: string,
+    value: string,
+  ): Promise<string | null>;
 }
 
 /**
@@ -77,16 +112,19 @@ interface ReserveRedis {
  * in a loop must not fill Redis, nor make a replica start a stdio child per session).
  */
 export class SessionStore {
-  readonly #redis: Redis & ReserveRedis;
+  readonly #redis: Redis & SessionScripts;
   readonly #prefix: string;
   readonly #agentPrefix: string;
   readonly #ttlMs: number;
   readonly #maxPerAgent: number;
 
   constructor(redis: Redis, prefix: string, ttlSeconds: number, maxPerAgent = 100) {
-    if (!('portcullisReserveSession' in redis))
+    if (!('portcullisReserveSession' in redis)) {
       redis.defineCommand('portcullisReserveSession', { lua: RESERVE_LUA });
-    this.#redis = redis as Redis & ReserveRedis;
+      redis.defineCommand('portcullisTouchSession', { lua: TOUCH_LUA });
+      redis.defineCommand('portcullisWriteSession', { lua: WRITE_LUA });
+    }
+    this.#redis = redis as Redis & SessionScripts;
     this.#prefix = `${prefix}portcullis:mcp:session:`;
     this.#agentPrefix = `${prefix}portcullis:mcp:agent-sessions:`;
     this.#ttlMs = ttlSeconds * 1000;
@@ -97,12 +135,12 @@ export class SessionStore {
     return randomBytes(24).toString('base64url');
   }
 
-  /** Stores a new session, ending the agent's least recently used ones beyond its bound. */
+  /** Stores a new session, taking out the agent's least recently used ones beyond its bound. */
   async create(record: Omit<SessionRecord, 'id' | 'upstreams' | 'subscriptions'>): Promise<CreatedSession> {
     const id = SessionStore.newId();
     const key = this.#key(id);
-    // The hash first, its place in the agent's set second: a concurrent initialize that evicts this
-    // session then always finds a hash to delete (the other order could leave one alive, uncounted).
+    // The hash first, its place in the agent's set second: a concurrent initialize that takes this
+    // session out then always finds a hash to delete (the other order could leave one alive, uncounted).
     await this.#redis
       .multi()
       .hset(key, {
@@ -115,14 +153,12 @@ export class SessionStore {
       })
       .pexpire(key, this.#ttlMs)
       .exec();
-    let evicted: string[];
+    let endedIds: string[];
     try {
-      const now = Date.now();
-      evicted = await this.#redis.portcullisReserveSession(
+      endedIds = await this.#redis.portcullisReserveSession(
         1,
         this.#agentKey(record.agentId),
-        now,
-        now + this.#ttlMs,
+        this.#ttlMs,
         this.#maxPerAgent,
         id,
       );
@@ -130,10 +166,29 @@ export class SessionStore {
       await this.#redis.del(key).catch(() => undefined);
       throw error;
     }
-    // Separate commands, not part of the script: session hashes are keyed by id alone and need not
-    // share a cluster slot with the agent's set.
-    if (evicted.length > 0) await this.#redis.del(...evicted.map((evictedId) => this.#key(evictedId)));
-    return { record: { ...record, id, upstreams: {}, subscriptions: [] }, evicted };
+    return {
+      record: { ...record, id, upstreams: {}, subscriptions: [] },
+      ended: await this.#takeOut(endedIds),
+    };
+  }
+
+  /**
+   * Reads and deletes sessions the agent's set no longer holds. One key per command: session
+   * hashes are keyed by id alone and need not share a cluster slot. A failure leaves that session
+   * to its idle expiry rather than failing the initialize that displaced it.
+   */
+  async #takeOut(ids: readonly string[]): Promise<SessionRecord[]> {
+    const ended: SessionRecord[] = [];
+    for (const id of ids) {
+      try {
+        const hash = await this.#redis.hgetall(this.#key(id));
+        await this.#redis.del(this.#key(id));
+        if (hash.agent) ended.push(recordOf(id, hash));
+      } catch {
+        // Redis away for a moment: the hash expires on its own.
+      }
+    }
+    return ended;
   }
 
   /** The session, refreshing its idle timeout; undefined when unknown or expired. */
@@ -146,25 +201,7 @@ export class SessionStore {
     const hash = fields as Record<string, string>;
     if (!hash.agent) return undefined;
     this.#touch(hash.agent, id);
-    const upstreams: Record<string, StoredUpstream> = {};
-    const subscriptions: string[] = [];
-    for (const [field, value] of Object.entries(hash)) {
-      if (field.startsWith('up:')) upstreams[field.slice(3)] = JSON.parse(value) as StoredUpstream;
-      else if (field.startsWith('sub:')) subscriptions.push(field.slice(4));
-    }
-    const scope = hash.scope ?? 'aggregate';
-    return {
-      id,
-      agentId: hash.agent,
-      ...(hash.user ? { userId: hash.user } : {}),
-      scope: scope.startsWith('app:') ? { kind: 'app', appId: scope.slice(4) } : { kind: 'aggregate' },
-      protocolVersion: hash.pv ?? '',
-      clientCapabilities: JSON.parse(hash.caps ?? '{}') as Record<string, unknown>,
-      clientInfo: JSON.parse(hash.info ?? '{"name":"unknown","version":"0"}') as SessionRecord['clientInfo'],
-      ...(hash.level ? { logLevel: hash.level } : {}),
-      upstreams,
-      subscriptions,
-    };
+    return recordOf(id, hash);
   }
 
   /**
@@ -173,49 +210,55 @@ export class SessionStore {
    * not leave the agent with two upstream sessions.
    */
   async claimUpstream(id: string, appId: string, upstream: StoredUpstream): Promise<StoredUpstream> {
-    const key = this.#key(id);
-    const results = await this.#redis
-      .multi()
-      .hsetnx(key, `up:${appId}`, JSON.stringify(upstream))
-      .hget(key, `up:${appId}`)
-      .exec();
-    const stored = results?.[1]?.[1];
+    const stored = await this.#redis.portcullisWriteSession(
+      1,
+      this.#key(id),
+      'setnx',
+      `up:${appId}`,
+      JSON.stringify(upstream),
+    );
+    // Null: the session ended meanwhile; its next request gets "session not found".
     return typeof stored === 'string' ? (JSON.parse(stored) as StoredUpstream) : upstream;
   }
 
   async setUpstream(id: string, appId: string, upstream: StoredUpstream | undefined): Promise<void> {
-    if (upstream) await this.#redis.hset(this.#key(id), `up:${appId}`, JSON.stringify(upstream));
+    if (upstream) await this.#write(id, `up:${appId}`, JSON.stringify(upstream));
     else await this.#redis.hdel(this.#key(id), `up:${appId}`);
   }
 
   async setLogLevel(id: string, level: string): Promise<void> {
-    await this.#redis.hset(this.#key(id), 'level', level);
+    await this.#write(id, 'level', level);
   }
 
   /** Most resource subscriptions one session may hold (each is replayed to a fresh upstream). */
   static readonly MAX_SUBSCRIPTIONS = 100;
 
   async setSubscribed(id: string, uri: string, subscribed: boolean): Promise<void> {
-    if (subscribed) await this.#redis.hset(this.#key(id), `sub:${uri}`, '1');
+    if (subscribed) await this.#write(id, `sub:${uri}`, '1');
     else await this.#redis.hdel(this.#key(id), `sub:${uri}`);
   }
 
   async drop(id: string, agentId: string): Promise<void> {
-    await this.#redis.multi().del(this.#key(id)).zrem(this.#agentKey(agentId), id).exec();
+    // Two commands, not a transaction: the keys need not share a cluster slot. If the second fails,
+    // the set keeps a member for a session that is gone until its score expires: it only makes room
+    // for one session fewer meanwhile.
+    await this.#redis.del(this.#key(id));
+    await this.#redis.zrem(this.#agentKey(agentId), id);
+  }
+
+  /** Sets one field of a session that still exists (see WRITE_LUA). */
+  async #write(id: string, field: string, value: string): Promise<void> {
+    await this.#redis.portcullisWriteSession(1, this.#key(id), 'set', field, value);
   }
 
   /**
    * Marks the session used now in its agent's set (the order eviction goes by). Not awaited: a
    * lost touch only makes the session look idle since its previous one (reads come every few
-   * seconds); XX, so a session evicted meanwhile is not added back.
+   * seconds).
    */
   #touch(agentId: string, id: string): void {
-    const agentKey = this.#agentKey(agentId);
     void this.#redis
-      .pipeline()
-      .zadd(agentKey, 'XX', Date.now() + this.#ttlMs, id)
-      .pexpire(agentKey, this.#ttlMs)
-      .exec()
+      .portcullisTouchSession(1, this.#agentKey(agentId), this.#ttlMs, id)
       .catch(() => undefined);
   }
 
@@ -226,4 +269,27 @@ export class SessionStore {
   #agentKey(agentId: string): string {
     return this.#agentPrefix + agentId;
   }
+}
+
+/** A session record from its Redis hash. */
+function recordOf(id: string, hash: Record<string, string>): SessionRecord {
+  const upstreams: Record<string, StoredUpstream> = {};
+  const subscriptions: string[] = [];
+  for (const [field, value] of Object.entries(hash)) {
+    if (field.startsWith('up:')) upstreams[field.slice(3)] = JSON.parse(value) as StoredUpstream;
+    else if (field.startsWith('sub:')) subscriptions.push(field.slice(4));
+  }
+  const scope = hash.scope ?? 'aggregate';
+  return {
+    id,
+    agentId: hash.agent ?? '',
+    ...(hash.user ? { userId: hash.user } : {}),
+    scope: scope.startsWith('app:') ? { kind: 'app', appId: scope.slice(4) } : { kind: 'aggregate' },
+    protocolVersion: hash.pv ?? '',
+    clientCapabilities: JSON.parse(hash.caps ?? '{}') as Record<string, unknown>,
+    clientInfo: JSON.parse(hash.info ?? '{"name":"unknown","version":"0"}') as SessionRecord['clientInfo'],
+    ...(hash.level ? { logLevel: hash.level } : {}),
+    upstreams,
+    subscriptions,
+  };
 }
