@@ -200,6 +200,11 @@ describe('Host and Origin (DNS rebinding)', () => {
 
 describe('rate limits', () => {
   test('over the per-tool limit: a retryable JSON-RPC error with retry-after; other tools still run', async () => {
+    const refusals = async () =>
+      (await scrapeMetrics(brokerUrl))('portcullis_gateway_rate_limit_refusals_total', {
+        reason: 'tool_limit',
+      });
+    const refusedBefore = await refusals();
     const client = await connectAgent(brokerUrl, hastyKey, 'hasty-agent');
     for (let i = 0; i < 3; i++) {
       const ok = (await client.callTool({ name: 'read_record', arguments: { id: 'r-2' } })) as CallToolResult;
@@ -215,6 +220,7 @@ describe('rate limits', () => {
     assert.equal(data.code, 'rate_limited');
     assert.equal(data.retryable, true);
     assert.equal(data.scope, 'tool');
+    assert.equal((await refusals()) - refusedBefore, 1, 'the refusal is counted in /metrics');
     assert.ok(data.retryAfterMs > 0 && data.retryAfterMs <= 1000, String(data.retryAfterMs));
 
     // Another tool has its own allowance; then the per-agent limit (5) refuses everything.

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { waitFor } from '@portcullis/testing';
 import pg from 'pg';
 import { capableClient } from '../support/everything.ts';
+import { scrapeMetrics } from '../support/metrics.ts';
 import { TestStack } from '../support/stack.ts';
 
 // Hostile input at the gateway: each is refused with a clear JSON-RPC error and changes nothing —
@@ -231,12 +232,18 @@ describe('hostile session creation', () => {
   });
 
   it('a flood of new sessions is rate-limited per agent (429, retryable)', async () => {
+    const refusals = async () =>
+      (await scrapeMetrics(brokerUrl))('portcullis_gateway_rate_limit_refusals_total', {
+        reason: 'new_sessions',
+      });
+    const refusedBefore = await refusals();
     const answers = await Promise.all(
       Array.from({ length: 60 }, () => initialize({}, { authorization: `Bearer ${otherKey}` })),
     );
     const refused = answers.filter((answer) => answer.status === 429);
     assert.ok(refused.length > 0, 'no session creation was refused');
     assert.equal(refused[0]!.body.error?.data?.code, 'rate_limited');
+    assert.equal((await refusals()) - refusedBefore, refused.length, 'each refusal is counted in /metrics');
     assert.ok(
       answers.some((answer) => answer.status === 200),
       'the first sessions were created',

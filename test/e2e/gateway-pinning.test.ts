@@ -10,6 +10,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { toolFingerprint } from '@portcullis/contracts';
 import { waitFor } from '@portcullis/testing';
+import { scrapeMetrics } from '../support/metrics.ts';
 import { MutableUpstream, type UpstreamToolSpec } from '../support/mutable-upstream.ts';
 import { TestStack } from '../support/stack.ts';
 
@@ -149,8 +150,11 @@ test('a definition changed upstream is hidden, refused with -32014, and reported
   );
   await waitFor('a tools/list_changed notification', async () => listChanged.length > notifiedBefore);
 
+  const blocksBefore = (await scrapeMetrics(brokerUrl))('portcullis_gateway_tool_blocks_total', { app: APP });
   const refused = await callError(`${APP}__lookup`);
   assert.equal(refused.code, -32014);
+  const blocks = (await scrapeMetrics(brokerUrl))('portcullis_gateway_tool_blocks_total', { app: APP });
+  assert.equal(blocks - blocksBefore, 1, 'the blocked call is counted in /metrics');
   assert.deepEqual(refused.data, {
     code: 'tool_definition_changed',
     appId: APP,

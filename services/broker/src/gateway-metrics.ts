@@ -4,6 +4,14 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 /** The steps of an enforced call whose duration is recorded (see docs/operations.md, "Metrics"). */
 export type CallStep = 'policy' | 'audit' | 'upstream';
 
+/** Why a rate limit refused: over a limit, or the limiter could not decide (fail closed). */
+export type RateLimitRefusal =
+  | 'agent_limit'
+  | 'tool_limit'
+  | 'new_sessions'
+  | 'limiter_unavailable'
+  | 'unknown_class';
+
 /**
  * From tens of microseconds (the in-process policy) to the upstream's seconds: the gateway's own
  * steps take well under a millisecond, so the low end is fine-grained.
@@ -38,6 +46,8 @@ export class GatewayMetrics {
   readonly #stepSeconds: Record<CallStep, Histogram.Internal<'step'>>;
   readonly #auditRefusals: Counter;
   readonly #redactions: Counter<'detector' | 'direction'>;
+  readonly #rateLimitRefusals: Counter<'reason'>;
+  readonly #toolBlocks: Counter<'app'>;
 
   constructor(registry: Registry, sources: GaugeSources) {
     const registers = [registry];
@@ -81,6 +91,18 @@ export class GatewayMetrics {
       name: 'portcullis_dlp_redactions_total',
       help: 'Findings DLP redacted, by detector and direction (arguments on the way up, results on the way back)',
       labelNames: ['detector', 'direction'],
+      registers,
+    });
+    this.#rateLimitRefusals = new Counter({
+      name: 'portcullis_gateway_rate_limit_refusals_total',
+      help: 'Calls and new sessions refused by a rate limit, by reason (agent_limit, tool_limit, new_sessions, limiter_unavailable, unknown_class)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.#toolBlocks = new Counter({
+      name: 'portcullis_gateway_tool_blocks_total',
+      help: 'Calls refused because the tool definition changed upstream and awaits approval, by app',
+      labelNames: ['app'],
       registers,
     });
     new Gauge({
@@ -129,6 +151,14 @@ export class GatewayMetrics {
   completed(appId: string, outcome: ToolCallOutcome, durationMs: number): void {
     this.#calls.inc({ app: appId, outcome });
     this.#callSeconds.observe({ outcome }, durationMs / 1000);
+  }
+
+  rateLimited(reason: RateLimitRefusal): void {
+    this.#rateLimitRefusals.inc({ reason });
+  }
+
+  toolBlocked(appId: string): void {
+    this.#toolBlocks.inc({ app: appId });
   }
 
   auditRefused(): void {

@@ -11,7 +11,7 @@ import type { Logger } from '@portcullis/runtime';
 import canonicalize from 'canonicalize';
 import type { Agent } from '../directory.ts';
 import { type AuditSink, AuditUnavailableError } from '../durable-audit.ts';
-import type { GatewayMetrics } from '../gateway-metrics.ts';
+import type { GatewayMetrics, RateLimitRefusal } from '../gateway-metrics.ts';
 import { type RateLimiter, rateLimitedError, UnknownRateClassError } from '../rate-limit.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
 
@@ -168,6 +168,7 @@ export class Enforcement {
     };
 
     if (limited) {
+      metrics?.rateLimited(refusalReason(limited));
       finish('not_executed', { error: { code: String(limited.data?.code), message: limited.message } });
       throw limited;
     }
@@ -330,4 +331,12 @@ export function digestOf(args: Record<string, unknown>): string {
   return createHash('sha256')
     .update(canonicalize(args) ?? 'null', 'utf8')
     .digest('hex');
+}
+
+/** The metrics' name for why #rateLimit refused (its error's data says which limit, or why none could decide). */
+function refusalReason(error: RpcError): RateLimitRefusal {
+  const { code, scope } = error.data ?? {};
+  if (code === 'rate_limiter_unavailable') return 'limiter_unavailable';
+  if (code === 'rate_class_unknown') return 'unknown_class';
+  return scope === 'agent' ? 'agent_limit' : 'tool_limit';
 }

@@ -275,7 +275,8 @@ export class Gateway {
         request.id,
         new RpcError(RpcCode.InvalidParams, 'initialize needs capabilities and clientInfo'),
       );
-    if (!(await this.#options.allowSession(caller.agent.id)))
+    if (!(await this.#options.allowSession(caller.agent.id))) {
+      this.#options.methodDeps.metrics?.rateLimited('new_sessions');
       return sendRpcError(
         res,
         429,
@@ -290,6 +291,7 @@ export class Gateway {
           },
         ),
       );
+    }
     const { record, ended } = await this.#options.sessionDeps.store.create({
       agentId: caller.agent.id,
       ...(caller.user ? { userId: caller.user.id } : {}),

@@ -207,7 +207,12 @@ async function callTool(
     deps.catalog.find(target.appId, 'tools', target.name, upstream, variantOf(session)),
   );
   if (!tool) throw unknown('tool', name);
-  deps.tools.assertUsable(target.appId, tool);
+  try {
+    deps.tools.assertUsable(target.appId, tool);
+  } catch (blocked) {
+    deps.metrics?.toolBlocked(target.appId);
+    throw blocked;
+  }
   const annotations = tool.annotations as Parameters<typeof actionClassOf>[0];
   const operation: Operation = {
     appId: target.appId,
