@@ -77,6 +77,55 @@ describe('true positives, each inside ordinary text', () => {
   });
 });
 
+describe('secrets and personal data hidden in base64', () => {
+  const encoded = (text: string, encoding: 'base64' | 'base64url' = 'base64') =>
+    Buffer.from(text, 'utf8').toString(encoding);
+
+  test('an AWS key pair in a base64-encoded config: the whole encoded run is the finding', () => {
+    const config = `[default]\naws_access_key_id = ${fakes.awsAccessKey}\naws_secret_access_key = ${fakes.awsSecretKey}\n`;
+    for (const encoding of ['base64', 'base64url'] as const) {
+      const run = encoded(config, encoding);
+      const text = `credentials: ${run} (mounted from the secret)`;
+      const found = scanText(text);
+      assert.equal(found.length, 1, encoding);
+      assert.equal(found[0]!.type, 'aws_access_key');
+      assert.equal(text.slice(found[0]!.start, found[0]!.end), run);
+    }
+  });
+
+  test('a token, an e-mail address and a card number, each encoded on its own', () => {
+    assert.deepEqual(typesIn(`token=${encoded(fakes.githubToken)}`), ['github_token']);
+    assert.deepEqual(typesIn(encoded(`contact: ${fakes.email}`)), ['email']);
+    assert.deepEqual(typesIn(`card ${encoded(`pan ${fakes.visa} exp 12/29`)}`), ['payment_card']);
+  });
+
+  test('encoded text with nothing in it, binary data, and runs too short to hold a secret', () => {
+    assert.deepEqual(typesIn(encoded('The quarterly report is ready for review.')), []);
+    assert.deepEqual(
+      typesIn(Buffer.from([0, 1, 2, 255, 254, 253, ...Buffer.from(fakes.awsAccessKey)]).toString('base64')),
+      [],
+    );
+    // 15 bytes encode to 20 characters: below the 24 a run needs to be decoded.
+    assert.deepEqual(typesIn(encoded('a@b.co x@y.io z')), []);
+  });
+
+  test('200 KB of encoded runs, each holding an address: all found, in linear time', () => {
+    const run = encoded('reach me at dora@example.com ok');
+    const text = `${run} `.repeat(Math.ceil(200_000 / (run.length + 1)));
+    const started = performance.now();
+    const found = scanText(text);
+    const elapsed = performance.now() - started;
+    assert.equal(found.length, Math.ceil(200_000 / (run.length + 1)));
+    assert.ok(elapsed < 2000, `took ${elapsed} ms`); // loose: 40–55 ms here
+  });
+
+  test('an encoded secret redacted in a tool result: the agent sees the marker, not the run', () => {
+    const run = encoded(`password reset for ${fakes.email}`);
+    const result = scanJson({ content: [{ type: 'text', text: `payload ${run}` }] }, 'redact');
+    assert.deepEqual(result.value, { content: [{ type: 'text', text: 'payload [REDACTED:email]' }] });
+  });
+});
+
 describe('tricky negatives', () => {
   const negatives: [string, string][] = [
     ['16 digits failing Luhn', '4111111111111112'],
