@@ -1,5 +1,6 @@
-import type { ToolCallOutcome } from '@portcullis/contracts';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { ToolCallOutcome } from '@portcullis/contracts';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { HotPathHistogram } from './hot-path-histogram.ts';
 
 /** The steps of an enforced call whose duration is recorded (see docs/operations.md, "Metrics"). */
 export type CallStep = 'policy' | 'audit' | 'upstream';
@@ -41,9 +42,8 @@ export interface GaugeSources {
 export class GatewayMetrics {
   readonly #decisions: Counter<'app' | 'decision'>;
   readonly #calls: Counter<'app' | 'outcome'>;
-  readonly #callSeconds: Histogram<'outcome'>;
-  /** One child per step, made once: observing through labels re-hashes them on every call. */
-  readonly #stepSeconds: Record<CallStep, Histogram.Internal<'step'>>;
+  readonly #callSeconds: HotPathHistogram<ToolCallOutcome>;
+  readonly #stepSeconds: HotPathHistogram<CallStep>;
   readonly #auditRefusals: Counter;
   readonly #redactions: Counter<'detector' | 'direction'>;
   readonly #rateLimitRefusals: Counter<'reason'>;
@@ -63,25 +63,23 @@ export class GatewayMetrics {
       labelNames: ['app', 'outcome'],
       registers,
     });
-    this.#callSeconds = new Histogram({
+    // Observed on every call: histograms of our own (hot-path-histogram.ts), not prom-client's.
+    this.#callSeconds = new HotPathHistogram({
       name: 'portcullis_gateway_call_duration_seconds',
       help: 'Enforced calls from just before the policy decision to the outcome, by outcome (the ledger durationMs)',
-      labelNames: ['outcome'],
+      labelName: 'outcome',
+      labelValues: ToolCallOutcome.options,
       buckets: SECONDS_BUCKETS,
-      registers,
+      registry,
     });
-    const steps = new Histogram({
+    this.#stepSeconds = new HotPathHistogram({
       name: 'portcullis_gateway_step_duration_seconds',
       help: 'Steps of an enforced call: policy (in-process decision), audit (request event built and accepted by Kafka or the spool), upstream (request to answer)',
-      labelNames: ['step'],
+      labelName: 'step',
+      labelValues: ['policy', 'audit', 'upstream'],
       buckets: SECONDS_BUCKETS,
-      registers,
+      registry,
     });
-    this.#stepSeconds = {
-      policy: steps.labels({ step: 'policy' }),
-      audit: steps.labels({ step: 'audit' }),
-      upstream: steps.labels({ step: 'upstream' }),
-    };
     this.#auditRefusals = new Counter({
       name: 'portcullis_gateway_audit_refusals_total',
       help: 'Calls refused because their request event could not be recorded (Kafka away and the spool full)',
@@ -145,12 +143,12 @@ export class GatewayMetrics {
 
   /** One step's duration, in milliseconds (as performance.now() differences come). */
   step(step: CallStep, ms: number): void {
-    this.#stepSeconds[step].observe(ms / 1000);
+    this.#stepSeconds.observe(step, ms / 1000);
   }
 
   completed(appId: string, outcome: ToolCallOutcome, durationMs: number): void {
     this.#calls.inc({ app: appId, outcome });
-    this.#callSeconds.observe({ outcome }, durationMs / 1000);
+    this.#callSeconds.observe(outcome, durationMs / 1000);
   }
 
   rateLimited(reason: RateLimitRefusal): void {
