@@ -3,7 +3,8 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { HotPathHistogram } from './hot-path-histogram.ts';
 
 /** The steps of an enforced call whose duration is recorded (see docs/operations.md, "Metrics"). */
-export type CallStep = 'policy' | 'audit' | 'upstream';
+const CALL_STEPS = ['policy', 'audit', 'upstream'] as const;
+export type CallStep = (typeof CALL_STEPS)[number];
 
 /** Why a rate limit refused: over a limit, or the limiter could not decide (fail closed). */
 export type RateLimitRefusal =
@@ -76,7 +77,7 @@ export class GatewayMetrics {
       name: 'portcullis_gateway_step_duration_seconds',
       help: 'Steps of an enforced call: policy (in-process decision), audit (request event built and accepted by Kafka or the spool), upstream (request to answer)',
       labelName: 'step',
-      labelValues: ['policy', 'audit', 'upstream'],
+      labelValues: CALL_STEPS,
       buckets: SECONDS_BUCKETS,
       registry,
     });
@@ -87,7 +88,7 @@ export class GatewayMetrics {
     });
     this.#redactions = new Counter({
       name: 'portcullis_dlp_redactions_total',
-      help: 'Findings DLP redacted, by detector and direction (arguments on the way up, results on the way back)',
+      help: 'Findings DLP acted on (redacted, or in a result it withheld), by detector and direction (arguments on the way up, results on the way back)',
       labelNames: ['detector', 'direction'],
       registers,
     });
@@ -103,38 +104,32 @@ export class GatewayMetrics {
       labelNames: ['app'],
       registers,
     });
-    new Gauge({
-      name: 'portcullis_audit_spool_events',
-      help: "Audit events in this replica's spool, not yet on Kafka",
-      registers,
-      collect() {
-        this.set(sources.spooledEvents());
-      },
-    });
-    new Gauge({
-      name: 'portcullis_audit_spool_bytes',
-      help: "Bytes of audit events in this replica's spool, not yet on Kafka",
-      registers,
-      collect() {
-        this.set(sources.spooledBytes());
-      },
-    });
-    new Gauge({
-      name: 'portcullis_audit_spooling',
-      help: '1 while audit events go to the spool (always in local-first mode; in kafka mode, while Kafka is away)',
-      registers,
-      collect() {
-        this.set(sources.spooling() ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'portcullis_gateway_sessions',
-      help: 'MCP sessions this replica holds in memory',
-      registers,
-      collect() {
-        this.set(sources.localSessions());
-      },
-    });
+    // Read when Prometheus scrapes, from the broker's own state.
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    gauge('portcullis_audit_spool_events', "Audit events in this replica's spool, not yet on Kafka", () =>
+      sources.spooledEvents(),
+    );
+    gauge(
+      'portcullis_audit_spool_bytes',
+      "Bytes of audit events in this replica's spool, not yet on Kafka",
+      () => sources.spooledBytes(),
+    );
+    gauge(
+      'portcullis_audit_spooling',
+      '1 while audit events go to the spool (always in local-first mode; in kafka mode, while Kafka is away)',
+      () => (sources.spooling() ? 1 : 0),
+    );
+    gauge('portcullis_gateway_sessions', 'MCP sessions this replica holds in memory', () =>
+      sources.localSessions(),
+    );
   }
 
   decided(appId: string, decision: string): void {

@@ -455,7 +455,7 @@ export class Gateway {
     const { logger } = this.#options.sessionDeps;
     logger.info(
       { agentId, sessions: records.length },
-      "ended the agent's least recently used sessions to stay within MAX_SESSIONS_PER_AGENT",
+      "ended the agent's sessions beyond MAX_SESSIONS_PER_AGENT (least recently used) or past their idle expiry",
     );
     for (const record of records) {
       await this.#options.bus.toAll({ type: 'session-closed', sessionId: record.id }).catch(() => undefined);

@@ -380,6 +380,7 @@ async function forward(
   channel.onAbandoned(() => controller.abort(new Error('the client went away')));
   let response: JsonRpcResponse;
   const started = performance.now();
+  let upstreamMs = 0;
   try {
     response = await session.withUpstream(appId, (upstream: UpstreamSession) =>
       upstream.request(method, outgoing, {
@@ -398,9 +399,9 @@ async function forward(
     throw failure;
   } finally {
     session.inflight.delete(request.id);
-    deps.metrics?.step('upstream', performance.now() - started);
+    upstreamMs = performance.now() - started;
+    deps.metrics?.step('upstream', upstreamMs);
   }
-  const upstreamMs = performance.now() - started;
   if ('error' in response) {
     // Upstream errors pass through faithfully, after DLP like any answer.
     const error = deps.guard.error(admitted, response.error);
