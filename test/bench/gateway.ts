@@ -9,8 +9,11 @@
  * client, the same for both paths. Closed-loop runs at several concurrencies give throughput; an
  * open-loop run at a fixed rate (500 calls/s by default) gives the latency the goal is stated in.
  */
+
+import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, type Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { cpus, loadavg } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   closedLoop,
@@ -226,6 +229,9 @@ async function main(): Promise<void> {
   );
   const upstream = await startRawServer('raw-upstream.ts', []);
   const relay = await startRawServer('raw-relay.ts', [upstream.url]);
+  // The same relay with one O_DSYNC append per call, as the audit rule asks of the gateway.
+  const durableDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-relay-'));
+  const durableRelay = await startRawServer('raw-relay.ts', [upstream.url, durableDir]);
   const stack = await TestStack.create();
   try {
     stack.upstreamUrl = upstream.url;
@@ -240,6 +246,8 @@ async function main(): Promise<void> {
     await direct.initialize();
     const bare = new RawClient(relay.url, {});
     await bare.initialize();
+    const bareDurable = new RawClient(durableRelay.url, {});
+    await bareDurable.initialize();
     for (const acceptance of (process.env.BENCH_ACCEPTANCE ?? 'kafka,local-first').split(',')) {
       const broker = await stack.startBroker({
         UPSTREAM_APP_ID: 'bench',
@@ -257,6 +265,7 @@ async function main(): Promise<void> {
       await closedLoop(4, 2000, () => direct.call('echo'));
       await closedLoop(4, 2000, () => gateway.call('echo'));
       await closedLoop(4, 1000, () => bare.call('echo'));
+      await closedLoop(4, 1000, () => bareDurable.call('echo'));
 
       console.log(
         `\ntools/call, ${DURATION_MS / 1000} s per row; direct = raw upstream; gateway = broker with AUDIT_ACCEPTANCE=${acceptance} (policy, rate limit, audit, DLP) in front of it`,
@@ -274,6 +283,7 @@ async function main(): Promise<void> {
       );
       const stepsAfter = await scrapeMetrics(broker.url);
       const openRelay = await openLoop(RATE, DURATION_MS, () => bare.call('echo'));
+      const openDurableRelay = await openLoop(RATE, DURATION_MS, () => bareDurable.call('echo'));
       row(`open ${RATE}/s`, openDirect, openGateway);
       if (openDirect.errors + openGateway.errors + openRelay.errors > 0)
         console.log(
@@ -282,6 +292,9 @@ async function main(): Promise<void> {
       console.log(`  ${brokerSteps(stepsBefore, stepsAfter)}`);
       console.log(
         `  floor: a bare node:http relay in front of the same upstream, open ${RATE}/s: ${fmt(openRelay.p50, 3)} / ${fmt(openRelay.p99, 3)} ms, added ${signed(openRelay.p50 - openDirect.p50)} / ${signed(openRelay.p99 - openDirect.p99)} ms (one more process hop, no gateway work)`,
+      );
+      console.log(
+        `  floor with the audit rule: the same relay making one O_DSYNC append per call before forwarding it: ${fmt(openDurableRelay.p50, 3)} / ${fmt(openDurableRelay.p99, 3)} ms, added ${signed(openDurableRelay.p50 - openDirect.p50)} / ${signed(openDurableRelay.p99 - openDirect.p99)} ms`,
       );
       for (const concurrency of CONCURRENCY) {
         const d = await withCpu(upstream.pid, DURATION_MS, () =>
@@ -301,8 +314,11 @@ async function main(): Promise<void> {
     }
     direct.close();
     bare.close();
+    bareDurable.close();
   } finally {
     relay.close();
+    durableRelay.close();
+    rmSync(durableDir, { recursive: true, force: true });
     upstream.close();
     await stack.stop();
   }
