@@ -32,6 +32,8 @@ test('an agent beyond its bound loses its least recently used session, and only 
     const { record, ended } = await store.create(newSession('hoarder'));
     assert.deepEqual(ended, []);
     ids.push(record.id);
+    // Uses are ordered by Redis-clock milliseconds: two in the same millisecond would tie.
+    await new Promise((resolve) => setTimeout(resolve, 3));
   }
   const bystander = await store.create(newSession('bystander'));
   // The first session is used again (a read refreshes it), so the second is now the least recent.
