@@ -1,7 +1,8 @@
+import type { Decision } from '@portcullis/contracts';
 import { scanJson } from '@portcullis/dlp';
 import { BLOCK_ALL, inspectArguments, inspectResult } from '../dlp-enforcement.ts';
 import type { JsonRpcErrorObject } from '../upstream/connection.ts';
-import type { AdmittedCall, Operation } from './enforcement.ts';
+import type { Operation } from './enforcement.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
 
 /** What DLP made of an upstream result. */
@@ -26,13 +27,13 @@ export type GuardedArguments =
 
 /**
  * The DLP seam of the relay: what passes from the agent to an upstream (arguments) and back
- * (results, errors). The admitted call's policy obligation chooses allow, redact or block per
- * category (secrets, personal data), per direction, per action class (ADR 0031).
+ * (results, errors). The call's decision carries the policy obligation that chooses allow, redact
+ * or block per category (secrets, personal data), per direction, per action class (ADR 0031).
  */
 export interface ContentGuard {
-  arguments(call: AdmittedCall, operation: Operation): GuardedArguments;
-  result(call: AdmittedCall, result: Record<string, unknown>, outputSchema?: object): GuardedResult;
-  error(call: AdmittedCall, error: JsonRpcErrorObject): JsonRpcErrorObject;
+  arguments(decision: Decision, operation: Operation): GuardedArguments;
+  result(decision: Decision, result: Record<string, unknown>, outputSchema?: object): GuardedResult;
+  error(decision: Decision, error: JsonRpcErrorObject): JsonRpcErrorObject;
 }
 
 const nonEmpty = (counts: Record<string, number>) => (Object.keys(counts).length > 0 ? counts : undefined);
@@ -43,8 +44,8 @@ const nonEmpty = (counts: Record<string, number>) => (Object.keys(counts).length
  * meant for a human, and nothing in an error justifies letting a secret through.
  */
 export const obligationGuard: ContentGuard = {
-  arguments(call, operation) {
-    const inspected = inspectArguments(operation.arguments, call.decision.obligations?.dlp ?? BLOCK_ALL);
+  arguments(decision, operation) {
+    const inspected = inspectArguments(operation.arguments, decision.obligations?.dlp ?? BLOCK_ALL);
     if (inspected.outcome === 'pass') {
       const redactions = nonEmpty(inspected.redactions);
       return { pass: true, arguments: inspected.arguments, ...(redactions ? { redactions } : {}) };
@@ -59,10 +60,10 @@ export const obligationGuard: ContentGuard = {
       }),
     };
   },
-  result(call, result, outputSchema) {
+  result(decision, result, outputSchema) {
     const inspected = inspectResult(
       result as Parameters<typeof inspectResult>[0],
-      call.decision.obligations?.dlp ?? BLOCK_ALL,
+      decision.obligations?.dlp ?? BLOCK_ALL,
       outputSchema ? { outputSchema } : {},
     );
     if (inspected.outcome === 'block')
@@ -80,7 +81,7 @@ export const obligationGuard: ContentGuard = {
         : {}),
     };
   },
-  error(_call, error) {
+  error(_decision, error) {
     try {
       return scanJson(error, 'redact').value;
     } catch {

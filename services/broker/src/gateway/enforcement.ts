@@ -64,6 +64,34 @@ export interface OutcomeDetail {
   argumentRedactions?: Record<string, number>;
 }
 
+/**
+ * An operation the policy has decided, on its way to admission. `cleared` settles as soon as what
+ * may stop the call before its recording is known:
+ * - allowed and within its rate limits: `{ decision, admitted }`, while the request event may still
+ *   be on its way to disk. The caller may prepare the upstream request now (DLP on the arguments,
+ *   the HTTP request) but sends nothing before `admitted` resolves; `admitted` rejects with an
+ *   RpcError when the audit path refuses the call, and every caller must await it.
+ * - not allowed by policy: the refusal to answer with, once the call is on record.
+ * - rejects with an RpcError when a limit, or the audit path, refused the call (on record as not
+ *   executed).
+ */
+export interface Judgement {
+  callId: string;
+  cleared: Promise<ClearedCall | RefusedCall>;
+}
+
+/** When a call started and when the policy had decided it (performance.now()). */
+interface CallTimes {
+  started: number;
+  decided: number;
+}
+
+/** An allowed call within its limits whose request event may not be durable yet (see Judgement). */
+export interface ClearedCall {
+  decision: Decision;
+  admitted: Promise<AdmittedCall>;
+}
+
 /** A call that must not run: answer with `result` (tools/call) or throw `error` (other methods). */
 export interface RefusedCall {
   callId: string;
@@ -103,8 +131,18 @@ export class Enforcement {
     return decision.visible;
   }
 
+  /** Resolves once an operation is admitted or refused (see `judge`). */
   async admit(caller: Caller, operation: Operation): Promise<AdmittedCall | RefusedCall> {
-    const { engine, audit, logger, metrics } = this.#deps;
+    const cleared = await this.judge(caller, operation).cleared;
+    return 'admitted' in cleared ? cleared.admitted : cleared;
+  }
+
+  /**
+   * Decides an operation at once and starts admitting it: recording the request and the decision
+   * durably and, for an allowed call, checking the rate limits, side by side (see Judgement).
+   */
+  judge(caller: Caller, operation: Operation): Judgement {
+    const { engine, metrics } = this.#deps;
     const callId = randomUUID();
     const started = performance.now();
     // `visible` is for listings only; the ledger records the decision as the contract defines it.
@@ -136,21 +174,78 @@ export class Enforcement {
     };
     // Limits apply to calls policy allowed, in the class the policy's obligation names. The check
     // runs while the request is being recorded: a limited call is on record as not executed.
-    const limiting =
-      decision.outcome === 'allow'
-        ? this.#rateLimit(caller.agent, operation, decision.obligations?.rateLimitClass ?? 'standard')
-        : undefined;
-    let limited: RpcError | undefined;
+    const times = { started, decided };
+    if (decision.outcome !== 'allow')
+      return { callId, cleared: this.#refused(operation.appId, requested, times) };
+    const limiting = this.#rateLimit(
+      caller.agent,
+      operation,
+      decision.obligations?.rateLimitClass ?? 'standard',
+    );
+    const admitted = this.#admitted(operation.appId, requested, limiting, times);
+    // Whoever holds `cleared` awaits `admitted` (Judgement); should a caller fail before it does,
+    // a refusal here must not become an unhandled rejection that ends the process.
+    admitted.catch(() => {});
+    return {
+      callId,
+      cleared: limiting.then(async (refused) => {
+        // Over a limit: `admitted` throws the refusal once the call is on record as not executed.
+        if (refused) await admitted;
+        return { decision, admitted };
+      }),
+    };
+  }
+
+  /** An allowed call once on record and within its limits; throws a limit's or the audit path's refusal. */
+  async #admitted(
+    appId: string,
+    requested: ToolCallRequestedV1,
+    limiting: Promise<RpcError | undefined>,
+    { started, decided }: CallTimes,
+  ): Promise<AdmittedCall> {
+    const { callId, decision } = requested;
+    const limited = await this.#record(requested, limiting, decided);
+    const finish = this.#finisher(appId, callId, started);
+    if (limited) {
+      this.#deps.metrics?.rateLimited(refusalReason(limited));
+      finish('not_executed', { error: { code: String(limited.data?.code), message: limited.message } });
+      throw limited;
+    }
+    return { callId, decision, finish };
+  }
+
+  /** A call the policy did not allow, once on record as not executed. */
+  async #refused(
+    appId: string,
+    requested: ToolCallRequestedV1,
+    { started, decided }: CallTimes,
+  ): Promise<RefusedCall> {
+    const { callId, decision } = requested;
+    await this.#record(requested, undefined, decided);
+    this.#finisher(appId, callId, started)('not_executed');
+    return refusal(callId, decision);
+  }
+
+  /**
+   * Makes the request event durable, and meanwhile waits for the rate limiter's verdict (its
+   * refusal, if any). Throws when the event cannot be recorded: fail closed.
+   */
+  async #record(
+    requested: ToolCallRequestedV1,
+    limiting: Promise<RpcError | undefined> | undefined,
+    decided: number,
+  ): Promise<RpcError | undefined> {
+    const { audit, logger, metrics } = this.#deps;
     try {
       await audit.publish(requested);
       metrics?.step('audit', performance.now() - decided);
-      limited = await limiting;
+      return await limiting;
     } catch (error) {
       // The limiter's own failures become errors inside #rateLimit; this is the audit path.
       await limiting;
       metrics?.auditRefused();
-      // Fail closed: a call whose request cannot be recorded (Kafka away and spool full) is not executed.
-      logger.error({ err: error, callId }, 'audit path unavailable; call refused');
+      // A call whose request cannot be recorded (Kafka away and spool full) is not executed.
+      logger.error({ err: error, callId: requested.callId }, 'audit path unavailable; call refused');
       throw new RpcError(
         RpcCode.InternalError,
         'Audit path unavailable: the call was not executed. Retry later.',
@@ -161,20 +256,19 @@ export class Enforcement {
         },
       );
     }
-    const finish: AdmittedCall['finish'] = (outcome, detail) => {
-      const publishing = this.#complete(operation.appId, callId, started, outcome, detail);
+  }
+
+  /** Reports a call's end: its outcome event, recorded in the background (see AdmittedCall.finish). */
+  #finisher(appId: string, callId: string, started: number): AdmittedCall['finish'] {
+    return (outcome, detail) => {
+      const durationMs = performance.now() - started;
+      // The agent's answer goes out first: `finish` is called just before the answer is written,
+      // in the same turn of the event loop, and the outcome event is built in the next one.
+      // Shutdown still waits for it (#outcomes holds it from now on).
+      const publishing = nextTurn().then(() => this.#complete(appId, callId, durationMs, outcome, detail));
       this.#outcomes.add(publishing);
       void publishing.finally(() => this.#outcomes.delete(publishing));
     };
-
-    if (limited) {
-      metrics?.rateLimited(refusalReason(limited));
-      finish('not_executed', { error: { code: String(limited.data?.code), message: limited.message } });
-      throw limited;
-    }
-    if (decision.outcome === 'allow') return { callId, decision, finish };
-    finish('not_executed');
-    return refusal(callId, decision);
   }
 
   /** Resolves once every outcome event started so far is recorded (shutdown waits for it). */
@@ -185,7 +279,7 @@ export class Enforcement {
   async #complete(
     appId: string,
     callId: string,
-    started: number,
+    durationMs: number,
     outcome: ToolCallOutcome,
     detail: OutcomeDetail = {},
   ): Promise<void> {
@@ -196,7 +290,7 @@ export class Enforcement {
       ...(detail.error
         ? { error: { code: detail.error.code, message: detail.error.message.slice(0, 1000) } }
         : {}),
-      durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+      durationMs: Math.round(durationMs * 1000) / 1000,
       ...(detail.redactions && Object.keys(detail.redactions).length > 0
         ? { redactions: detail.redactions }
         : {}),
@@ -324,6 +418,11 @@ function refusal(callId: string, decision: Decision): RefusedCall {
     detail,
     error: new RpcError(RpcCode.PolicyDenied, `Denied by policy (${decision.reasons.join(', ')}).`, detail),
   };
+}
+
+/** Resolves in the event loop's check phase, after this turn's I/O callbacks and microtasks. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** SHA-256 of the arguments' RFC 8785 canonical JSON: equal arguments always give equal digests. */

@@ -221,17 +221,19 @@ async function callTool(
     actionClass: actionClassOf(annotations),
     arguments: args,
   };
-  const admitted = await deps.enforcement.admit(caller, operation);
-  if (!('finish' in admitted)) return decisionResult(admitted);
-  const outgoing = deps.guard.arguments(admitted, operation);
+  const cleared = await deps.enforcement.judge(caller, operation).cleared;
+  if (!('admitted' in cleared)) return decisionResult(cleared);
+  // The request event may still be on its way to disk: DLP and the upstream request are prepared
+  // meanwhile, and forward sends the request only once the call is admitted.
+  const outgoing = deps.guard.arguments(cleared.decision, operation);
   if (!outgoing.pass) {
-    blocked(admitted, outgoing.error);
+    blocked(await cleared.admitted, outgoing.error);
     return outgoing.result;
   }
   return forward(
     deps,
     context,
-    admitted,
+    cleared.admitted,
     target.appId,
     'tools/call',
     { ...progressMeta(context), name: target.name, arguments: outgoing.arguments },
@@ -255,9 +257,9 @@ async function readResource(
   };
   if (!context.apps.includes(target.appId))
     throw (await refuseOutsideEntitlements(deps, context, operation)).error;
-  const admitted = await deps.enforcement.admit(context.caller, operation);
-  if (!('finish' in admitted)) throw admitted.error;
-  return forward(deps, context, admitted, target.appId, 'resources/read', {
+  const cleared = await deps.enforcement.judge(context.caller, operation).cleared;
+  if (!('admitted' in cleared)) throw cleared.error;
+  return forward(deps, context, cleared.admitted, target.appId, 'resources/read', {
     ...progressMeta(context),
     uri: target.uri,
   });
@@ -292,17 +294,17 @@ async function getPrompt(
     actionClass: 'read',
     arguments: args,
   };
-  const admitted = await deps.enforcement.admit(context.caller, operation);
-  if (!('finish' in admitted)) throw admitted.error;
-  const outgoing = deps.guard.arguments(admitted, operation);
+  const cleared = await deps.enforcement.judge(context.caller, operation).cleared;
+  if (!('admitted' in cleared)) throw cleared.error;
+  const outgoing = deps.guard.arguments(cleared.decision, operation);
   if (!outgoing.pass) {
-    blocked(admitted, outgoing.error);
+    blocked(await cleared.admitted, outgoing.error);
     throw outgoing.error;
   }
   return forward(
     deps,
     context,
-    admitted,
+    cleared.admitted,
     target.appId,
     'prompts/get',
     { ...progressMeta(context), name: target.name, arguments: outgoing.arguments },
@@ -359,14 +361,16 @@ function blocked(admitted: AdmittedCall, error: RpcError): void {
 }
 
 /**
- * Sends an admitted operation upstream and brings back its answer through DLP. Messages the
- * upstream sends meanwhile (progress, logs, sampling/elicitation/roots requests) reach the agent on
- * this request's reply channel. The agent's cancellation, or its going away, cancels upstream.
+ * Sends an operation upstream once it is admitted, and brings back its answer through DLP. The
+ * request is prepared at once and held until `admission` resolves (UpstreamRequestOptions.gate);
+ * if it rejects, nothing was sent and its error is thrown. Messages the upstream sends meanwhile
+ * (progress, logs, sampling/elicitation/roots requests) reach the agent on this request's reply
+ * channel. The agent's cancellation, or its going away, cancels upstream.
  */
 async function forward(
   deps: MethodDeps,
   context: RequestContext,
-  admitted: AdmittedCall,
+  admission: Promise<AdmittedCall>,
   appId: string,
   method: string,
   outgoing: Record<string, unknown>,
@@ -379,8 +383,14 @@ async function forward(
   session.inflight.set(request.id, controller);
   channel.onAbandoned(() => controller.abort(new Error('the client went away')));
   let response: JsonRpcResponse;
-  const started = performance.now();
-  let upstreamMs = 0;
+  // The upstream step starts when the request may go out, not while it waits for the admission.
+  let released = performance.now();
+  admission.then(
+    () => {
+      released = performance.now();
+    },
+    () => {},
+  );
   try {
     response = await session.withUpstream(appId, (upstream: UpstreamSession) =>
       upstream.request(method, outgoing, {
@@ -388,9 +398,13 @@ async function forward(
         signal: controller.signal,
         resetTimeoutOnProgress: true,
         onMessage: (message) => session.relay(appId, upstream, message, channel),
+        gate: admission,
       }),
     );
   } catch (error) {
+    // Not admitted after all (the audit path refused it): nothing was sent, the refusal is thrown.
+    const admitted = await admission;
+    deps.metrics?.step('upstream', performance.now() - released);
     const failure = upstreamRpcError(appId, error);
     admitted.finish('failed', {
       error: { code: String(failure.data?.code), message: failure.message },
@@ -399,19 +413,20 @@ async function forward(
     throw failure;
   } finally {
     session.inflight.delete(request.id);
-    upstreamMs = performance.now() - started;
-    deps.metrics?.step('upstream', upstreamMs);
   }
+  const admitted = await admission;
+  const upstreamMs = performance.now() - released;
+  deps.metrics?.step('upstream', upstreamMs);
   if ('error' in response) {
     // Upstream errors pass through faithfully, after DLP like any answer.
-    const error = deps.guard.error(admitted, response.error);
+    const error = deps.guard.error(admitted.decision, response.error);
     admitted.finish('failed', {
       error: { code: `upstream_${response.error.code}`, message: error.message },
       ...argumentRedactions,
     });
     return { jsonrpc: '2.0', id: request.id, error };
   }
-  const inspected = deps.guard.result(admitted, response.result, extra.outputSchema);
+  const inspected = deps.guard.result(admitted.decision, response.result, extra.outputSchema);
   const failed = inspected.blocked !== undefined || response.result.isError === true;
   admitted.finish(failed ? 'failed' : 'succeeded', {
     ...(inspected.blocked

@@ -119,6 +119,13 @@ export interface UpstreamRequestOptions {
    * Delivered in order, before the promise resolves.
    */
   onMessage?: (message: JsonRpcRequest | JsonRpcNotification) => void;
+  /**
+   * Holds the request until `gate` resolves: the transport prepares it (over HTTP it builds the
+   * request and takes a pooled connection), but nothing reaches the upstream before. If `gate`
+   * rejects, nothing is ever sent and `request` rejects with 'cancelled'. The gateway passes the
+   * durable recording of the call here, so the preparation overlaps the disk write.
+   */
+  gate?: Promise<unknown>;
 }
 
 export interface UpstreamSession {

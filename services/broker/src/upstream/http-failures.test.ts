@@ -193,6 +193,92 @@ const failure = (expected: UpstreamError['failure']) => (error: unknown) => {
 const call = (session: UpstreamSession, timeoutMs = 2000, signal?: AbortSignal) =>
   session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs, signal });
 
+describe('HTTP upstream: a gated request (the gateway holds it until the call is on record)', () => {
+  const calls = (path: string) =>
+    seen.filter((entry) => entry.path === path && entry.body?.method === 'tools/call').length;
+
+  test('it is sent only once its gate opens', async () => {
+    const session = await open('/gated-open');
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const answer = session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs: 2000, gate });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(calls('/gated-open'), 0, 'nothing reached the upstream while the gate was shut');
+      release();
+      assert.ok('result' in (await answer));
+      assert.equal(calls('/gated-open'), 1);
+    } finally {
+      await session.close();
+    }
+  });
+
+  test('a gate that fails: nothing is sent, not even a cancellation, and the session goes on', async () => {
+    const session = await open('/gated-refused');
+    try {
+      const gate = new Promise<void>((_, reject) => setTimeout(() => reject(new Error('not admitted')), 50));
+      await assert.rejects(
+        session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs: 2000, gate }),
+        failure('cancelled'),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const after = seen.filter((entry) => entry.path === '/gated-refused' && entry.method === 'POST');
+      assert.deepEqual(
+        after.map((entry) => entry.body?.method),
+        ['initialize', 'notifications/initialized'],
+        'no tools/call and no notifications/cancelled',
+      );
+      assert.ok('result' in (await call(session)), 'the next call goes through');
+    } finally {
+      await session.close();
+    }
+  });
+
+  test('its pooled connection closing while it waits: it goes on a fresh one, after the gate', async () => {
+    const session = await open('/gated-reconnect');
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const answer = session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs: 2000, gate });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      server.closeIdleConnections(); // the socket the waiting request holds is idle to the server
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(calls('/gated-reconnect'), 0, 'nothing sent while the gate was shut');
+      release();
+      assert.ok('result' in (await answer), 'sent once the gate opened, on a new connection');
+      assert.equal(calls('/gated-reconnect'), 1);
+    } finally {
+      await session.close();
+    }
+  });
+
+  test('a request whose deadline passes while gated is never sent', async () => {
+    const session = await open('/gated-late');
+    try {
+      const gate = new Promise<void>((resolve) => setTimeout(resolve, 300));
+      await assert.rejects(
+        session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs: 100, gate }),
+        failure('timeout'),
+      );
+      await gate;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(calls('/gated-late'), 0);
+      assert.ok(
+        !seen.some(
+          (entry) => entry.path === '/gated-late' && entry.body?.method === 'notifications/cancelled',
+        ),
+        'nothing to cancel: it never went out',
+      );
+    } finally {
+      await session.close();
+    }
+  });
+});
+
 describe('HTTP upstream: protocol headers and the credential seam', () => {
   test('every request after initialize carries the session id, the version, Accept and the lease', async () => {
     const session = await open('/ok');

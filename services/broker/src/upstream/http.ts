@@ -116,6 +116,10 @@ interface HttpExchange {
   open: OpenRequest;
   body: string;
   request: http.ClientRequest | undefined;
+  /** Until it resolves, the POST is built but not sent (UpstreamRequestOptions.gate). */
+  gate: Promise<unknown> | undefined;
+  /** Whether any of the exchange's requests reached the upstream (else there is nothing to cancel). */
+  sent: boolean;
   retried: boolean;
   resumes: number;
 }
@@ -300,6 +304,8 @@ export class HttpUpstreamSession implements UpstreamSession {
       open,
       body,
       request: undefined,
+      gate: options.gate,
+      sent: false,
       retried: false,
       resumes: 0,
     };
@@ -526,14 +532,14 @@ export class HttpUpstreamSession implements UpstreamSession {
     }
     request.on('error', (error) => {
       if (open.settled) return;
-      // A keep-alive socket the upstream closed while idle fails at once, before it answered
-      // anything: the one case where sending again is safe (node's documented reusedSocket retry).
-      // Never for tools/call: the upstream may have read it before closing, and a tool must not run twice.
+      // Sending again is safe in two cases. Nothing was sent yet: the pooled socket closed while the
+      // request waited for its gate. Or a keep-alive socket the upstream closed while idle failed at
+      // once, before it answered anything (node's documented reusedSocket retry) — never for
+      // tools/call then: the upstream may have read it before closing, and a tool must not run twice.
       if (
-        request.reusedSocket &&
-        errorCode(error) === 'ECONNRESET' &&
         !exchange.retried &&
-        RETRY_SAFE_METHODS.has(open.method)
+        (!exchange.sent ||
+          (request.reusedSocket && errorCode(error) === 'ECONNRESET' && RETRY_SAFE_METHODS.has(open.method)))
       ) {
         exchange.retried = true;
         this.#send(exchange, 'post');
@@ -547,6 +553,28 @@ export class HttpUpstreamSession implements UpstreamSession {
         error,
       );
     });
+    const { gate } = exchange;
+    if (gate === undefined) {
+      this.#post(exchange, request);
+      return;
+    }
+    // Every attempt waits for the gate, a retry too (once open, it goes at once).
+    gate.then(
+      () => {
+        // A retry replaced this request (its socket closed while it waited): the retry sends.
+        if (exchange.request !== request) return;
+        if (open.settled) request.destroy();
+        else this.#post(exchange, request);
+      },
+      () => {
+        open.fail('cancelled', `${open.method} was not sent: the gateway did not admit it`);
+        request.destroy();
+      },
+    );
+  }
+
+  #post(exchange: HttpExchange, request: http.ClientRequest): void {
+    exchange.sent = true;
     request.end(exchange.body);
   }
 
@@ -713,7 +741,7 @@ export class HttpUpstreamSession implements UpstreamSession {
   /** The request's deadline passed or its caller aborted: drop the exchange, tell the upstream. */
   #giveUp(exchange: HttpExchange, open: OpenRequest, failure: 'timeout' | 'cancelled'): void {
     exchange.request?.destroy();
-    if (open.method === 'initialize' || this.#closed) return;
+    if (!exchange.sent || open.method === 'initialize' || this.#closed) return;
     const reason = failure === 'timeout' ? 'timeout' : 'cancelled by the client';
     this.send({
       jsonrpc: '2.0',

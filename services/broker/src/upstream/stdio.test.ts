@@ -359,6 +359,42 @@ describe('stdio upstream failures', () => {
     }
   });
 
+  test('a gated request reaches the child only once its gate opens, and never if it fails', async () => {
+    const session = await connector.open({ appId: 'fake', transport: fake() }, agentInit);
+    const received = async () => {
+      const response = await session.request('received', {}, { timeoutMs: 2000 });
+      return 'result' in response ? (response.result.methods as string[]) : [];
+    };
+    try {
+      let open!: () => void;
+      const opened = session.request(
+        'echo',
+        { n: 1 },
+        {
+          timeoutMs: 2000,
+          gate: new Promise<void>((resolve) => {
+            open = resolve;
+          }),
+        },
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.ok(!(await received()).includes('echo'), 'nothing written while the gate is shut');
+      open();
+      assert.deepEqual(await opened.then((r) => 'result' in r && r.result), { echo: { n: 1 } });
+
+      const refused = Promise.reject(new Error('not admitted'));
+      await assert.rejects(
+        session.request('refused', {}, { timeoutMs: 2000, gate: refused }),
+        failure('cancelled'),
+      );
+      const methods = await received();
+      assert.ok(!methods.includes('refused'), 'a refused request is never written');
+      assert.ok(!methods.includes('notifications/cancelled'), 'nor cancelled, since it never went out');
+    } finally {
+      await session.close();
+    }
+  });
+
   test('a crash fails open calls with closed; garbage and oversized lines with protocol; then it restarts', async () => {
     const small = createUpstreamConnector({
       credentials: noUpstreamAuth,

@@ -188,6 +188,20 @@ export class StdioUpstreamSession implements UpstreamSession {
     const open = new OpenRequest(this.appId, id, method, params, options, (request, failure) =>
       this.#giveUp(request, failure),
     );
+    const { gate } = options;
+    if (gate === undefined) this.#dispatch(open, line, duringStart);
+    else
+      gate.then(
+        () => {
+          if (!open.settled) this.#dispatch(open, line, duringStart);
+        },
+        () => open.fail('cancelled', `${method} was not sent: the gateway did not admit it`),
+      );
+    return open.promise;
+  }
+
+  /** Writes a request to the child, or queues it while the child (re)starts. */
+  #dispatch(open: OpenRequest, line: string, duringStart: boolean): void {
     const child = this.#child;
     if (child && (child.ready || duringStart) && !child.dying) {
       this.#writeRequest(child, open, line);
@@ -197,7 +211,6 @@ export class StdioUpstreamSession implements UpstreamSession {
         this.#queued = this.#queued.filter((entry) => entry.open !== open);
       });
     }
-    return open.promise;
   }
 
   async send(message: JsonRpcNotification | JsonRpcResponse): Promise<void> {

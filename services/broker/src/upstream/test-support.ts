@@ -51,9 +51,13 @@ export const agentInit: UpstreamSessionInit = {
 export const fakeStdioServer = `
 const readline = require('node:readline');
 const out = (message) => process.stdout.write(JSON.stringify(message) + '\\n');
+const received = [];
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
   const m = JSON.parse(line);
+  received.push(m.method ?? 'response');
   switch (m.method) {
+    case 'received':
+      return out({ jsonrpc: '2.0', id: m.id, result: { methods: received } });
     case 'initialize':
       if (process.env.FAKE_MODE === 'exit-on-initialize') process.exit(7);
       // FAKE_MARKER: the first child creates the file; every later one finds it and dies.
