@@ -56,8 +56,11 @@ export async function startCompactedReader(options: CompactedReaderOptions): Pro
   const consumer: Consumer = kafka.consumer({
     groupId: `${groupPrefix}.${randomUUID()}`,
     allowAutoTopicCreation: false,
-    // Latency of a change matters more than batching here: state changes are rare and small.
-    maxWaitTimeInMs: 50,
+    // How long Kafka holds a fetch that finds nothing new. A change still arrives at once (the fetch
+    // returns as soon as there is a byte to read: 3 ms from produce to applied, measured with 50,
+    // 500 and 1000 alike); the wait only sets how often an idle reader polls (each poll wakes the
+    // broker's event loop between calls) and how long stop() waits for the fetch in flight.
+    maxWaitTimeInMs: 250,
     sessionTimeout: 30000,
     heartbeatInterval: 3000,
   });
