@@ -131,6 +131,8 @@ export class Spool {
   #deferDeadline = 0;
   /** Serializes every file operation that moves the segment or the position. */
   #lock: Promise<void> = Promise.resolve();
+  /** Operations started through #exclusive and not yet finished (running or waiting their turn). */
+  #exclusiveOps = 0;
   #closed = false;
   /**
    * The newest durable records, oldest first, contiguous up to `#size`; every entry is pending
@@ -463,10 +465,12 @@ export class Spool {
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#lock.then(fn);
+    // With nothing running or waiting, the operation starts now rather than a turn of the
+    // microtask queue later: an append's disk write is then under way before its caller goes on.
+    const run = this.#exclusiveOps++ === 0 ? startNow(fn) : this.#lock.then(fn);
     this.#lock = run.then(
-      () => {},
-      () => {},
+      () => void this.#exclusiveOps--,
+      () => void this.#exclusiveOps--,
     );
     return run;
   }
@@ -500,6 +504,15 @@ async function scanRecords(
     records += 1;
   }
   return { records, validEnd: offset };
+}
+
+/** Runs `fn` at once; a synchronous throw becomes a rejection, as inside `then`. */
+function startNow<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return fn();
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
 
 async function readExactly(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {

@@ -165,9 +165,7 @@ export class Enforcement {
       app: { id: operation.appId },
       tool: { name: operation.tool },
       // The class the policy judged the call as: an admin override in the directory may differ.
-      actionClass: ActionClass.safeParse(judgedAs).success
-        ? (judgedAs as ActionClass)
-        : operation.actionClass,
+      actionClass: isActionClass(judgedAs) ? judgedAs : operation.actionClass,
       argumentsDigest: digestOf(operation.arguments),
       decision,
       ...(caller.user ? { onBehalfOf: { userId: caller.user.id } } : {}),
@@ -418,6 +416,12 @@ function refusal(callId: string, decision: Decision): RefusedCall {
     detail,
     error: new RpcError(RpcCode.PolicyDenied, `Denied by policy (${decision.reasons.join(', ')}).`, detail),
   };
+}
+
+const ACTION_CLASSES: ReadonlySet<string> = new Set(ActionClass.options);
+/** A plain set lookup: this runs on every call, where zod's safeParse would build a result object. */
+function isActionClass(value: string): value is ActionClass {
+  return ACTION_CLASSES.has(value);
 }
 
 /** Resolves in the event loop's check phase, after this turn's I/O callbacks and microtasks. */
