@@ -196,16 +196,22 @@ const call = (session: UpstreamSession, timeoutMs = 2000, signal?: AbortSignal) 
 describe('HTTP upstream: a gated request (the gateway holds it until the call is on record)', () => {
   const calls = (path: string) =>
     seen.filter((entry) => entry.path === path && entry.body?.method === 'tools/call').length;
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  /** A tools/call held behind a gate the test opens. */
+  const held = (session: UpstreamSession) => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const answer = session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs: 2000, gate });
+    return { answer, release };
+  };
 
   test('it is sent only once its gate opens', async () => {
     const session = await open('/gated-open');
     try {
-      let release!: () => void;
-      const gate = new Promise<void>((resolve) => {
-        release = resolve;
-      });
-      const answer = session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs: 2000, gate });
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      const { answer, release } = held(session);
+      await sleep(100);
       assert.equal(calls('/gated-open'), 0, 'nothing reached the upstream while the gate was shut');
       release();
       assert.ok('result' in (await answer));
@@ -223,7 +229,7 @@ describe('HTTP upstream: a gated request (the gateway holds it until the call is
         session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs: 2000, gate }),
         failure('cancelled'),
       );
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
       const after = seen.filter((entry) => entry.path === '/gated-refused' && entry.method === 'POST');
       assert.deepEqual(
         after.map((entry) => entry.body?.method),
@@ -239,14 +245,10 @@ describe('HTTP upstream: a gated request (the gateway holds it until the call is
   test('its pooled connection closing while it waits: it goes on a fresh one, after the gate', async () => {
     const session = await open('/gated-reconnect');
     try {
-      let release!: () => void;
-      const gate = new Promise<void>((resolve) => {
-        release = resolve;
-      });
-      const answer = session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs: 2000, gate });
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      const { answer, release } = held(session);
+      await sleep(50);
       server.closeIdleConnections(); // the socket the waiting request holds is idle to the server
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
       assert.equal(calls('/gated-reconnect'), 0, 'nothing sent while the gate was shut');
       release();
       assert.ok('result' in (await answer), 'sent once the gate opened, on a new connection');
@@ -265,7 +267,7 @@ describe('HTTP upstream: a gated request (the gateway holds it until the call is
         failure('timeout'),
       );
       await gate;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
       assert.equal(calls('/gated-late'), 0);
       assert.ok(
         !seen.some(
