@@ -64,29 +64,18 @@ export interface OutcomeDetail {
   argumentRedactions?: Record<string, number>;
 }
 
-/**
- * An operation the policy has decided, on its way to admission. `cleared` settles as soon as what
- * may stop the call before its recording is known:
- * - allowed and within its rate limits: `{ decision, admitted }`, while the request event may still
- *   be on its way to disk. The caller may prepare the upstream request now (DLP on the arguments,
- *   the HTTP request) but sends nothing before `admitted` resolves; `admitted` rejects with an
- *   RpcError when the audit path refuses the call, and every caller must await it.
- * - not allowed by policy: the refusal to answer with, once the call is on record.
- * - rejects with an RpcError when a limit, or the audit path, refused the call (on record as not
- *   executed).
- */
-export interface Judgement {
-  callId: string;
-  cleared: Promise<ClearedCall | RefusedCall>;
-}
-
 /** When a call started and when the policy had decided it (performance.now()). */
 interface CallTimes {
   started: number;
   decided: number;
 }
 
-/** An allowed call within its limits whose request event may not be durable yet (see Judgement). */
+/**
+ * An allowed call within its limits whose request event may not be durable yet (see `judge`). The
+ * caller may prepare the upstream request now (DLP on the arguments, the HTTP request) but sends
+ * nothing before `admitted` resolves; `admitted` rejects with an RpcError when the audit path
+ * refuses the call, and every caller must await it.
+ */
 export interface ClearedCall {
   decision: Decision;
   admitted: Promise<AdmittedCall>;
@@ -133,15 +122,21 @@ export class Enforcement {
 
   /** Resolves once an operation is admitted or refused (see `judge`). */
   async admit(caller: Caller, operation: Operation): Promise<AdmittedCall | RefusedCall> {
-    const cleared = await this.judge(caller, operation).cleared;
+    const cleared = await this.judge(caller, operation);
     return 'admitted' in cleared ? cleared.admitted : cleared;
   }
 
   /**
    * Decides an operation at once and starts admitting it: recording the request and the decision
-   * durably and, for an allowed call, checking the rate limits, side by side (see Judgement).
+   * durably and, for an allowed call, checking the rate limits, side by side. Settles as soon as
+   * what may stop the call before its recording is known:
+   * - allowed and within its rate limits: a ClearedCall, while the request event may still be on
+   *   its way to disk or to Kafka;
+   * - not allowed by policy: the refusal to answer with, once the call is on record;
+   * - rejects with an RpcError when a limit, or the audit path, refused the call (on record as not
+   *   executed).
    */
-  judge(caller: Caller, operation: Operation): Judgement {
+  judge(caller: Caller, operation: Operation): Promise<ClearedCall | RefusedCall> {
     const { engine, metrics } = this.#deps;
     const callId = randomUUID();
     const started = performance.now();
@@ -173,25 +168,24 @@ export class Enforcement {
     // Limits apply to calls policy allowed, in the class the policy's obligation names. The check
     // runs while the request is being recorded: a limited call is on record as not executed.
     const times = { started, decided };
-    if (decision.outcome !== 'allow')
-      return { callId, cleared: this.#refused(operation.appId, requested, times) };
+    if (decision.outcome !== 'allow') return this.#refused(operation.appId, requested, times);
     const limiting = this.#rateLimit(
       caller.agent,
       operation,
       decision.obligations?.rateLimitClass ?? 'standard',
     );
     const admitted = this.#admitted(operation.appId, requested, limiting, times);
-    // Whoever holds `cleared` awaits `admitted` (Judgement); should a caller fail before it does,
-    // a refusal here must not become an unhandled rejection that ends the process.
+    // Whoever gets the ClearedCall awaits `admitted`; should a caller fail before it does, a
+    // refusal here must not become an unhandled rejection that ends the process.
     admitted.catch(() => {});
-    return {
-      callId,
-      cleared: limiting.then(async (refused) => {
+    return limiting.then(async (refused) => {
+      if (refused) {
         // Over a limit: `admitted` throws the refusal once the call is on record as not executed.
-        if (refused) await admitted;
-        return { decision, admitted };
-      }),
-    };
+        await admitted;
+        throw refused;
+      }
+      return { decision, admitted };
+    });
   }
 
   /** An allowed call once on record and within its limits; throws a limit's or the audit path's refusal. */

@@ -221,7 +221,7 @@ async function callTool(
     actionClass: actionClassOf(annotations),
     arguments: args,
   };
-  const cleared = await deps.enforcement.judge(caller, operation).cleared;
+  const cleared = await deps.enforcement.judge(caller, operation);
   if (!('admitted' in cleared)) return decisionResult(cleared);
   // The request event may still be on its way to disk: DLP and the upstream request are prepared
   // meanwhile, and forward sends the request only once the call is admitted.
@@ -257,7 +257,7 @@ async function readResource(
   };
   if (!context.apps.includes(target.appId))
     throw (await refuseOutsideEntitlements(deps, context, operation)).error;
-  const cleared = await deps.enforcement.judge(context.caller, operation).cleared;
+  const cleared = await deps.enforcement.judge(context.caller, operation);
   if (!('admitted' in cleared)) throw cleared.error;
   return forward(deps, context, cleared.admitted, target.appId, 'resources/read', {
     ...progressMeta(context),
@@ -294,7 +294,7 @@ async function getPrompt(
     actionClass: 'read',
     arguments: args,
   };
-  const cleared = await deps.enforcement.judge(context.caller, operation).cleared;
+  const cleared = await deps.enforcement.judge(context.caller, operation);
   if (!('admitted' in cleared)) throw cleared.error;
   const outgoing = deps.guard.arguments(cleared.decision, operation);
   if (!outgoing.pass) {
