@@ -465,13 +465,21 @@ export class Spool {
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const idle = this.#exclusiveOps++ === 0;
+    // The lock is taken before `fn` starts, so that an exclusive call made from inside it waits.
+    const previous = this.#lock;
+    let release!: () => void;
+    this.#lock = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     // With nothing running or waiting, the operation starts now rather than a turn of the
     // microtask queue later: an append's disk write is then under way before its caller goes on.
-    const run = this.#exclusiveOps++ === 0 ? startNow(fn) : this.#lock.then(fn);
-    this.#lock = run.then(
-      () => void this.#exclusiveOps--,
-      () => void this.#exclusiveOps--,
-    );
+    const run = idle ? startNow(fn) : previous.then(fn);
+    const done = () => {
+      this.#exclusiveOps--;
+      release();
+    };
+    run.then(done, done);
     return run;
   }
 }

@@ -384,7 +384,7 @@ async function forward(
   channel.onAbandoned(() => controller.abort(new Error('the client went away')));
   let response: JsonRpcResponse;
   // The upstream step starts when the request may go out, not while it waits for the admission.
-  let released = performance.now();
+  let released: number | undefined;
   admission.then(
     () => {
       released = performance.now();
@@ -402,11 +402,14 @@ async function forward(
       }),
     );
   } catch (error) {
+    // Failed while held (the agent went away, the deadline passed, the app could not be reached):
+    // the transport sent nothing, so the call did not run.
+    const sentAt = released;
     // Not admitted after all (the audit path refused it): nothing was sent, the refusal is thrown.
     const admitted = await admission;
-    deps.metrics?.step('upstream', performance.now() - released);
     const failure = upstreamRpcError(appId, error);
-    admitted.finish('failed', {
+    if (sentAt !== undefined) deps.metrics?.step('upstream', performance.now() - sentAt);
+    admitted.finish(sentAt === undefined ? 'not_executed' : 'failed', {
       error: { code: String(failure.data?.code), message: failure.message },
       ...argumentRedactions,
     });
@@ -415,7 +418,7 @@ async function forward(
     session.inflight.delete(request.id);
   }
   const admitted = await admission;
-  const upstreamMs = performance.now() - released;
+  const upstreamMs = performance.now() - (released ?? performance.now());
   deps.metrics?.step('upstream', upstreamMs);
   if ('error' in response) {
     // Upstream errors pass through faithfully, after DLP like any answer.

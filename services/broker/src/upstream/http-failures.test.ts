@@ -46,6 +46,9 @@ function misbehave(path: string, id: unknown, req: http.IncomingMessage, res: ht
       return;
     case '/hang':
       return; // never answers
+    case '/slow':
+      setTimeout(() => json(res, 200, { jsonrpc: '2.0', id, result: { slow: true } }), 120);
+      return;
     case '/garbage':
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"jsonrpc":"2.0", this is not json');
@@ -120,6 +123,8 @@ function misbehave(path: string, id: unknown, req: http.IncomingMessage, res: ht
   }
 }
 let pendingPoll: unknown;
+/** TCP connections the upstream has accepted. */
+let connections = 0;
 
 before(async () => {
   server = http.createServer((req, res) => {
@@ -174,6 +179,7 @@ before(async () => {
       misbehave(path, body?.id, req, res);
     });
   });
+  server.on('connection', () => connections++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
@@ -253,6 +259,40 @@ describe('HTTP upstream: a gated request (the gateway holds it until the call is
       release();
       assert.ok('result' in (await answer), 'sent once the gate opened, on a new connection');
       assert.equal(calls('/gated-reconnect'), 1);
+    } finally {
+      await session.close();
+    }
+  });
+
+  test('the deadline starts over when the gate opens: the upstream gets all of it', async () => {
+    const session = await open('/slow');
+    try {
+      const gate = new Promise<void>((resolve) => setTimeout(resolve, 150));
+      // Counted from the call, the 200 ms would end before the slow answer (150 + 120 ms).
+      const answer = await session.request(
+        'tools/call',
+        { name: 't', arguments: {} },
+        { timeoutMs: 200, gate },
+      );
+      assert.deepEqual('result' in answer && answer.result, { slow: true });
+    } finally {
+      await session.close();
+    }
+  });
+
+  test('with no idle connection to hold, none is opened before the gate opens', async () => {
+    const session = await open('/gated-no-idle');
+    try {
+      server.closeIdleConnections();
+      await sleep(50); // the client sees its pooled sockets close
+      const before = connections;
+      const { answer, release } = held(session);
+      await sleep(100);
+      assert.equal(connections, before, 'no connection opened (or queued for) while held');
+      release();
+      assert.ok('result' in (await answer));
+      assert.equal(connections, before + 1);
+      assert.equal(calls('/gated-no-idle'), 1);
     } finally {
       await session.close();
     }

@@ -116,8 +116,10 @@ interface HttpExchange {
   open: OpenRequest;
   body: string;
   request: http.ClientRequest | undefined;
-  /** Until it resolves, the POST is built but not sent (UpstreamRequestOptions.gate). */
+  /** Until it resolves, the POST is not sent (UpstreamRequestOptions.gate). */
   gate: Promise<unknown> | undefined;
+  /** The gate has opened (or there was none): the POST, and any retry of it, may go out. */
+  gateOpen: boolean;
   /** Whether any of the exchange's requests reached the upstream (else there is nothing to cancel). */
   sent: boolean;
   retried: boolean;
@@ -146,8 +148,15 @@ const PROTOCOL_HEADERS = new Set([
   'upgrade',
   'te',
   'trailer',
+  // Also part of the gate's guarantee: with Expect, node sends the headers before end() is called.
   'expect',
 ]);
+
+/** Whether the request's agent holds an idle keep-alive connection it would hand this request. */
+function hasIdleConnection(options: https.RequestOptions): boolean {
+  const agent = options.agent as http.Agent;
+  return (agent.freeSockets[agent.getName(options)]?.length ?? 0) > 0;
+}
 
 function mediaType(header: string | undefined): string {
   if (!header) return '';
@@ -305,6 +314,7 @@ export class HttpUpstreamSession implements UpstreamSession {
       body,
       request: undefined,
       gate: options.gate,
+      gateOpen: options.gate === undefined,
       sent: false,
       retried: false,
       resumes: 0,
@@ -463,9 +473,9 @@ export class HttpUpstreamSession implements UpstreamSession {
    * Creates the request; node throws synchronously on a header it refuses (a lease value with a
    * newline, say). That becomes an UpstreamError naming the error code, never the header's value.
    */
-  #createRequest(method: string, headers: string[], stream: boolean): http.ClientRequest {
+  #createRequest(options: https.RequestOptions): http.ClientRequest {
     try {
-      return (this.#isHttps ? https : http).request(this.#requestOptions(method, headers, stream));
+      return (this.#isHttps ? https : http).request(options);
     } catch (error) {
       throw new UpstreamError(
         this.appId,
@@ -513,9 +523,23 @@ export class HttpUpstreamSession implements UpstreamSession {
           name: 'last-event-id',
           value: lastEventId as string,
         });
+    const options = this.#requestOptions(post ? 'POST' : 'GET', headers, !post);
+    const gate = exchange.gateOpen ? undefined : exchange.gate;
+    if (gate !== undefined && !hasIdleConnection(options)) {
+      // No pooled connection to hold while the call is being recorded: rather than open one (or
+      // queue for one) just to wait, the request is built once the gate opens.
+      gate.then(
+        () => {
+          this.#gateOpened(exchange);
+          this.#sendWith(exchange, kind, credentialHeaders, lastEventId);
+        },
+        () => open.fail('cancelled', `${open.method} was not sent: the gateway did not admit it`),
+      );
+      return;
+    }
     let request: http.ClientRequest;
     try {
-      request = this.#createRequest(post ? 'POST' : 'GET', headers, !post);
+      request = this.#createRequest(options);
     } catch (error) {
       const failure = error as UpstreamError;
       open.fail(failure.failure, failure.message);
@@ -553,16 +577,17 @@ export class HttpUpstreamSession implements UpstreamSession {
         error,
       );
     });
-    const { gate } = exchange;
     if (gate === undefined) {
       this.#post(exchange, request);
       return;
     }
-    // Every attempt waits for the gate, a retry too (once open, it goes at once).
+    // Built on an idle pooled connection; nothing is written before end(). A retry made while
+    // waiting (the connection closed) waits for the same gate.
     gate.then(
       () => {
+        this.#gateOpened(exchange);
         // A retry replaced this request (its socket closed while it waited): the retry sends.
-        if (exchange.request !== request) return;
+        if (exchange.request !== request || request.destroyed) return;
         if (open.settled) request.destroy();
         else this.#post(exchange, request);
       },
@@ -573,9 +598,21 @@ export class HttpUpstreamSession implements UpstreamSession {
     );
   }
 
+  /** The gate opened: the upstream gets its whole deadline from now, not from when the call was judged. */
+  #gateOpened(exchange: HttpExchange): void {
+    if (exchange.gateOpen) return;
+    exchange.gateOpen = true;
+    exchange.open.restartDeadline();
+  }
+
   #post(exchange: HttpExchange, request: http.ClientRequest): void {
     exchange.sent = true;
-    request.end(exchange.body);
+    try {
+      request.end(exchange.body);
+    } catch (error) {
+      // Called from a promise reaction: a throw here would be an unhandled rejection.
+      exchange.open.fail('unreachable', 'upstream request could not be sent', error);
+    }
   }
 
   #onPostResponse(exchange: HttpExchange, response: http.IncomingMessage, kind: ExchangeKind): void {
@@ -816,7 +853,7 @@ export class HttpUpstreamSession implements UpstreamSession {
     );
     let request: http.ClientRequest;
     try {
-      request = this.#createRequest('GET', headers, true);
+      request = this.#createRequest(this.#requestOptions('GET', headers, true));
     } catch (error) {
       this.#logger.warn({ appId: this.appId, err: (error as Error).message }, 'upstream stream not opened');
       this.#scheduleStream();
@@ -910,7 +947,7 @@ export class HttpUpstreamSession implements UpstreamSession {
     });
     const headers = this.#headers(credentials.headers, ACCEPT_BOTH, body);
     return new Promise<{ status: number }>((resolve, reject) => {
-      const request = this.#createRequest(method, headers, false); // a throw here rejects
+      const request = this.#createRequest(this.#requestOptions(method, headers, false)); // a throw here rejects
       const timer = setTimeout(() => {
         request.destroy();
         reject(

@@ -182,6 +182,11 @@ export class OpenRequest {
     return true;
   }
 
+  /** Starts the deadline over (the request was held before it could be sent). */
+  restartDeadline(): void {
+    if (!this.#settled) this.#timer?.refresh();
+  }
+
   resolve(response: JsonRpcResponse): void {
     if (this.#settle()) this.#resolve(response);
   }

@@ -395,6 +395,21 @@ describe('stdio upstream failures', () => {
     }
   });
 
+  test('a gated request of a session closed meanwhile fails closed at once, unsent', async () => {
+    const session = await connector.open({ appId: 'fake', transport: fake() }, agentInit);
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const held = session.request('echo', {}, { timeoutMs: 5000, gate });
+    const refused = assert.rejects(held, failure('closed'));
+    const started = performance.now();
+    await session.close();
+    await refused;
+    assert.ok(performance.now() - started < 2000, 'not left to its deadline');
+    open();
+  });
+
   test('a crash fails open calls with closed; garbage and oversized lines with protocol; then it restarts', async () => {
     const small = createUpstreamConnector({
       credentials: noUpstreamAuth,

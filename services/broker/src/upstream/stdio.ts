@@ -118,6 +118,8 @@ export class StdioUpstreamSession implements UpstreamSession {
   readonly #written = new WeakSet<OpenRequest>();
   /** Requests waiting for a (re)started child to be ready. */
   #queued: { open: OpenRequest; line: string }[] = [];
+  /** Requests held until the gateway admits them (UpstreamRequestOptions.gate). */
+  readonly #gated = new Set<OpenRequest>();
   #listener: ((message: ChildMessage) => void) | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -189,14 +191,28 @@ export class StdioUpstreamSession implements UpstreamSession {
       this.#giveUp(request, failure),
     );
     const { gate } = options;
-    if (gate === undefined) this.#dispatch(open, line, duringStart);
-    else
-      gate.then(
-        () => {
-          if (!open.settled) this.#dispatch(open, line, duringStart);
-        },
-        () => open.fail('cancelled', `${method} was not sent: the gateway did not admit it`),
-      );
+    if (gate === undefined) {
+      this.#dispatch(open, line, duringStart);
+      return open.promise;
+    }
+    // Held: in neither #inflight nor #queued until the gate opens, so close() finds it here.
+    this.#gated.add(open);
+    gate.then(
+      () => {
+        this.#gated.delete(open);
+        if (open.settled) return;
+        if (this.#closed) {
+          open.fail('closed', 'upstream session closed');
+          return;
+        }
+        open.restartDeadline();
+        this.#dispatch(open, line, duringStart);
+      },
+      () => {
+        this.#gated.delete(open);
+        open.fail('cancelled', `${method} was not sent: the gateway did not admit it`);
+      },
+    );
     return open.promise;
   }
 
@@ -251,6 +267,8 @@ export class StdioUpstreamSession implements UpstreamSession {
     this.#failInflight('closed', 'upstream session closed');
     for (const { open } of [...this.#queued]) open.fail('closed', 'upstream session closed');
     this.#queued = [];
+    for (const open of [...this.#gated]) open.fail('closed', 'upstream session closed');
+    this.#gated.clear();
     const child = this.#child;
     if (!child || child.ended) return;
     // The stdio spec's order: close stdin, then SIGTERM, then SIGKILL, each after a grace period.
