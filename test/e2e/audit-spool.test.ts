@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { Topics, topicName } from '@portcullis/contracts';
@@ -79,6 +81,23 @@ test('Kafka stopped mid-run: calls keep working, no audit event is lost, the spo
   await kafka.kill();
   const during: string[] = [];
   const started = performance.now();
+  // The first call now waits out the 500 ms send timeout before its request event goes to the
+  // spool, and only then may it run: the upstream itself, asked directly, must not have the record
+  // before. (The broker prepares the upstream request meanwhile and holds it; ADR 0041.)
+  const upstream = new Client({ name: 'upstream-observer', version: '1.0.0' });
+  await upstream.connect(new StreamableHTTPClientTransport(new URL(stack.upstreamUrl)));
+  const first = call('update_record', { id: 'spooled-first', text: 'written once recorded' });
+  const hasFirst = async () =>
+    ((await upstream.callTool({ name: 'read_record', arguments: { id: 'spooled-first' } })) as CallToolResult)
+      .isError !== true;
+  while (performance.now() - started < 350) {
+    assert.equal(await hasFirst(), false, 'the upstream ran the call before its event was recorded');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.notEqual((await first).isError, true);
+  assert.equal(await hasFirst(), true, 'and ran it once recorded');
+  await upstream.close();
+  during.push('spooled-first');
   for (let i = 0; i < 6; i++) {
     const id = `spooled-${i}`;
     const result = await call('update_record', { id, text: `written while Kafka was down (${i})` });
@@ -95,12 +114,12 @@ test('Kafka stopped mid-run: calls keep working, no audit event is lost, the spo
   assert.equal(ready.status, 200, 'a broker with room in its spool stays ready');
   const spooling = await scrapeMetrics(broker.url);
   assert.equal(spooling('portcullis_audit_spooling'), 1);
-  assert.ok(spooling('portcullis_audit_spool_events') >= 7, 'at least every request is in the spool');
+  assert.ok(spooling('portcullis_audit_spool_events') >= 8, 'at least every request is in the spool');
   assert.ok(spooling('portcullis_audit_spool_bytes') > 0);
   assert.equal((await calls()).length, 1, 'nothing reached the ledger while Kafka was down');
 
   await kafka.resume();
-  const rows = await ledgerWith(8);
+  const rows = await ledgerWith(9);
   await waitFor('the spool drained and left', async () => {
     const drained = await scrapeMetrics(broker.url);
     return drained('portcullis_audit_spooling') === 0 && drained('portcullis_audit_spool_events') === 0;
@@ -114,7 +133,7 @@ test('Kafka stopped mid-run: calls keep working, no audit event is lost, the spo
     ],
   );
   const events = await ledger.query<{ n: string }>('SELECT count(*) AS n FROM audit.ledger_events');
-  assert.equal(Number(events.rows[0]?.n), 16, 'every request and every outcome, once each');
+  assert.equal(Number(events.rows[0]?.n), 18, 'every request and every outcome, once each');
   // Replay kept the order: on each partition, events sit in the order the broker emitted them,
   // so every call's request precedes its outcome.
   const placed = await ledger.query<{ source_partition: number; occurred_at: Date; event_type: string }>(
@@ -131,7 +150,7 @@ test('Kafka stopped mid-run: calls keep working, no audit event is lost, the spo
 
   // Back on Kafka: new calls go straight through again.
   await call('read_record', { id: 'spooled-0' });
-  await ledgerWith(9);
+  await ledgerWith(10);
   await client.close();
   await broker.process.stop('SIGTERM');
 });
