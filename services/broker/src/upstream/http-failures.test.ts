@@ -280,6 +280,23 @@ describe('HTTP upstream: a gated request (the gateway holds it until the call is
     }
   });
 
+  test('a held request is built on an idle pooled connection, ready to go', async () => {
+    const session = await open('/gated-ready');
+    try {
+      const before = connections;
+      const { answer, release } = held(session);
+      await sleep(50);
+      // The held request has taken the session's idle connection: another call needs a new one.
+      assert.ok('result' in (await call(session)));
+      assert.equal(connections, before + 1, "the idle connection was the held request's");
+      release();
+      assert.ok('result' in (await answer));
+      assert.equal(calls('/gated-ready'), 2);
+    } finally {
+      await session.close();
+    }
+  });
+
   test('with no idle connection to hold, none is opened before the gate opens', async () => {
     const session = await open('/gated-no-idle');
     try {

@@ -155,7 +155,8 @@ const PROTOCOL_HEADERS = new Set([
 /** Whether the request's agent holds an idle keep-alive connection it would hand this request. */
 function hasIdleConnection(options: https.RequestOptions): boolean {
   const agent = options.agent as http.Agent;
-  return (agent.freeSockets[agent.getName(options)]?.length ?? 0) > 0;
+  // The pool is keyed by `host` (as node's ClientRequest sets it from `hostname`).
+  return (agent.freeSockets[agent.getName({ ...options, host: options.hostname })]?.length ?? 0) > 0;
 }
 
 function mediaType(header: string | undefined): string {
