@@ -29,6 +29,8 @@ import { TestStack } from '../support/stack.ts';
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
 const RATE = Number(process.env.BENCH_RATE ?? 500);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,4,16').split(',').map(Number);
+/** Open-loop rounds, each running every path once in turn; the figures are their medians. */
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const fmt = (n: number, digits = 2) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
 /** A difference in ms with its sign: the relay's p99 can come out below the direct path's. */
 const signed = (n: number) => `${n >= 0 ? '+' : ''}${fmt(n, 3)}`;
@@ -179,6 +181,16 @@ async function openLoop(rate: number, durationMs: number, op: () => Promise<void
   };
 }
 
+type OpenResult = Awaited<ReturnType<typeof openLoop>>;
+
+/** One open-loop round: every path at the same rate, one after the other. */
+interface OpenRound {
+  direct: OpenResult & Run;
+  gateway: OpenResult & Run;
+  relay: OpenResult;
+  durableRelay: OpenResult;
+}
+
 interface Run {
   p50: number;
   p99: number;
@@ -206,7 +218,45 @@ async function withCpu<T extends Omit<Run, 'cpuPerCallUs' | 'mainThreadCpuPerCal
   };
 }
 
-function row(label: string, direct: Run, gateway: Run) {
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+/** Each figure of several runs of one path: its median over the runs. */
+function medianRun<T extends object>(runs: T[]): T {
+  const keys = Object.keys(runs[0] as T) as (keyof T)[];
+  return Object.fromEntries(keys.map((key) => [key, median(runs.map((run) => run[key] as number))])) as T;
+}
+
+interface Latency {
+  p50: number;
+  p99: number;
+}
+
+/** What `path` added to the direct path, round by round: the median of those paired differences. */
+function addedOver<R extends { direct: Latency }>(
+  rounds: R[],
+  path: (round: R) => Latency,
+): Latency & { each: string } {
+  const p50 = rounds.map((round) => path(round).p50 - round.direct.p50);
+  const p99 = rounds.map((round) => path(round).p99 - round.direct.p99);
+  return {
+    p50: median(p50),
+    p99: median(p99),
+    each: p50.map((value, i) => `${signed(value)} / ${signed(p99[i] as number)}`).join(', '),
+  };
+}
+
+function row(
+  label: string,
+  direct: Run,
+  gateway: Run,
+  added = { p50: gateway.p50 - direct.p50, p99: gateway.p99 - direct.p99 },
+) {
   console.log(
     [
       label.padEnd(18),
@@ -214,7 +264,7 @@ function row(label: string, direct: Run, gateway: Run) {
       `${fmt(direct.perSecond, 0)}/s`.padEnd(10),
       `${fmt(gateway.p50, 3)} / ${fmt(gateway.p99, 3)} ms`.padEnd(22),
       `${fmt(gateway.perSecond, 0)}/s`.padEnd(10),
-      `${signed(gateway.p50 - direct.p50)} / ${signed(gateway.p99 - direct.p99)} ms`.padEnd(24),
+      `${signed(added.p50)} / ${signed(added.p99)} ms`.padEnd(24),
       `${fmt(gateway.p50 / direct.p50, 1)}× / ${fmt(gateway.p99 / direct.p99, 1)}×`.padEnd(18),
       `${fmt(direct.cpuPerCallUs, 0)} / ${fmt(gateway.cpuPerCallUs, 0)} (${fmt(gateway.mainThreadCpuPerCallUs, 0)}) µs`,
     ].join(' '),
@@ -274,27 +324,47 @@ async function main(): Promise<void> {
         `${'workload'.padEnd(18)} ${'direct p50 / p99'.padEnd(22)} ${'direct'.padEnd(10)} ${'gateway p50 / p99'.padEnd(22)} ${'gateway'.padEnd(10)} ${'added p50 / p99'.padEnd(24)} ${'ratio p50 / p99'.padEnd(18)} CPU/call upstream / broker (its main thread)`,
       );
       const brokerPid = broker.process.child.pid ?? 0;
-      const openDirect = await withCpu(upstream.pid, DURATION_MS, () =>
-        openLoop(RATE, DURATION_MS, () => direct.call('echo')),
-      );
+      // The paths take turns, round after round, so that the machine's drift falls on all alike;
+      // each figure is the median of the rounds, each added figure the median of the rounds' own.
       const stepsBefore = await scrapeMetrics(broker.url);
-      const openGateway = await withCpu(brokerPid, DURATION_MS, () =>
-        openLoop(RATE, DURATION_MS, () => gateway.call('echo')),
-      );
+      const rounds: OpenRound[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        rounds.push({
+          direct: await withCpu(upstream.pid, DURATION_MS, () =>
+            openLoop(RATE, DURATION_MS, () => direct.call('echo')),
+          ),
+          gateway: await withCpu(brokerPid, DURATION_MS, () =>
+            openLoop(RATE, DURATION_MS, () => gateway.call('echo')),
+          ),
+          relay: await openLoop(RATE, DURATION_MS, () => bare.call('echo')),
+          durableRelay: await openLoop(RATE, DURATION_MS, () => bareDurable.call('echo')),
+        });
+      }
       const stepsAfter = await scrapeMetrics(broker.url);
-      const openRelay = await openLoop(RATE, DURATION_MS, () => bare.call('echo'));
-      const openDurableRelay = await openLoop(RATE, DURATION_MS, () => bareDurable.call('echo'));
-      row(`open ${RATE}/s`, openDirect, openGateway);
-      if (openDirect.errors + openGateway.errors + openRelay.errors > 0)
+      const openDirect = medianRun(rounds.map((round) => round.direct));
+      const openGateway = medianRun(rounds.map((round) => round.gateway));
+      const openRelay = medianRun(rounds.map((round) => round.relay));
+      const openDurableRelay = medianRun(rounds.map((round) => round.durableRelay));
+      const added = addedOver(rounds, (round) => round.gateway);
+      const relayAdded = addedOver(rounds, (round) => round.relay);
+      const durableAdded = addedOver(rounds, (round) => round.durableRelay);
+      row(`open ${RATE}/s`, openDirect, openGateway, added);
+      if (ROUNDS > 1)
         console.log(
-          `  errors: direct ${openDirect.errors}, gateway ${openGateway.errors}, bare relay ${openRelay.errors}`,
+          `  ${ROUNDS} rounds of ${DURATION_MS / 1000} s, added p50 / p99 ms in each: ${added.each}`,
+        );
+      const errors = (path: keyof (typeof rounds)[number]) =>
+        rounds.reduce((sum, round) => sum + round[path].errors, 0);
+      if (errors('direct') + errors('gateway') + errors('relay') + errors('durableRelay') > 0)
+        console.log(
+          `  errors: direct ${errors('direct')}, gateway ${errors('gateway')}, bare relay ${errors('relay')}, relay with the append ${errors('durableRelay')}`,
         );
       console.log(`  ${brokerSteps(stepsBefore, stepsAfter)}`);
       console.log(
-        `  floor: a bare node:http relay in front of the same upstream, open ${RATE}/s: ${fmt(openRelay.p50, 3)} / ${fmt(openRelay.p99, 3)} ms, added ${signed(openRelay.p50 - openDirect.p50)} / ${signed(openRelay.p99 - openDirect.p99)} ms (one more process hop, no gateway work)`,
+        `  floor: a bare node:http relay in front of the same upstream, open ${RATE}/s: ${fmt(openRelay.p50, 3)} / ${fmt(openRelay.p99, 3)} ms, added ${signed(relayAdded.p50)} / ${signed(relayAdded.p99)} ms (one more process hop, no gateway work)`,
       );
       console.log(
-        `  floor with the audit rule: the same relay making one O_DSYNC append per call before forwarding it: ${fmt(openDurableRelay.p50, 3)} / ${fmt(openDurableRelay.p99, 3)} ms, added ${signed(openDurableRelay.p50 - openDirect.p50)} / ${signed(openDurableRelay.p99 - openDirect.p99)} ms`,
+        `  floor with the audit rule: the same relay making one O_DSYNC append per call before forwarding it: ${fmt(openDurableRelay.p50, 3)} / ${fmt(openDurableRelay.p99, 3)} ms, added ${signed(durableAdded.p50)} / ${signed(durableAdded.p99)} ms`,
       );
       for (const concurrency of CONCURRENCY) {
         const d = await withCpu(upstream.pid, DURATION_MS, () =>
@@ -305,7 +375,6 @@ async function main(): Promise<void> {
         );
         row(`closed c=${concurrency}`, d, g);
       }
-      const added = { p50: openGateway.p50 - openDirect.p50, p99: openGateway.p99 - openDirect.p99 };
       console.log(
         `goal at ${RATE} calls/s (${acceptance}): added p50 < 1 ms (${fmt(added.p50, 3)} ms: ${added.p50 < 1 ? 'met' : 'NOT met'}), added p99 < 3 ms (${fmt(added.p99, 3)} ms: ${added.p99 < 3 ? 'met' : 'NOT met'})`,
       );
