@@ -64,7 +64,7 @@ async function startRawServer(
 }
 
 /**
- * Where the broker's time went during the open-loop phase, from its own histograms in /metrics
+ * Where the broker's time went during its open-loop rounds, from its own histograms in /metrics
  * (docs/operations.md): the mean of each step, as the difference of two scrapes' sums and counts.
  */
 function brokerSteps(before: Scrape, after: Scrape): string {
@@ -74,7 +74,7 @@ function brokerSteps(before: Scrape, after: Scrape): string {
     return count > 0 ? fmt((sum / count) * 1000, 3) : '–';
   };
   const step = (name: string) => mean('portcullis_gateway_step_duration_seconds', { step: name });
-  return `in the broker, means over that phase (its /metrics): policy ${step('policy')} ms, audit event built and durable ${step('audit')} ms, upstream ${step('upstream')} ms; decision to outcome ${mean('portcullis_gateway_call_duration_seconds', { outcome: 'succeeded' })} ms`;
+  return `in the broker, means over its open-loop rounds (its /metrics): policy ${step('policy')} ms, audit event built and durable ${step('audit')} ms, upstream ${step('upstream')} ms; decision to outcome ${mean('portcullis_gateway_call_duration_seconds', { outcome: 'succeeded' })} ms`;
 }
 
 /** A raw MCP client on one keep-alive connection pool: the same load generator for both paths. */
@@ -353,8 +353,7 @@ async function main(): Promise<void> {
         console.log(
           `  ${ROUNDS} rounds of ${DURATION_MS / 1000} s, added p50 / p99 ms in each: ${added.each}`,
         );
-      const errors = (path: keyof (typeof rounds)[number]) =>
-        rounds.reduce((sum, round) => sum + round[path].errors, 0);
+      const errors = (path: keyof OpenRound) => rounds.reduce((sum, round) => sum + round[path].errors, 0);
       if (errors('direct') + errors('gateway') + errors('relay') + errors('durableRelay') > 0)
         console.log(
           `  errors: direct ${errors('direct')}, gateway ${errors('gateway')}, bare relay ${errors('relay')}, relay with the append ${errors('durableRelay')}`,

@@ -165,10 +165,10 @@ export class Enforcement {
       decision,
       ...(caller.user ? { onBehalfOf: { userId: caller.user.id } } : {}),
     };
-    // Limits apply to calls policy allowed, in the class the policy's obligation names. The check
-    // runs while the request is being recorded: a limited call is on record as not executed.
     const times = { started, decided };
     if (decision.outcome !== 'allow') return this.#refused(operation.appId, requested, times);
+    // Limits apply to calls policy allowed, in the class the policy's obligation names. The check
+    // runs while the request is being recorded: a limited call is on record as not executed.
     const limiting = this.#rateLimit(
       caller.agent,
       operation,

@@ -534,7 +534,7 @@ export class HttpUpstreamSession implements UpstreamSession {
           this.#gateOpened(exchange);
           this.#sendWith(exchange, kind, credentialHeaders, lastEventId);
         },
-        () => open.fail('cancelled', `${open.method} was not sent: the gateway did not admit it`),
+        () => open.notAdmitted(),
       );
       return;
     }
@@ -593,7 +593,7 @@ export class HttpUpstreamSession implements UpstreamSession {
         else this.#post(exchange, request);
       },
       () => {
-        open.fail('cancelled', `${open.method} was not sent: the gateway did not admit it`);
+        open.notAdmitted();
         request.destroy();
       },
     );

@@ -182,6 +182,11 @@ export class OpenRequest {
     return true;
   }
 
+  /** The gateway did not admit the call (UpstreamRequestOptions.gate rejected): it was never sent. */
+  notAdmitted(): void {
+    this.fail('cancelled', `${this.method} was not sent: the gateway did not admit it`);
+  }
+
   /** Starts the deadline over (the request was held before it could be sent). */
   restartDeadline(): void {
     if (!this.#settled) this.#timer?.refresh();

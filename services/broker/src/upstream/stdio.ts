@@ -210,7 +210,7 @@ export class StdioUpstreamSession implements UpstreamSession {
       },
       () => {
         this.#gated.delete(open);
-        open.fail('cancelled', `${method} was not sent: the gateway did not admit it`);
+        open.notAdmitted();
       },
     );
     return open.promise;
