@@ -28,7 +28,13 @@ import { consumerGroupName, Topics, topicName } from '@portcullis/contracts';
 import { migrate } from '@portcullis/db';
 import { createKafka, ensureTopics, startBatchConsumer } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
-import { createTestDatabase, databaseBackendsCpuMs, stackEnv, uniqueName } from '@portcullis/testing';
+import {
+  createTestDatabase,
+  databaseBackendsCpuMs,
+  deleteTopicsWithPrefix,
+  stackEnv,
+  uniqueName,
+} from '@portcullis/testing';
 import { type Consumer, type KafkaMessage, Partitioners } from 'kafkajs';
 import pg from 'pg';
 import { AUDIT_SCHEMA, MIGRATIONS_DIR } from '../../services/audit/src/schema.ts';
@@ -205,6 +211,7 @@ async function throughput(
   const cpu = process.cpuUsage(cpuBefore);
   const pgAfter = await contestant.backendCpuMs();
   await consumer.disconnect();
+  await deleteTopicsWithPrefix(prefix);
   await assertStored(contestant, EVENTS);
   return {
     eps: EVENTS / ((end - firstBatchAt()) / 1000),
@@ -229,6 +236,7 @@ async function lag(
   await produce(prefix, count, RATE, sentAt);
   const end = await done;
   await consumer.disconnect();
+  await deleteTopicsWithPrefix(prefix);
   // The throughput phase stored EVENTS rows in the same database before.
   await assertStored(contestant, EVENTS + count);
   const lags = [...sentAt]

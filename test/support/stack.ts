@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import {
   createTestDatabase,
+  deleteTopicsWithPrefix,
   freePort,
   type ServiceProcess,
   stackEnv,
@@ -252,6 +253,8 @@ export class TestStack {
 
   async stop(): Promise<void> {
     await Promise.all(this.processes.map((p) => p.stop('SIGTERM')));
+    // Its services are down, so none of them recreates a topic after this.
+    await deleteTopicsWithPrefix(this.prefix, this.kafkaBrokers);
     await this.#dropDatabase();
     await Promise.all(this.#scratch.map((dir) => rm(dir, { recursive: true, force: true })));
   }

@@ -2,7 +2,13 @@ import { PassThrough } from 'node:stream';
 import { Topics, topicName } from '@portcullis/contracts';
 import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
-import { completedEvent, requestedEvent, stackEnv, uniqueName } from '@portcullis/testing';
+import {
+  completedEvent,
+  deleteTopicsWithPrefix,
+  requestedEvent,
+  stackEnv,
+  uniqueName,
+} from '@portcullis/testing';
 import { type AuditShipper, ProducerShipper, WorkerShipper } from './audit-shipper.ts';
 
 // Audit shipping benchmark: the broker main thread's CPU per audit event shipped to Kafka, through
@@ -97,3 +103,4 @@ for (const size of BATCH_SIZES) {
 }
 await worker.close();
 await producer.disconnect();
+await deleteTopicsWithPrefix(prefix);

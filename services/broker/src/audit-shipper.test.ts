@@ -8,7 +8,15 @@ import { type AuditEvent, Topics, topicName } from '@portcullis/contracts';
 import { createKafka, ensureTopics } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
 import { Spool } from '@portcullis/spool';
-import { completedEvent, freePort, requestedEvent, stackEnv, uniqueName, waitFor } from '@portcullis/testing';
+import {
+  completedEvent,
+  deleteTopicsWithPrefix,
+  freePort,
+  requestedEvent,
+  stackEnv,
+  uniqueName,
+  waitFor,
+} from '@portcullis/testing';
 import type { Kafka } from 'kafkajs';
 import { PrivateKafka } from '../../../test/support/private-kafka.ts';
 import { WorkerShipper } from './audit-shipper.ts';
@@ -73,6 +81,8 @@ async function setup(t: TestContext, name: string, brokers: string[], log = logg
     await audit.stop();
     await shipper.close();
     await spool.close().catch(() => {}); // already closed by the test
+    // A private Kafka goes away with its data (and may be stopped by now): only the shared one keeps topics.
+    if (brokers.join(',') === stackEnv().kafkaBrokers) await deleteTopicsWithPrefix(prefix);
   });
   return { kafka, topic, spool, shipper, audit };
 }
@@ -211,7 +221,10 @@ test('a worker that keeps dying makes the replica unready while it is down; a sh
     logger,
     restartDelayMs: 300,
   });
-  t.after(() => shipper.close());
+  t.after(async () => {
+    await shipper.close();
+    await deleteTopicsWithPrefix(prefix);
+  });
   for (let death = 1; death <= 3; death++) {
     await waitFor('a running worker', async () => shipper.running, { timeoutMs: 10_000 });
     assert.doesNotThrow(() => shipper.check(), `ready before death ${death}`);

@@ -5,7 +5,7 @@ import { type DirectoryRecordV1, Topics, topicName } from '@portcullis/contracts
 import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { PolicyEngine } from '@portcullis/policy-engine';
 import { createLogger } from '@portcullis/runtime';
-import { stackEnv, uniqueName, waitFor } from '@portcullis/testing';
+import { deleteTopicsWithPrefix, stackEnv, uniqueName, waitFor } from '@portcullis/testing';
 import type { Producer } from 'kafkajs';
 import { DirectoryFeed } from './directory.ts';
 
@@ -58,6 +58,7 @@ before(async () => {
 after(async () => {
   await feed?.stop();
   await producer?.disconnect();
+  await deleteTopicsWithPrefix(prefix);
 });
 
 test('bootstrap: the connection is held by the feed and absent from the policy data', () => {

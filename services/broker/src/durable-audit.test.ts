@@ -4,12 +4,12 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { type AuditEvent, AuditEvent as AuditEventSchema, Topics, topicName } from '@portcullis/contracts';
 import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
 import { Spool, type SpoolOptions } from '@portcullis/spool';
-import { freePort, stackEnv, uniqueName } from '@portcullis/testing';
+import { deleteTopicsWithPrefix, freePort, stackEnv, uniqueName } from '@portcullis/testing';
 import type { Kafka, Producer, ProducerRecord, RecordMetadata } from 'kafkajs';
 import { z } from 'zod';
 import { generate, mutate, random } from '../../../test/support/generated-events.ts';
@@ -39,6 +39,12 @@ async function tempSpool(options: Omit<SpoolOptions, 'dir' | 'maxBytes'>): Promi
   return (await Spool.open({ dir, maxBytes: 1 << 20, ...options })).spool;
 }
 
+/** The topic prefixes this file used on the shared Kafka: their topics are deleted when it ends. */
+const sharedPrefixes: string[] = [];
+after(async () => {
+  await Promise.all(sharedPrefixes.map((prefix) => deleteTopicsWithPrefix(prefix)));
+});
+
 /** A connected producer on the shared Kafka, with a topic prefix of its own; `around` wraps each send. */
 async function sharedKafkaProducer(
   name: string,
@@ -51,6 +57,7 @@ async function sharedKafkaProducer(
   });
   const prefix = uniqueName(name);
   await ensureTopics(kafka, prefix, [Topics.audit]);
+  sharedPrefixes.push(prefix);
   const producer = createProducer(kafka);
   await producer.connect();
   const send = producer.send.bind(producer);

@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import { ToolDefinitionChangedV1, Topics, toolFingerprint, topicName } from '@portcullis/contracts';
 import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
-import { freePort, stackEnv, uniqueName, waitFor } from '@portcullis/testing';
+import { deleteTopicsWithPrefix, freePort, stackEnv, uniqueName, waitFor } from '@portcullis/testing';
 import type { Consumer, Producer } from 'kafkajs';
 import { isUsable, type PinSource, ToolPins } from './tool-pins.ts';
 
@@ -54,6 +54,7 @@ before(async () => {
 after(async () => {
   await consumer?.disconnect();
   await producer?.disconnect();
+  await deleteTopicsWithPrefix(prefix);
 });
 
 test('verdicts: pinned when the definition matches, changed when anything differs, unpinned without a pin', () => {
