@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { topicName } from '@portcullis/contracts';
-import { stackEnv, uniqueName, waitFor } from '@portcullis/testing';
+import { deleteTopicsWithPrefix, stackEnv, uniqueName, waitFor } from '@portcullis/testing';
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import { pino } from 'pino';
 import { ensureTopics } from './admin.ts';
@@ -22,10 +22,7 @@ before(async () => {
 });
 
 after(async () => {
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [topicName(prefix, topic)] }).catch(() => {});
-  await admin.disconnect();
+  await deleteTopicsWithPrefix(prefix);
 });
 
 test('offsets are committed only after the handler succeeds, and order holds per partition', async () => {
