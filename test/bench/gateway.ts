@@ -5,13 +5,12 @@
  * The upstream is a minimal raw node:http MCP server (JSON responses, one echo tool), so the
  * figures are the gateway's own cost: authentication, session lookup in Redis, the in-process
  * Wasm policy, the rate limit in Redis, the request/decision audit event acknowledged by Kafka
- * (acks=all), DLP on the result, and the upstream hop. The load generator is a raw keep-alive HTTP
- * client, the same for both paths. Closed-loop runs at several concurrencies give throughput; an
+ * (acks=all), DLP on the result, and the upstream hop. The load generator (raw-client.ts) is a
+ * minimal keep-alive HTTP client, the same for both paths. Closed-loop runs at several concurrencies give throughput; an
  * open-loop run at a fixed rate (500 calls/s by default) gives the latency the goal is stated in.
  */
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent, type Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +24,7 @@ import {
 } from '@portcullis/testing';
 import { type Scrape, scrapeMetrics } from '../support/metrics.ts';
 import { TestStack } from '../support/stack.ts';
+import { RawClient } from './raw-client.ts';
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
 const RATE = Number(process.env.BENCH_RATE ?? 500);
@@ -75,79 +75,6 @@ function brokerSteps(before: Scrape, after: Scrape): string {
   };
   const step = (name: string) => mean('portcullis_gateway_step_duration_seconds', { step: name });
   return `in the broker, means over its open-loop rounds (its /metrics): policy ${step('policy')} ms, audit event built and durable ${step('audit')} ms, upstream ${step('upstream')} ms; decision to outcome ${mean('portcullis_gateway_call_duration_seconds', { outcome: 'succeeded' })} ms`;
-}
-
-/** A raw MCP client on one keep-alive connection pool: the same load generator for both paths. */
-class RawClient {
-  readonly #url: URL;
-  readonly #headers: Record<string, string>;
-  readonly #agent: HttpAgent = new Agent({ keepAlive: true, maxSockets: 64 });
-  #id = 0;
-
-  constructor(url: string, headers: Record<string, string>) {
-    this.#url = new URL(url);
-    this.#headers = headers;
-  }
-
-  async initialize(): Promise<void> {
-    const { headers } = await this.#post({
-      jsonrpc: '2.0',
-      id: ++this.#id,
-      method: 'initialize',
-      params: {
-        protocolVersion: '2025-06-18',
-        capabilities: {},
-        clientInfo: { name: 'bench', version: '1' },
-      },
-    });
-    const session = headers['mcp-session-id'];
-    if (typeof session === 'string') this.#headers['mcp-session-id'] = session;
-    this.#headers['mcp-protocol-version'] = '2025-06-18';
-    await this.#post({ jsonrpc: '2.0', method: 'notifications/initialized' });
-  }
-
-  async call(name: string): Promise<void> {
-    const { body } = await this.#post({
-      jsonrpc: '2.0',
-      id: ++this.#id,
-      method: 'tools/call',
-      params: { name, arguments: { message: 'benchmark payload' } },
-    });
-    if (!body.includes('benchmark payload')) throw new Error(`unexpected answer: ${body.slice(0, 300)}`);
-  }
-
-  #post(message: unknown): Promise<{ body: string; headers: Record<string, string | string[] | undefined> }> {
-    const payload = JSON.stringify(message);
-    return new Promise((resolve, reject) => {
-      const req = httpRequest(
-        this.#url,
-        {
-          method: 'POST',
-          agent: this.#agent,
-          headers: {
-            'content-type': 'application/json',
-            accept: 'application/json, text/event-stream',
-            'content-length': Buffer.byteLength(payload),
-            ...this.#headers,
-          },
-        },
-        (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk: string) => {
-            body += chunk;
-          });
-          res.on('end', () => resolve({ body, headers: res.headers }));
-        },
-      );
-      req.once('error', reject);
-      req.end(payload);
-    });
-  }
-
-  close(): void {
-    this.#agent.destroy();
-  }
 }
 
 /** Sends calls at a fixed rate regardless of answers (open loop); latency of each call. */
