@@ -1,16 +1,20 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { waitFor } from '@portcullis/testing';
 import pg from 'pg';
 import { capableClient } from '../support/everything.ts';
 import { scrapeMetrics } from '../support/metrics.ts';
+import { MutableUpstream } from '../support/mutable-upstream.ts';
 import { TestStack } from '../support/stack.ts';
 
 // Hostile input at the gateway: each is refused with a clear JSON-RPC error and changes nothing —
 // no upstream call, no ledger row. A legitimate call at the end proves the ledger check can see rows.
 
 const APP = 'everything';
+const HOSTILE_APP = 'hostile-upstream';
+let hostileUpstream: MutableUpstream;
 const MAX_BYTES = 64 * 1024;
 let stack: TestStack;
 let ledger: pg.Pool;
@@ -66,17 +70,43 @@ function post(body: Buffer | string, headers: Record<string, string> = {}, path 
 const call = (name: string, args: unknown = {}) =>
   JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name, arguments: args } });
 
+/** Far deeper than DLP inspects (256), and deep enough to overflow any recursive walk over it. */
+const TOO_DEEP = 4000;
+const deeplyNested = () => {
+  let value: unknown = 'sk_live_hidden-in-the-depths';
+  for (let level = 0; level < TOO_DEEP; level++) value = [value];
+  return value;
+};
+
 before(async () => {
   stack = await TestStack.create();
   stack.upstreamUrl = await stack.startEverythingHttp();
+  hostileUpstream = await MutableUpstream.start([
+    {
+      name: 'nested_log',
+      description: 'Logs a deeply nested value while it runs',
+      annotations: { readOnlyHint: true },
+      log: deeplyNested(),
+    },
+    { name: 'plain', description: 'Answers plainly', annotations: { readOnlyHint: true } },
+  ]);
   await stack.startCoreServices();
   await stack.seed({
     apps: [
       { id: APP, name: 'server-everything' },
       { id: 'payroll', name: 'Payroll' },
+      {
+        id: HOSTILE_APP,
+        name: 'An upstream that sends what it should not',
+        connection: { transport: { type: 'http', url: hostileUpstream.url } },
+      },
     ],
     agents: [
-      { name: 'hostile-agent', owner: 'owner@example.com', entitlements: { [APP]: ['read', 'write'] } },
+      {
+        name: 'hostile-agent',
+        owner: 'owner@example.com',
+        entitlements: { [APP]: ['read', 'write'], [HOSTILE_APP]: ['read'] },
+      },
       { name: 'bystander', owner: 'owner@example.com', entitlements: { [APP]: ['read'] } },
       { name: 'session-hoarder', owner: 'owner@example.com', entitlements: { [APP]: ['read'] } },
     ],
@@ -95,6 +125,7 @@ before(async () => {
 after(async () => {
   await ledger?.end();
   await stack?.stop();
+  await hostileUpstream?.stop();
 });
 
 describe('hostile input is refused cleanly', () => {
@@ -243,6 +274,9 @@ describe('hostile session creation', () => {
     const refused = answers.filter((answer) => answer.status === 429);
     assert.ok(refused.length > 0, 'no session creation was refused');
     assert.equal(refused[0]!.body.error?.data?.code, 'rate_limited');
+    const { retryAfterMs } = (refused[0]!.body.error?.data ?? {}) as { retryAfterMs?: number };
+    assert.ok(typeof retryAfterMs === 'number' && retryAfterMs > 0, 'the refusal says how long to wait');
+    assert.equal(refused[0]!.headers['retry-after'], String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
     assert.equal((await refusals()) - refusedBefore, refused.length, 'each refusal is counted in /metrics');
     assert.ok(
       answers.some((answer) => answer.status === 200),
@@ -291,5 +325,28 @@ describe('hostile session creation', () => {
     for (const kept of [second, third]) assert.equal((await ping(kept)).status, 200);
     // Another agent's session on the same replica does not count and is untouched.
     assert.equal((await ping(bystander, key)).status, 200);
+  });
+});
+
+describe('a hostile upstream', () => {
+  it('a message nested too deep to inspect is not relayed, and the broker stays up', async () => {
+    const agent = await capableClient(`${brokerUrl}/mcp/apps/${HOSTILE_APP}`, {
+      Authorization: `Bearer ${key}`,
+    });
+    const logged: unknown[] = [];
+    agent.client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
+      logged.push(notification.params.data);
+    });
+    try {
+      await agent.client.setLoggingLevel('debug');
+      const answer = await agent.client.callTool({ name: 'nested_log', arguments: { text: 'deep' } });
+      assert.deepEqual(answer.content, [{ type: 'text', text: 'nested_log: deep' }]);
+      assert.deepEqual(logged, [], 'the uninspectable log message never reached the agent');
+      // The replica that relayed it still serves calls.
+      const after = await agent.client.callTool({ name: 'plain', arguments: { text: 'still here' } });
+      assert.deepEqual(after.content, [{ type: 'text', text: 'plain: still here' }]);
+    } finally {
+      await agent.client.close();
+    }
   });
 });

@@ -8,6 +8,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import {
   LoggingMessageNotificationSchema,
+  type McpError,
   type Progress,
   ResourceUpdatedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
@@ -309,6 +310,27 @@ describe("an app's own endpoint", () => {
         await own.client.callTool({ name: 'echo', arguments: { message: 'own endpoint' } }),
         await direct.get(APP)!.client.callTool({ name: 'echo', arguments: { message: 'own endpoint' } }),
       );
+    } finally {
+      await own.client.close();
+    }
+  });
+});
+
+describe('bounds per session', () => {
+  it('holds at most 100 resource subscriptions, refusing the next with too_many_subscriptions', async () => {
+    const own = await capableClient(`${brokerUrl}/mcp/apps/${APP}`, { Authorization: `Bearer ${key}` });
+    const uri = (n: number) => `demo://resource/dynamic/text/${n}`;
+    try {
+      for (let n = 1; n <= 100; n++) await own.client.subscribeResource({ uri: uri(n) });
+      await assert.rejects(own.client.subscribeResource({ uri: uri(101) }), (error: McpError) => {
+        assert.equal(error.code, -32602);
+        assert.deepEqual(error.data, { code: 'too_many_subscriptions', limit: 100 });
+        return true;
+      });
+      // One it already holds is no new subscription; a place freed by unsubscribing can be taken.
+      await own.client.subscribeResource({ uri: uri(7) });
+      await own.client.unsubscribeResource({ uri: uri(7) });
+      await own.client.subscribeResource({ uri: uri(101) });
     } finally {
       await own.client.close();
     }

@@ -11,8 +11,8 @@ export interface UpstreamToolSpec {
   name: string;
   description: string;
   annotations?: ToolAnnotations;
-  /** A log message the tool sends (notifications/message) while it runs, before its result. */
-  log?: string;
+  /** A log message's data (notifications/message) the tool sends while it runs, before its result. */
+  log?: unknown;
 }
 
 /** What the upstream saw of one HTTP request: enough to prove what the gateway forwards. */
@@ -150,7 +150,7 @@ export class MutableUpstream {
       },
       async ({ text }, extra) => {
         this.calls.push(`${spec.name}: ${text}`);
-        if (spec.log)
+        if (spec.log !== undefined)
           await extra.sendNotification({
             method: 'notifications/message',
             params: { level: 'info', data: spec.log },

@@ -17,6 +17,7 @@ import { obligationGuard } from './gateway/content-guard.ts';
 import { Enforcement } from './gateway/enforcement.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { ReplicaBus } from './gateway/replica-bus.ts';
+import { admitSession } from './gateway/session-admission.ts';
 import { SessionStore } from './gateway/session-store.ts';
 import { pinnedToolGate } from './gateway/tool-gate.ts';
 import { GatewayMetrics } from './gateway-metrics.ts';
@@ -227,14 +228,7 @@ await runService(
       agentActive: (agentId) => directory.agent(agentId)?.state === 'active',
       serverInfo: GATEWAY_INFO,
       // New sessions are rate-limited per agent (the standard class): an agent cannot flood Redis.
-      allowSession: async (agentId) => {
-        try {
-          // A bucket of its own (agent id + '#sessions'): sessions never use up the agent's calls.
-          return (await limiter.consume(`${agentId}#sessions`, 'mcp/initialize', 'standard')).allowed;
-        } catch {
-          return false; // the limiter cannot answer: fail closed
-        }
-      },
+      admitSession: (agentId) => admitSession(limiter, agentId),
       keepAliveMs: env.SSE_KEEPALIVE_MS,
       localIdleMs: 10 * 60_000,
       localRecheckMs: 5_000,

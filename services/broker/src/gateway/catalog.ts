@@ -1,5 +1,5 @@
 import type { UpstreamSession } from '../upstream/connection.ts';
-import { redacted } from './content-guard.ts';
+import { redactedError } from './content-guard.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
 
 export type ListKind = 'tools' | 'resources' | 'resourceTemplates' | 'prompts';
@@ -115,7 +115,7 @@ export class Catalog {
       });
       if ('error' in response) {
         // The upstream's words reach the agent and the logs: through DLP like any upstream error.
-        const { code, message } = redacted(response.error);
+        const { code, message } = redactedError(response.error);
         throw new RpcError(code, message, { code: 'upstream_error', appId: upstream.appId });
       }
       const list = response.result[kind];
@@ -123,10 +123,8 @@ export class Catalog {
         throw new RpcError(
           RpcCode.UpstreamFailed,
           `Upstream ${upstream.appId} sent a malformed ${METHOD[kind]} result`,
-          {
-            code: 'upstream_protocol_error',
-            appId: upstream.appId,
-          },
+          // The same code and retry hint as any other protocol violation (upstreamRpcError).
+          { code: 'upstream_protocol', appId: upstream.appId, retryable: false },
         );
       for (const item of list)
         if (item && typeof item === 'object') items.push(item as Record<string, unknown>);

@@ -1,6 +1,6 @@
 import type { Decision } from '@portcullis/contracts';
 import { scanJson } from '@portcullis/dlp';
-import { BLOCK_ALL, inspectArguments, inspectResult } from '../dlp-enforcement.ts';
+import { BLOCK_ALL, DLP_LIMITS, inspectArguments, inspectResult } from '../dlp-enforcement.ts';
 import type { JsonRpcErrorObject } from '../upstream/connection.ts';
 import type { Operation } from './enforcement.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
@@ -82,27 +82,26 @@ export const obligationGuard: ContentGuard = {
     };
   },
   error(_decision, error) {
-    try {
-      return scanJson(error, 'redact').value;
-    } catch {
-      return { code: error.code, message: '[REDACTED:uninspectable]' };
-    }
+    return redactedError(error);
   },
 };
 
 /**
  * Redacts every secret and personal datum in a message the relay passes along outside an enforced
  * operation: notifications and server-initiated requests from upstreams, the client's answers to
- * them, completion results. A message that cannot be inspected is replaced by a notice.
+ * them, completion results. Undefined when the message cannot be inspected (nested deeper than
+ * the scanner goes, or more text than it reads): the caller drops or refuses it, and must not
+ * walk it itself — a hostile upstream can nest a message deep enough to overflow any recursion.
  */
-export function redacted<T>(message: T): T {
+export function redacted<T>(message: T): T | undefined {
   try {
-    return scanJson(message, 'redact').value;
+    return scanJson(message, 'redact', { maxChars: DLP_LIMITS.resultMaxChars }).value;
   } catch {
-    return JSON.parse(JSON.stringify(message), (key, value) =>
-      typeof value === 'string' && key !== 'jsonrpc' && key !== 'method' && key !== 'id'
-        ? '[REDACTED:uninspectable]'
-        : value,
-    ) as T;
+    return undefined;
   }
+}
+
+/** An upstream's JSON-RPC error, redacted; one that cannot be inspected keeps only its code. */
+export function redactedError(error: JsonRpcErrorObject): JsonRpcErrorObject {
+  return redacted(error) ?? { code: error.code, message: '[REDACTED:uninspectable]' };
 }

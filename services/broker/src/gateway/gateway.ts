@@ -19,6 +19,7 @@ import { METHODS, type MethodDeps } from './methods.ts';
 import { aggregateNamespace, appNamespace } from './namespacing.ts';
 import type { BusMessage, ReplicaBus } from './replica-bus.ts';
 import { NotificationStream, ReplyChannel } from './reply.ts';
+import type { SessionRefusal } from './session-admission.ts';
 import type { SessionRecord, SessionScope } from './session-store.ts';
 
 export interface GatewayOptions {
@@ -35,8 +36,8 @@ export interface GatewayOptions {
   /** Whether the directory knows the agent and it is active (not suspended). */
   agentActive(agentId: string): boolean;
   serverInfo: { name: string; version: string };
-  /** Whether the agent may open another session now (sessions are rate-limited per agent). */
-  allowSession(agentId: string): Promise<boolean>;
+  /** The refusal when the agent may not open another session now (session-admission.ts). */
+  admitSession(agentId: string): Promise<SessionRefusal | undefined>;
   /** Comment lines on idle standalone streams, so proxies keep them open. */
   keepAliveMs: number;
   /** A session unused this long leaves this replica's memory (it stays in Redis). */
@@ -261,7 +262,9 @@ export class Gateway {
         res,
         400,
         request.id,
-        new RpcError(RpcCode.InvalidParams, `capabilities larger than ${MAX_CAPABILITIES_CHARS} characters`),
+        new RpcError(RpcCode.InvalidParams, `capabilities larger than ${MAX_CAPABILITIES_CHARS} characters`, {
+          code: 'invalid_params',
+        }),
       );
     if (
       !clientInfo ||
@@ -273,24 +276,15 @@ export class Gateway {
         res,
         400,
         request.id,
-        new RpcError(RpcCode.InvalidParams, 'initialize needs capabilities and clientInfo'),
+        new RpcError(RpcCode.InvalidParams, 'initialize needs capabilities and clientInfo', {
+          code: 'invalid_params',
+        }),
       );
-    if (!(await this.#options.allowSession(caller.agent.id))) {
-      this.#options.methodDeps.metrics?.rateLimited('new_sessions');
-      return sendRpcError(
-        res,
-        429,
-        request.id,
-        new RpcError(
-          RpcCode.RateLimited,
-          'Too many new sessions for this agent; reuse a session or retry later',
-          {
-            code: 'rate_limited',
-            retryable: true,
-            scope: 'sessions',
-          },
-        ),
-      );
+    const refusal = await this.#options.admitSession(caller.agent.id);
+    if (refusal) {
+      this.#options.methodDeps.metrics?.rateLimited(refusal.reason);
+      res.setHeader('retry-after', String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000))));
+      return sendRpcError(res, refusal.status, request.id, refusal.error);
     }
     const { record, ended } = await this.#options.sessionDeps.store.create({
       agentId: caller.agent.id,

@@ -32,6 +32,9 @@ export interface LiveSessionDeps {
 }
 
 /** Server-initiated requests the client may receive, and the capability it must have declared. */
+const UNINSPECTABLE_DROPPED =
+  'an upstream message DLP could not inspect (nested too deep or too large) was not relayed';
+
 const CLIENT_METHODS: Record<string, string> = {
   'sampling/createMessage': 'sampling',
   'elicitation/create': 'elicitation',
@@ -254,19 +257,35 @@ export class LiveSession {
     message: JsonRpcRequest | JsonRpcNotification,
     channel?: ReplyChannel,
   ): void {
+    // Transports call this from their sockets' and pipes' event handlers, where a throw would end
+    // the process: whatever goes wrong with one upstream message stays with that message.
+    try {
+      this.#relay(appId, upstream, message, channel);
+    } catch (error) {
+      this.#deps.logger.error({ err: error, appId, method: message.method }, 'upstream message not relayed');
+    }
+  }
+
+  #relay(
+    appId: string,
+    upstream: UpstreamSession,
+    message: JsonRpcRequest | JsonRpcNotification,
+    channel: ReplyChannel | undefined,
+  ): void {
     // DLP on everything an upstream sends the agent besides the answer itself (log messages,
     // progress text, sampling and elicitation requests): redacted, whatever the operation's modes.
-    const deliver = (outgoing: JsonRpcRequest | JsonRpcNotification): boolean => {
-      const safe = redacted(outgoing);
-      return (channel?.canStream && channel.send(safe)) || (this.#stream?.send(safe) ?? false);
-    };
+    const deliver = (safe: JsonRpcRequest | JsonRpcNotification): boolean =>
+      (channel?.canStream && channel.send(safe)) || (this.#stream?.send(safe) ?? false);
     if ('id' in message) {
       this.#relayServerRequest(appId, upstream, message, deliver);
       return;
     }
     const kinds = LIST_CHANGED[message.method];
     if (kinds) for (const kind of kinds) this.#deps.catalog.invalidate(appId, kind);
-    deliver(this.#translateNotification(appId, message));
+    const safe = redacted(this.#translateNotification(appId, message));
+    if (safe) deliver(safe);
+    // Nothing of it reaches the agent, not even in part: a notification is informative only.
+    else this.#deps.logger.warn({ appId, method: message.method }, UNINSPECTABLE_DROPPED);
   }
 
   #translateNotification(appId: string, message: JsonRpcNotification): JsonRpcNotification {
@@ -315,7 +334,12 @@ export class LiveSession {
     }, this.#deps.clientResponseTimeoutMs);
     timer.unref();
     this.#pending.set(gatewayId, { upstream, upstreamId: message.id, appId, timer });
-    if (!deliver({ ...message, id: gatewayId })) {
+    const safe = redacted({ ...message, id: gatewayId });
+    if (!safe) {
+      this.#settle(gatewayId);
+      this.#deps.logger.warn({ appId, method: message.method }, UNINSPECTABLE_DROPPED);
+      refuse(RpcCode.InternalError, 'The request could not be inspected by DLP (too deep or too large)');
+    } else if (!deliver(safe)) {
       this.#settle(gatewayId);
       refuse(RpcCode.InternalError, 'The client cannot be reached: no stream is open to it');
     }
@@ -328,8 +352,20 @@ export class LiveSession {
     if (!pending) return false;
     this.#settle(gatewayId);
     // The client's answer (a sampled message, what a user typed into an elicitation form) passes
-    // DLP on its way upstream too.
-    await pending.upstream.send({ ...redacted(message), id: pending.upstreamId });
+    // DLP on its way upstream too; one it cannot inspect becomes an error for the upstream.
+    const safe = redacted(message);
+    await pending.upstream.send(
+      safe
+        ? { ...safe, id: pending.upstreamId }
+        : {
+            jsonrpc: '2.0',
+            id: pending.upstreamId,
+            error: {
+              code: RpcCode.InternalError,
+              message: "The client's answer could not be inspected by DLP (too deep or too large)",
+            },
+          },
+    );
     return true;
   }
 

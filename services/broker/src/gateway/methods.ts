@@ -16,7 +16,7 @@ import {
 import { RpcCode, RpcError } from './json-rpc.ts';
 import { type LiveSession, upstreamRpcError } from './live-session.ts';
 import type { ReplyChannel } from './reply.ts';
-import type { SessionStore } from './session-store.ts';
+import { SessionStore } from './session-store.ts';
 import type { ToolGate } from './tool-gate.ts';
 
 export interface MethodDeps {
@@ -175,10 +175,15 @@ function params(context: RequestContext): Record<string, unknown> {
   return context.request.params ?? {};
 }
 
+/** Malformed params: every such error carries the same machine-readable code. */
+function invalidParams(message: string): RpcError {
+  return new RpcError(RpcCode.InvalidParams, message, { code: 'invalid_params' });
+}
+
 function objectArgument(value: unknown, field: string): Record<string, unknown> {
   if (value === undefined) return {};
   if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new RpcError(RpcCode.InvalidParams, `${field} must be an object`, { code: 'invalid_params' });
+    throw invalidParams(`${field} must be an object`);
   return value as Record<string, unknown>;
 }
 
@@ -189,7 +194,7 @@ async function callTool(
   const { session, caller } = context;
   const { name } = params(context);
   const args = objectArgument(params(context).arguments, 'arguments');
-  if (typeof name !== 'string') throw new RpcError(RpcCode.InvalidParams, 'name must be a string');
+  if (typeof name !== 'string') throw invalidParams('name must be a string');
   const target = session.namespace.resolveName(name);
   if (!target) throw unknown('tool', name);
   if (!context.apps.includes(target.appId)) {
@@ -246,7 +251,7 @@ async function readResource(
   context: RequestContext,
 ): Promise<Record<string, unknown> | JsonRpcResponse> {
   const { uri } = params(context);
-  if (typeof uri !== 'string') throw new RpcError(RpcCode.InvalidParams, 'uri must be a string');
+  if (typeof uri !== 'string') throw invalidParams('uri must be a string');
   const target = context.session.namespace.resolveUri(uri);
   if (!target) throw unknown('resource', uri);
   const operation: Operation = {
@@ -272,7 +277,7 @@ async function getPrompt(
   const { session } = context;
   const { name } = params(context);
   const args = objectArgument(params(context).arguments, 'arguments');
-  if (typeof name !== 'string') throw new RpcError(RpcCode.InvalidParams, 'name must be a string');
+  if (typeof name !== 'string') throw invalidParams('name must be a string');
   const target = session.namespace.resolveName(name);
   if (!target) throw unknown('prompt', name);
   if (!context.apps.includes(target.appId))
@@ -461,10 +466,20 @@ async function subscribe(
 ): Promise<Record<string, unknown> | JsonRpcResponse> {
   const { session } = context;
   const { uri } = params(context);
-  if (typeof uri !== 'string') throw new RpcError(RpcCode.InvalidParams, 'uri must be a string');
+  if (typeof uri !== 'string') throw invalidParams('uri must be a string');
   const target = session.namespace.resolveUri(uri);
   if (!target || !context.apps.includes(target.appId) || !readable(deps, context, target.appId))
     throw unknown('resource', uri);
+  const { subscriptions } = session.record;
+  // Each subscription is replayed to every fresh upstream session: the count must stay bounded.
+  // (Checked against this replica's copy of the session: two replicas subscribing at the same
+  // moment may each take the last place, a bound off by the number of replicas at most.)
+  if (on && !subscriptions.includes(uri) && subscriptions.length >= SessionStore.MAX_SUBSCRIPTIONS)
+    throw new RpcError(
+      RpcCode.InvalidParams,
+      `Too many subscriptions: a session holds at most ${SessionStore.MAX_SUBSCRIPTIONS}; unsubscribe first`,
+      { code: 'too_many_subscriptions', limit: SessionStore.MAX_SUBSCRIPTIONS },
+    );
   const response = await relayed(
     deps,
     context,
@@ -523,7 +538,7 @@ async function setLogLevel(deps: MethodDeps, context: RequestContext): Promise<R
   const { session } = context;
   const { level } = params(context);
   if (typeof level !== 'string' || !LOG_LEVELS.includes(level))
-    throw new RpcError(RpcCode.InvalidParams, `level must be one of ${LOG_LEVELS.join(', ')}`);
+    throw invalidParams(`level must be one of ${LOG_LEVELS.join(', ')}`);
   await deps.store.setLogLevel(session.id, level);
   session.record = { ...session.record, logLevel: level };
   // Upstream sessions already open (here or, for HTTP, on any replica) learn it now; others when opened.
@@ -555,6 +570,7 @@ async function relayed(
   outgoing: Record<string, unknown>,
 ): Promise<JsonRpcResponse> {
   const { session, request, channel } = context;
+  let safe: JsonRpcResponse | undefined;
   try {
     const response = await session.withUpstream(appId, (upstream) =>
       upstream.request(method, outgoing, {
@@ -564,8 +580,15 @@ async function relayed(
     );
     // Not an enforced operation, but what comes back still passes DLP (completion values can
     // carry data): redacted, as are upstream errors everywhere.
-    return { ...redacted(response), id: request.id } as JsonRpcResponse;
+    safe = redacted(response);
   } catch (error) {
     throw upstreamRpcError(appId, error);
   }
+  if (!safe)
+    throw new RpcError(
+      RpcCode.DlpBlocked,
+      `The answer of app ${appId} could not be inspected (nested too deep or too large) and was withheld`,
+      { code: 'dlp_uninspectable', retryable: false },
+    );
+  return { ...safe, id: request.id } as JsonRpcResponse;
 }
