@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { checkOAuthEnv, oauthEnv } from './auth/oauth-env.ts';
 import { LOOPBACK_HOSTS, LOOPBACK_ORIGINS } from './host-origin.ts';
 import { DEFAULT_RATE_CLASSES, RateClasses } from './rate-limit.ts';
+import { DEFAULT_MAX_STDIO_SESSIONS, DEFAULT_MAX_STDIO_SESSIONS_PER_AGENT } from './upstream/connector.ts';
 
 // The only module of the broker that reads process.env.
 export const BrokerEnv = z
@@ -93,6 +94,12 @@ export const BrokerEnv = z
         "most MCP sessions one agent holds; a new one beyond it ends the agent's least recently used",
       )
       .default(100),
+    MAX_STDIO_SESSIONS: env
+      .positiveInt('most stdio upstream children this replica runs at once (one per session and stdio app)')
+      .default(DEFAULT_MAX_STDIO_SESSIONS),
+    MAX_STDIO_SESSIONS_PER_AGENT: env
+      .positiveInt('most of those children one agent holds, so that one agent cannot take them all')
+      .default(DEFAULT_MAX_STDIO_SESSIONS_PER_AGENT),
   })
   .refine((value) => (value.UPSTREAM_URL === undefined) === (value.UPSTREAM_APP_ID === undefined), {
     message: 'UPSTREAM_URL and UPSTREAM_APP_ID go together',

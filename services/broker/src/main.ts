@@ -168,7 +168,12 @@ await runService(
           resourceName: env.OAUTH_RESOURCE_NAME,
         }),
       );
-    const connector = createUpstreamConnector({ credentials: noUpstreamAuth, logger });
+    const connector = createUpstreamConnector({
+      credentials: noUpstreamAuth,
+      logger,
+      maxStdioSessions: env.MAX_STDIO_SESSIONS,
+      maxStdioSessionsPerAgent: env.MAX_STDIO_SESSIONS_PER_AGENT,
+    });
     shutdown.add('close', 'upstream connections', () => connector.close());
     const catalog = new Catalog({ ttlMs: 60_000, missRefreshMs: 5_000, timeoutMs: env.UPSTREAM_TIMEOUT_MS });
     const store = new SessionStore(

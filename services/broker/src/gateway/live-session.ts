@@ -135,6 +135,7 @@ export class LiveSession {
           protocolVersion: this.record.protocolVersion,
           clientCapabilities: this.record.clientCapabilities,
           clientInfo: this.record.clientInfo,
+          agentId: this.record.agentId,
           ...(resume ? { resume } : {}),
         });
       } catch (error) {

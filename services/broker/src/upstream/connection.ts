@@ -79,6 +79,8 @@ export interface UpstreamSessionInit {
   /** The agent client's capabilities, so the upstream only asks for sampling/elicitation/roots the client has. */
   clientCapabilities: Record<string, unknown>;
   clientInfo: { name: string; version: string; [key: string]: unknown };
+  /** The agent whose session this is: stdio children are bounded per agent as well as per replica. */
+  agentId?: string;
   /**
    * Resume instead of initialize (HTTP only): the upstream session id and initialize result another
    * replica stored in Redis. Stdio sessions cannot be resumed; they initialize a fresh child.

@@ -10,6 +10,9 @@ import {
 import { createHttpAgents, destroyHttpAgents, type HttpUpstreamOptions, openHttpSession } from './http.ts';
 import { openStdioSession, type StdioUpstreamOptions } from './stdio.ts';
 
+export const DEFAULT_MAX_STDIO_SESSIONS = 64;
+export const DEFAULT_MAX_STDIO_SESSIONS_PER_AGENT = 16;
+
 /** The scheme "no upstream auth": the upstream gets no credential at all. */
 export const noUpstreamAuth: UpstreamCredentials = {
   forRequest: async () => ({}),
@@ -25,6 +28,11 @@ export interface UpstreamConnectorOptions {
    * opening sessions must not exhaust the process table. Beyond it, opening fails 'unreachable'.
    */
   maxStdioSessions?: number;
+  /**
+   * Most of them one agent may hold (counted by UpstreamSessionInit.agentId), so that one agent
+   * opening sessions cannot take every slot and lock the others out of stdio apps.
+   */
+  maxStdioSessionsPerAgent?: number;
   /** Transport settings passed through to each session (timeouts, bounds, backoff). */
   http?: Omit<HttpUpstreamOptions, 'credentials' | 'logger' | 'agents'>;
   stdio?: Omit<StdioUpstreamOptions, 'credentials' | 'logger'>;
@@ -41,8 +49,21 @@ export interface ClosableUpstreamConnector extends UpstreamConnector {
  */
 export function createUpstreamConnector(options: UpstreamConnectorOptions): ClosableUpstreamConnector {
   const agents = createHttpAgents(options.maxSocketsPerUpstream);
-  const maxStdio = options.maxStdioSessions ?? 64;
+  const maxStdio = options.maxStdioSessions ?? DEFAULT_MAX_STDIO_SESSIONS;
+  const maxPerAgent = options.maxStdioSessionsPerAgent ?? DEFAULT_MAX_STDIO_SESSIONS_PER_AGENT;
   let stdioSessions = 0;
+  const perAgent = new Map<string, number>();
+  const take = (agentId: string | undefined) => {
+    stdioSessions++;
+    if (agentId !== undefined) perAgent.set(agentId, (perAgent.get(agentId) ?? 0) + 1);
+  };
+  const giveBack = (agentId: string | undefined) => {
+    stdioSessions--;
+    if (agentId === undefined) return;
+    const left = (perAgent.get(agentId) ?? 1) - 1;
+    if (left > 0) perAgent.set(agentId, left);
+    else perAgent.delete(agentId);
+  };
   return {
     async open(target: UpstreamTarget, init: UpstreamSessionInit): Promise<UpstreamSession> {
       const logger = options.logger; // sessions tag their own lines with appId
@@ -56,13 +77,20 @@ export function createUpstreamConnector(options: UpstreamConnectorOptions): Clos
             agents,
           });
         case 'stdio': {
+          const { agentId } = init;
           if (stdioSessions >= maxStdio)
             throw new UpstreamError(
               target.appId,
               'unreachable',
               `this replica already runs ${maxStdio} stdio upstream sessions`,
             );
-          stdioSessions++;
+          if (agentId !== undefined && (perAgent.get(agentId) ?? 0) >= maxPerAgent)
+            throw new UpstreamError(
+              target.appId,
+              'unreachable',
+              `this agent already holds ${maxPerAgent} stdio upstream sessions on this replica; end some of its sessions`,
+            );
+          take(agentId);
           let session: UpstreamSession;
           try {
             session = await openStdioSession(target.appId, transport, init, {
@@ -71,7 +99,7 @@ export function createUpstreamConnector(options: UpstreamConnectorOptions): Clos
               logger,
             });
           } catch (error) {
-            stdioSessions--;
+            giveBack(agentId);
             throw error;
           }
           // The slot is given back once, however the session ends (close or release).
@@ -80,7 +108,7 @@ export function createUpstreamConnector(options: UpstreamConnectorOptions): Clos
           const close = () => {
             if (counted) {
               counted = false;
-              stdioSessions--;
+              giveBack(agentId);
             }
             return end();
           };

@@ -295,6 +295,35 @@ describe('stdio upstream failures', () => {
     );
   });
 
+  test('stdio children are bounded per agent as well as per replica, and a closed one frees its slot', async () => {
+    const bounded = createUpstreamConnector({
+      credentials: noUpstreamAuth,
+      logger: log.logger,
+      stdio: fast,
+      maxStdioSessions: 3,
+      maxStdioSessionsPerAgent: 2,
+    });
+    const open = (agentId: string) =>
+      bounded.open({ appId: 'fake', transport: fake() }, { ...agentInit, agentId });
+    const held: UpstreamSession[] = [];
+    try {
+      held.push(await open('agent-a'), await open('agent-a'));
+      await assert.rejects(open('agent-a'), (error: unknown) => {
+        assert.ok(error instanceof UpstreamError && error.failure === 'unreachable');
+        assert.match(error.message, /this agent already holds 2 stdio upstream sessions/);
+        return true;
+      });
+      // Another agent still gets the replica's last slot; then the replica is full for everyone.
+      held.push(await open('agent-b'));
+      await assert.rejects(open('agent-c'), /this replica already runs 3 stdio upstream sessions/);
+      await held.shift()?.close();
+      held.push(await open('agent-a'));
+    } finally {
+      await Promise.all(held.map((session) => session.close()));
+      await bounded.close();
+    }
+  });
+
   test('an env the OS cannot take (a NUL byte): unreachable', async () => {
     await assert.rejects(
       connector.open({ appId: 'nul', transport: fake({ BAD: 'a\u0000b' }) }, agentInit),
