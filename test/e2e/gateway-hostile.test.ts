@@ -328,6 +328,25 @@ describe('hostile session creation', () => {
   });
 });
 
+describe('what an agent relays outside tool calls', () => {
+  it('a completion request reaches the upstream redacted by DLP', async () => {
+    const agent = await capableClient(`${brokerUrl}/mcp/apps/${HOSTILE_APP}`, {
+      Authorization: `Bearer ${key}`,
+    });
+    try {
+      const reversed = (text: string) => [...text].reverse().join('');
+      const { completion } = await agent.client.complete({
+        ref: { type: 'ref/prompt', name: 'summarize' },
+        argument: { name: 'topic', value: 'mail alice@example.com' },
+      });
+      // The upstream answers with what it received, reversed.
+      assert.deepEqual(completion.values.map(reversed), ['mail [REDACTED:email]']);
+    } finally {
+      await agent.client.close();
+    }
+  });
+});
+
 describe('a hostile upstream', () => {
   it('a message nested too deep to inspect is not relayed, and the broker stays up', async () => {
     const agent = await capableClient(`${brokerUrl}/mcp/apps/${HOSTILE_APP}`, {

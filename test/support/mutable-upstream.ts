@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { completable } from '@modelcontextprotocol/sdk/server/completable.js';
 import { McpServer, type RegisteredTool } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
@@ -35,7 +36,7 @@ interface Session {
  * gateway's hot path, so the SDK's cost does not matter here). Its tools can be changed or added
  * while it runs: every open session hears `notifications/tools/list_changed`, as a real server
  * whose definitions change would send. It also serves one resource (`note://welcome`) and one
- * prompt (`summarize`), and records the headers of every request it receives.
+ * prompt (`summarize`, whose topic completes), and records the headers of every request it receives.
  */
 export class MutableUpstream {
   readonly url: string;
@@ -131,7 +132,12 @@ export class MutableUpstream {
     );
     server.registerPrompt(
       'summarize',
-      { description: 'Summarize a topic', argsSchema: { topic: z.string() } },
+      {
+        description: 'Summarize a topic',
+        // Completes a topic with what it was sent, reversed: a test can see what reached this
+        // server without the gateway's DLP on the way back recognising it (a reversed address).
+        argsSchema: { topic: completable(z.string(), (typed) => [[...typed].reverse().join('')]) },
+      },
       ({ topic }) => ({
         messages: [{ role: 'user', content: { type: 'text', text: `Summarize ${topic}.` } }],
       }),
