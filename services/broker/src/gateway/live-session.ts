@@ -31,10 +31,10 @@ export interface LiveSessionDeps {
   clientResponseTimeoutMs: number;
 }
 
-/** Server-initiated requests the client may receive, and the capability it must have declared. */
 const UNINSPECTABLE_DROPPED =
   'an upstream message DLP could not inspect (nested too deep or too large) was not relayed';
 
+/** Server-initiated requests the client may receive, and the capability it must have declared. */
 const CLIENT_METHODS: Record<string, string> = {
   'sampling/createMessage': 'sampling',
   'elicitation/create': 'elicitation',

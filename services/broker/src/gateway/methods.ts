@@ -532,14 +532,15 @@ async function complete(
   if (!appId || !upstreamRef || !context.apps.includes(appId))
     throw unknown('reference', JSON.stringify(ref));
   // What the user is typing goes upstream: redacted like every message relayed outside an
-  // enforced operation, so a completion cannot carry out what a tool call's DLP would stop.
-  const outgoing = redacted({ ...params(context), ref: upstreamRef });
+  // enforced operation, so a completion cannot carry out what a tool call's DLP would stop. The
+  // reference, already resolved against the catalog, goes as it is.
+  const outgoing = redacted(params(context));
   if (!outgoing)
     throw new RpcError(RpcCode.DlpBlocked, 'The completion request could not be inspected by DLP', {
       code: 'dlp_uninspectable',
       retryable: false,
     });
-  return relayed(deps, context, appId, 'completion/complete', outgoing);
+  return relayed(deps, context, appId, 'completion/complete', { ...outgoing, ref: upstreamRef });
 }
 
 async function setLogLevel(deps: MethodDeps, context: RequestContext): Promise<Record<string, unknown>> {
