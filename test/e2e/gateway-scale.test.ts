@@ -121,3 +121,54 @@ describe('a session across two replicas', () => {
     }
   });
 });
+
+describe('session lifetime', () => {
+  it('a session whose client only listens on its stream outlives the idle timeout; a quiet one does not', async () => {
+    const short = await stack.startBroker({
+      UPSTREAM_APP_ID: APP,
+      INSTANCE_ID: 'replica-short-ttl',
+      SESSION_TTL_SECONDS: '3',
+    });
+    const headers = {
+      authorization: `Bearer ${key}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    };
+    const post = (body: object, sessionId?: string) =>
+      fetch(`${short.url}/mcp`, {
+        method: 'POST',
+        headers: { ...headers, ...(sessionId ? { 'mcp-session-id': sessionId } : {}) },
+        body: JSON.stringify(body),
+      });
+    // The SDK's client opens its standalone GET stream once initialized, then only listens.
+    const listening = await capableClient(`${short.url}/mcp`, { Authorization: `Bearer ${key}` });
+    // A client that opens no stream and then says nothing.
+    const opened = await post({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: {
+        protocolVersion: '2025-06-18',
+        capabilities: {},
+        clientInfo: { name: 'quiet', version: '1' },
+      },
+    });
+    const quietSession = opened.headers.get('mcp-session-id') ?? '';
+    await opened.body?.cancel();
+    assert.ok(quietSession, 'the quiet client got a session');
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 7000)); // more than twice the idle timeout
+      const answer = await listening.client.callTool({
+        name: `${APP}__echo`,
+        arguments: { message: 'still here' },
+      });
+      assert.deepEqual(answer.content, [{ type: 'text', text: 'Echo: still here' }]);
+      const expired = await post({ jsonrpc: '2.0', id: 2, method: 'tools/list' }, quietSession);
+      assert.equal(expired.status, 404, 'the session without a stream expired');
+      await expired.body?.cancel();
+    } finally {
+      await listening.client.close().catch(() => undefined);
+      await short.process.stop('SIGTERM');
+    }
+  });
+});

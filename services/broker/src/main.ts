@@ -237,6 +237,8 @@ await runService(
       keepAliveMs: env.SSE_KEEPALIVE_MS,
       localIdleMs: 10 * 60_000,
       localRecheckMs: 5_000,
+      // A third of the idle timeout, at most a minute: a listening client never sees it expire.
+      streamKeepAliveMs: Math.min(60_000, (env.SESSION_TTL_SECONDS * 1000) / 3),
     });
     await gateway.start();
     directory.onChange((change) => gateway.directoryChanged(change));

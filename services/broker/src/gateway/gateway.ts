@@ -44,6 +44,11 @@ export interface GatewayOptions {
   localIdleMs: number;
   /** A local copy of a session is re-read from Redis when older than this (deletes propagate). */
   localRecheckMs: number;
+  /**
+   * How often a session whose only activity is an open standalone stream is marked in use in
+   * Redis; well within the session's idle timeout, or it would expire under a listening client.
+   */
+  streamKeepAliveMs: number;
 }
 
 const SERVER_CAPABILITIES = {
@@ -62,6 +67,8 @@ const MCP_PATH = /^\/mcp(?:\/apps\/([a-z][a-z0-9-]{0,62}))?\/?(?:\?.*)?$/;
 interface Local {
   session: LiveSession;
   loadedAt: number;
+  /** When this replica last marked the session in use in Redis for its open stream. */
+  keptAlive: number;
 }
 
 /**
@@ -86,7 +93,10 @@ export class Gateway {
 
   constructor(options: GatewayOptions) {
     this.#options = options;
-    this.#sweeper = setInterval(() => this.#sweep(), Math.min(options.localIdleMs, 60_000));
+    this.#sweeper = setInterval(
+      () => this.#sweep(),
+      Math.min(options.localIdleMs, options.streamKeepAliveMs, 60_000),
+    );
     this.#sweeper.unref();
   }
 
@@ -527,7 +537,8 @@ export class Gateway {
 
   #live(record: SessionRecord): LiveSession {
     const session = new LiveSession(record, this.#namespaceOf(record), this.#options.sessionDeps);
-    this.#local.set(record.id, { session, loadedAt: performance.now() });
+    const now = performance.now();
+    this.#local.set(record.id, { session, loadedAt: now, keptAlive: now });
     return session;
   }
 
@@ -574,15 +585,22 @@ export class Gateway {
 
   #sweep(): void {
     const now = performance.now();
-    for (const [id, { session }] of this.#local)
-      if (
-        !session.stream &&
-        session.inflight.size === 0 &&
-        now - session.lastUsed > this.#options.localIdleMs
-      ) {
+    const { store, logger } = this.#options.sessionDeps;
+    for (const [id, local] of this.#local) {
+      const { session } = local;
+      if (session.stream) {
+        // A client that only listens sends nothing that would refresh its session in Redis.
+        if (now - local.keptAlive >= this.#options.streamKeepAliveMs) {
+          local.keptAlive = now;
+          store.keepAlive(id, session.record.agentId).catch((error: unknown) => {
+            logger.warn({ err: error, session: id }, 'a streaming session not kept alive');
+          });
+        }
+      } else if (session.inflight.size === 0 && now - session.lastUsed > this.#options.localIdleMs) {
         this.#local.delete(id);
         void session.release();
       }
+    }
   }
 
   /** Replica shutdown: refuse new requests, let go of local state; the sessions live on in Redis. */

@@ -205,6 +205,15 @@ export class SessionStore {
   }
 
   /**
+   * Marks a session in use without reading it — an open standalone stream is use, though no
+   * request comes: refreshes its idle timeout and its place in its agent's eviction order.
+   */
+  async keepAlive(id: string, agentId: string): Promise<void> {
+    await this.#redis.pexpire(this.#key(id), this.#ttlMs);
+    this.#touch(agentId, id);
+  }
+
+  /**
    * Records an upstream session unless another replica recorded one for the same app first;
    * returns the one that counts. Two replicas opening the same app for one session at once must
    * not leave the agent with two upstream sessions.
