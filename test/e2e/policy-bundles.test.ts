@@ -88,7 +88,8 @@ after(async () => {
 });
 
 describe('bad bundles are rejected with a clear error and the active one stays', () => {
-  const cases: [string, 'source' | 'built', () => Promise<Uint8Array>, RegExp][] = [
+  type Case = [string, 'source' | 'built', () => Promise<Uint8Array>, RegExp];
+  const cases: Case[] = [
     [
       'it does not compile',
       'source',
@@ -168,11 +169,41 @@ describe('bad bundles are rejected with a clear error and the active one stays',
         }),
       /does not build to Wasm with the decision entrypoint/,
     ],
+    // An upload's tests run on the decision service's host: they must not see its environment
+    // (the database URL, with its password) nor reach the network from it.
+    ...(
+      [
+        // Fails with the URL in its printed output, if it compiles.
+        [
+          'its tests read the service environment (opa.runtime)',
+          'v := opa.runtime().env.DATABASE_URL\n\tprint(v)\n\tv == ""',
+        ],
+        // Compiles without the restriction; then fails, its request refused.
+        [
+          'its tests reach the network (http.send)',
+          'http.send({"method": "GET", "url": "http://127.0.0.1:1/"}).status_code == 200',
+        ],
+      ] as const
+    ).map(
+      ([name, body]): Case => [
+        name,
+        'source',
+        () =>
+          sourceBundle(name.replace(/\W+/g, '-'), async (dir) => {
+            await writeFile(
+              join(dir, 'portcullis/authz/leak_test.rego'),
+              `package portcullis.authz_test\n\ntest_leak if {\n\t${body}\n}\n`,
+            );
+          }),
+        /does not compile \(opa check --strict\)/,
+      ],
+    ),
   ];
   for (const [name, kind, bytes, message] of cases) {
     test(name, async () => {
       const response = await stack.api('POST', `/v1/bundles?kind=${kind}`, await bytes(), 'application/gzip');
       const body = (await response.json()) as Problem;
+      assert.doesNotMatch(JSON.stringify(body), /postgres(ql)?:\/\//, 'no database URL in the answer');
       assert.equal(response.status, 422, JSON.stringify(body));
       assert.match(response.headers.get('content-type') ?? '', /application\/problem\+json/);
       assert.equal(body.code, 'bundle_invalid');

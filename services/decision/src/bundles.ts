@@ -11,6 +11,7 @@ import { AppError } from '@portcullis/runtime';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { x as extract } from 'tar';
+import { opaEnvironment, restrictedCapabilities } from './opa-sandbox.ts';
 import { SMOKE_CASES, SMOKE_DIRECTORY } from './smoke.ts';
 
 const run = promisify(execFile);
@@ -48,6 +49,7 @@ export class BundleService {
   readonly #producer: Producer;
   readonly #topic: string;
   readonly #opa: string;
+  #restricted: Promise<string> | undefined;
 
   constructor(pool: pg.Pool, producer: Producer, prefix: string, opaBin: string) {
     this.#pool = pool;
@@ -214,8 +216,17 @@ export class BundleService {
       const files = await listFiles(src);
       if (!files.some((file) => file.endsWith('.rego')))
         throw invalid('no policy sources', 'the archive holds no .rego file');
-      await this.#opaStep('it does not compile (opa check --strict)', ['check', '--strict', src]);
-      const tests = await this.#opaStep('its own tests fail (opa test)', ['test', src]);
+      // Outside src, so that it is neither compiled nor part of the revision.
+      const capabilities = join(dir, 'capabilities.json');
+      await writeFile(capabilities, await this.#capabilities());
+      const restricted = ['--capabilities', capabilities];
+      await this.#opaStep('it does not compile (opa check --strict)', [
+        'check',
+        '--strict',
+        ...restricted,
+        src,
+      ]);
+      const tests = await this.#opaStep('its own tests fail (opa test)', ['test', ...restricted, src]);
       const revision = createHash('sha256')
         .update(
           files
@@ -227,19 +238,32 @@ export class BundleService {
         .digest('hex')
         .slice(0, 16);
       const out = join(dir, 'bundle.tar.gz');
-      await this.#opaStep(
-        'it does not build to Wasm with the decision entrypoint (opa build)',
-        opaWasmBuildArgs({ source: src, out, revision }),
-      );
+      await this.#opaStep('it does not build to Wasm with the decision entrypoint (opa build)', [
+        ...opaWasmBuildArgs({ source: src, out, revision }),
+        ...restricted,
+      ]);
       return { bundle: await readFile(out), validation: tests.trim().split('\n').pop() ?? 'passed' };
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
 
+  /** The restricted capabilities (opa-sandbox.ts), asked of the binary once; a failure is retried. */
+  #capabilities(): Promise<string> {
+    this.#restricted ??= restrictedCapabilities(this.#opa).catch((error: unknown) => {
+      this.#restricted = undefined;
+      throw error;
+    });
+    return this.#restricted;
+  }
+
   async #opaStep(step: string, args: string[]): Promise<string> {
     try {
-      const { stdout } = await run(this.#opa, args, { maxBuffer: 16 * 1024 * 1024, timeout: 120_000 });
+      const { stdout } = await run(this.#opa, args, {
+        env: opaEnvironment(),
+        maxBuffer: 16 * 1024 * 1024,
+        timeout: 120_000,
+      });
       return stdout;
     } catch (error) {
       const failure = error as { stdout?: string; stderr?: string; message: string };
