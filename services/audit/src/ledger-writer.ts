@@ -93,6 +93,14 @@ export class LedgerWriter {
         rejected.push({ message, reason: 'has no RFC 8785 canonical form (a lone surrogate in a string)' });
         continue;
       }
+      // Postgres's jsonb refuses U+0000: the COPY would fail on every redelivery, the same block.
+      if (message.value?.includes('\\u0000') && holdsNul(parsed.event)) {
+        rejected.push({
+          message,
+          reason: 'holds a NUL character (U+0000), which the ledger (jsonb) cannot store',
+        });
+        continue;
+      }
       const occurredAt = new Date(occurredMs).toISOString();
       // A duplicate inside one batch is the same event twice; the first copy is the one kept. The
       // same identity as the ledger's key: event id and occurredAt as stored (see #append).
@@ -279,6 +287,14 @@ function hasCanonicalForm(event: LedgerEvent): boolean {
   } catch {
     return false;
   }
+}
+
+/** Whether any string or key in a JSON value holds U+0000 (the JSON text showed `\u0000` somewhere). */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (typeof value !== 'object' || value === null) return false;
+  if (Array.isArray(value)) return value.some(holdsNul);
+  return Object.entries(value).some(([key, item]) => key.includes('\u0000') || holdsNul(item));
 }
 
 /** The ledger's columns, in the order of each COPY line. */

@@ -239,6 +239,20 @@ test('an event with a lone surrogate is dead-lettered instead of blocking its pa
   assert.equal((await verify(ledger.pool)).ok, true);
 });
 
+test('an event with a NUL character is dead-lettered instead of blocking its partition', async () => {
+  const ledger = await freshLedger();
+  // jsonb refuses U+0000: written, the batch would fail on every redelivery.
+  const poisoned = JSON.stringify(requestedEvent()).replace('"triage-bot"', '"triage\\u0000bot"');
+  // The six characters backslash-u-0-0-0-0 as text are no NUL and are stored as they are.
+  const textual = JSON.stringify(requestedEvent()).replace('"triage-bot"', '"triage\\\\u0000bot"');
+  assert.equal(await ledger.write([poisoned, requestedEvent(), textual]), 2);
+  assert.deepEqual(
+    ledger.letters.map((l) => [l.message.offset, l.reason]),
+    [['0', 'holds a NUL character (U+0000), which the ledger (jsonb) cannot store']],
+  );
+  assert.equal((await verify(ledger.pool)).ok, true);
+});
+
 test('approvals, credential events and admin changes land in the ledger and their views', async () => {
   const ledger = await freshLedger();
   const requested = requestedEvent({ actionClass: 'delete', onBehalfOf: { userId: 'bob' } });

@@ -9,6 +9,7 @@ import {
 import type { PolicyEngine } from '@portcullis/policy-engine';
 import type { Logger } from '@portcullis/runtime';
 import canonicalize from 'canonicalize';
+import { auditText } from '../audit-text.ts';
 import type { Agent } from '../directory.ts';
 import { type AuditSink, AuditUnavailableError } from '../durable-audit.ts';
 import type { GatewayMetrics, RateLimitRefusal } from '../gateway-metrics.ts';
@@ -280,7 +281,7 @@ export class Enforcement {
       ...this.#envelope(callId),
       outcome,
       ...(detail.error
-        ? { error: { code: detail.error.code, message: detail.error.message.slice(0, 1000) } }
+        ? { error: { code: detail.error.code, message: auditText(detail.error.message) } }
         : {}),
       durationMs: Math.round(durationMs * 1000) / 1000,
       ...(detail.redactions && Object.keys(detail.redactions).length > 0
