@@ -248,7 +248,40 @@ describe('API security', () => {
     assert.equal(decision.result.outcome, 'allow');
   });
 
+  test("an agent's update keeps what it does not name: an owner change never reactivates it", async () => {
+    const stateOf = async () =>
+      (
+        (await (await stack.api('GET', '/v1/agents')).json()) as {
+          agents: { name: string; state: string; owner: string }[];
+        }
+      ).agents.find((agent) => agent.name === 'quiet');
+    assert.equal((await stack.api('PUT', '/v1/agents/quiet', { owner: 'alice@example.com' })).status, 200);
+    assert.equal((await stateOf())?.state, 'active', 'a new agent is active');
+    assert.equal(
+      (await stack.api('PUT', '/v1/agents/quiet', { owner: 'alice@example.com', state: 'suspended' })).status,
+      200,
+    );
+    assert.equal((await stack.api('PUT', '/v1/agents/quiet', { owner: 'bob@example.com' })).status, 200);
+    assert.deepEqual(
+      { ...(await stateOf()) },
+      { ...(await stateOf()), owner: 'bob@example.com', state: 'suspended' },
+    );
+    // A misspelt field is refused, not ignored.
+    const misspelt = await stack.api('PUT', '/v1/agents/quiet', {
+      owner: 'bob@example.com',
+      status: 'active',
+    });
+    assert.equal(misspelt.status, 400);
+    assert.equal((await stateOf())?.state, 'suspended');
+  });
+
   test('invalid bodies: 400 naming the field, nothing changes', async () => {
+    // The policy's snake_case spelling of a condition is not the API's: refused, not dropped.
+    const snakeCase = await stack.api('PUT', '/v1/agents/reader/entitlements/demo', {
+      grants: [{ actions: ['delete'], require_approval: true }],
+    });
+    assert.equal(snakeCase.status, 400);
+    assert.match(((await snakeCase.json()) as Problem).title, /require_approval/);
     const response = await stack.api('PUT', '/v1/agents/reader/entitlements/demo', {
       grants: [{ actions: ['fly'] }],
     });
@@ -312,6 +345,25 @@ describe('Data API', () => {
       arguments: { secrets: 'redact', personal: 'allow' },
       results: { secrets: 'redact', personal: 'allow' },
     });
+    // A rename leaves the policy as it is; a misspelt field anywhere in it is refused.
+    assert.equal((await stack.api('PUT', '/v1/apps/demo', { name: 'Demo (renamed)' })).status, 204);
+    const renamed = (await (await stack.api('GET', '/v1/apps/demo')).json()) as {
+      name: string;
+      policy: unknown;
+    };
+    assert.deepEqual(renamed, {
+      ...renamed,
+      name: 'Demo (renamed)',
+      policy: { dlp: { read: { results: { personal: 'allow' } } } },
+    });
+    for (const body of [
+      { name: 'Demo', policy: { tools: { fetch_record: { disabeld: true } } } },
+      { name: 'Demo', policy: { delete: 'deny', approver: ['a@example.com'] } },
+      { name: 'Demo', color: 'blue' },
+    ]) {
+      const refused = await stack.api('PUT', '/v1/apps/demo', body);
+      assert.equal(refused.status, 400, JSON.stringify(body));
+    }
     // Back to the defaults for the tests after this one.
     assert.equal((await stack.api('PUT', '/v1/apps/demo', { name: 'Demo', policy: {} })).status, 204);
     await waitFor(

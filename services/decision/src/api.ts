@@ -1,7 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import {
   AppAuth,
-  AppPolicyData,
   AppTransport,
   type DecisionLogV1,
   OAuthClientId,
@@ -18,6 +17,7 @@ import type { BundleService } from './bundles.ts';
 import type { DirectoryPublisher } from './directory-publisher.ts';
 import {
   AgentNotFoundError,
+  AppPolicyInput,
   type DirectoryAdmin,
   type DirectoryStore,
   GrantInput,
@@ -160,11 +160,13 @@ export function createApi(deps: ApiDeps): Router {
     admin,
     json,
     wrap(async (req, res) => {
+      // Strict, and what is not given stays as it is: an owner change (or a misspelt field) must
+      // never reactivate a suspended agent. A new agent is active unless `state` says otherwise.
       const body = parse(
-        z.object({
+        z.strictObject({
           owner: z.string().min(1).max(320),
-          state: z.enum(['active', 'suspended']).default('active'),
-          clientType: z.string().min(1).max(100).optional(),
+          state: z.enum(['active', 'suspended']).optional(),
+          clientType: z.string().min(1).max(100).nullable().optional(),
         }),
         req.body,
       );
@@ -238,8 +240,10 @@ export function createApi(deps: ApiDeps): Router {
     admin,
     json,
     wrap(async (req, res) => {
+      // Strict at every level, and a policy not given stays as it is: renaming an app must not
+      // wipe its delete rule, disabled tools or DLP modes.
       const body = parse(
-        z.object({ name: z.string().min(1).max(200), policy: AppPolicyData.default({}) }),
+        z.strictObject({ name: z.string().min(1).max(200), policy: AppPolicyInput.optional() }),
         req.body,
       );
       await deps.admin.upsertApp(parse(AppId, req.params.id), body.name, body.policy);
@@ -342,7 +346,7 @@ export function createApi(deps: ApiDeps): Router {
     admin,
     json,
     wrap(async (req, res) => {
-      const body = parse(z.object({ grants: z.array(GrantInput) }), req.body);
+      const body = parse(z.strictObject({ grants: z.array(GrantInput) }), req.body);
       await deps.admin.setEntitlements(
         await agentId(String(req.params.name)),
         parse(AppId, req.params.app),
@@ -372,7 +376,7 @@ export function createApi(deps: ApiDeps): Router {
     admin,
     json,
     wrap(async (req, res) => {
-      const body = parse(z.object({ grants: z.array(GrantInput) }), req.body);
+      const body = parse(z.strictObject({ grants: z.array(GrantInput) }), req.body);
       const user = parse(z.string().min(1).max(320), req.params.user);
       await deps.admin.setDelegations(
         user,

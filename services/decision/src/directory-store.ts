@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import {
   ActionClass,
   AppAuth,
+  AppPolicyData,
   type AppTransport,
   AppTransport as AppTransportSchema,
   generateAgentKey,
@@ -210,11 +211,23 @@ export class OAuthClientTakenError extends Error {
   }
 }
 
-/** A grant as the API takes it: action classes plus optional conditions. */
-export const GrantInput = z.object({
+/**
+ * An app's policy as the API takes it: the contract's AppPolicyData, strict at every level, so that
+ * a misspelt field (`disabeld` for a tool) is a 400 rather than a setting silently dropped.
+ */
+export const AppPolicyInput = AppPolicyData.extend({
+  tools: z.record(z.string().min(1), AppPolicyData.shape.tools.unwrap().valueType.strict()).optional(),
+}).strict();
+
+/**
+ * A grant as the API takes it: action classes plus optional conditions. Strict: a field it does
+ * not know (say `require_approval`, the policy's spelling) is a 400, never a grant quietly stored
+ * without the condition meant.
+ */
+export const GrantInput = z.strictObject({
   actions: z.array(ActionClass).min(1),
   expiresAt: z.iso.datetime({ offset: true }).optional(),
-  window: TimeWindow.optional(),
+  window: TimeWindow.strict().optional(),
   arguments: z.record(z.string().min(1), z.array(z.unknown()).min(1)).optional(),
   clientTypes: z.array(z.string().min(1)).min(1).optional(),
   requireApproval: z.boolean().optional(),
@@ -254,27 +267,36 @@ export class DirectoryAdmin {
     return rows;
   }
 
+  /**
+   * Creates or updates an agent. On an update, `state` and `clientType` left undefined keep their
+   * values (null clears the client type); a new agent is active unless `state` says otherwise.
+   */
   async upsertAgent(
     name: string,
     owner: string,
-    state: 'active' | 'suspended',
-    clientType?: string,
+    state?: 'active' | 'suspended',
+    clientType?: string | null,
   ): Promise<AgentRecord> {
     const { rows } = await this.#pool.query<AgentRecord>(
-      `INSERT INTO directory.agents (id, name, owner, state, client_type) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, state = EXCLUDED.state,
-         client_type = EXCLUDED.client_type, updated_at = now()
+      `INSERT INTO directory.agents (id, name, owner, state, client_type)
+       VALUES ($1, $2, $3, COALESCE($4, 'active'), $5)
+       ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner,
+         state = COALESCE($4, directory.agents.state),
+         client_type = CASE WHEN $6 THEN EXCLUDED.client_type ELSE directory.agents.client_type END,
+         updated_at = now()
        RETURNING id, name, owner, state`,
-      [newAgentId(), name, owner, state, clientType ?? null],
+      [newAgentId(), name, owner, state ?? null, clientType ?? null, clientType !== undefined],
     );
     return rows[0]!;
   }
 
-  async upsertApp(id: string, name: string, policy: Record<string, unknown>): Promise<void> {
+  /** Creates or updates an app; on an update, a policy left undefined keeps its value. */
+  async upsertApp(id: string, name: string, policy?: Record<string, unknown>): Promise<void> {
     await this.#pool.query(
-      `INSERT INTO directory.apps (id, name, policy) VALUES ($1, $2, $3)
-       ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, policy = EXCLUDED.policy`,
-      [id, name, policy],
+      `INSERT INTO directory.apps (id, name, policy) VALUES ($1, $2, COALESCE($3, '{}'::jsonb))
+       ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,
+         policy = COALESCE($3, directory.apps.policy)`,
+      [id, name, policy ?? null],
     );
   }
 
