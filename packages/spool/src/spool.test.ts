@@ -13,7 +13,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Spool, SpoolFullError } from './spool.ts';
+import { Spool, SpoolBrokenError, SpoolFullError, spoolFaults } from './spool.ts';
 
 const tempDir = () => mkdtemp(join(tmpdir(), 'spool-test-'));
 const records = (n: number, from = 0) =>
@@ -309,6 +309,77 @@ test('a compaction that fails before its switch closes the new segment and keeps
   // On disk the acknowledgement never happened: the records come back (at least once), none lost.
   const reopened = await Spool.open({ dir, maxBytes: 1 << 20, maxRecords: 100 });
   assert.deepEqual(texts((await reopened.spool.peek(10)).records), [...texts(records(3)), 'after']);
+  await reopened.spool.close();
+});
+
+test('a compaction that fails after its rename points the position back at the old segment', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 1 << 20, maxRecords: 100 };
+  const { spool } = await Spool.open(options);
+  for (const r of records(3)) await spool.append(r);
+  // Acknowledging everything drains the spool, which compacts it into the next segment.
+  const batch = await spool.peek(10);
+  // The directory sync after the rename fails: the rename happened, whether it lasts is unknown.
+  spoolFaults.afterPositionRename = () => {
+    spoolFaults.afterPositionRename = undefined; // once: the rewind's own sync succeeds
+    return new Error('EIO: directory sync failed');
+  };
+  try {
+    await assert.rejects(spool.acknowledge(batch), /directory sync failed/);
+  } finally {
+    spoolFaults.afterPositionRename = undefined;
+  }
+  // Appends still go to the old segment, and the position on disk names it again.
+  await spool.append(Buffer.from('after'));
+  assert.deepEqual(JSON.parse(await readFile(join(dir, 'position.json'), 'utf8')).segment, 1);
+  await spool.close();
+  // The record accepted after the failed switch is there (without the rewind, the reopen would
+  // follow the renamed position to the new segment and delete the old one, and the record with it).
+  const reopened = await Spool.open(options);
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), ['after']);
+  await reopened.spool.close();
+});
+
+test('a failed write that cannot be cut back refuses every later append; a reopen repairs it', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 1 << 20, maxRecords: 100 };
+  const { spool } = await Spool.open(options);
+  for (const r of records(2)) await spool.append(r);
+  spoolFaults.write = () => new Error('EIO: write failed');
+  spoolFaults.truncate = () => new Error('EIO: truncate failed');
+  try {
+    await assert.rejects(spool.append(Buffer.from('torn')), /write failed/);
+  } finally {
+    spoolFaults.write = undefined;
+    spoolFaults.truncate = undefined;
+  }
+  // Torn bytes sit past the end the spool knows: an append now would land after them.
+  await assert.rejects(spool.append(Buffer.from('refused')), SpoolBrokenError);
+  await spool.close();
+  const reopened = await Spool.open(options);
+  assert.ok(reopened.recovery.truncatedBytes > 0, 'the torn bytes are cut on reopen');
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), texts(records(2)));
+  await reopened.spool.append(Buffer.from('after'));
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), [...texts(records(2)), 'after']);
+  await reopened.spool.close();
+});
+
+test('a failed write that is cut back leaves the spool usable', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 1 << 20, maxRecords: 100 };
+  const { spool } = await Spool.open(options);
+  await spool.append(Buffer.from('before'));
+  spoolFaults.write = () => new Error('ENOSPC: no space left');
+  try {
+    await assert.rejects(spool.append(Buffer.from('lost')), /no space left/);
+  } finally {
+    spoolFaults.write = undefined;
+  }
+  await spool.append(Buffer.from('after'));
+  await spool.close();
+  const reopened = await Spool.open(options);
+  assert.equal(reopened.recovery.truncatedBytes, 0);
+  assert.deepEqual(texts((await reopened.spool.peek(10)).records), ['before', 'after']);
   await reopened.spool.close();
 });
 

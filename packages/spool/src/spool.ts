@@ -70,6 +70,25 @@ export class SpoolFullError extends Error {
   }
 }
 
+/** Appends refused because the segment may hold bytes the spool does not account for (see #flush). */
+export class SpoolBrokenError extends Error {
+  readonly code = 'spool_broken';
+  constructor(cause: Error) {
+    super(`spool refuses appends until it is reopened: ${cause.message}`, { cause });
+    this.name = 'SpoolBrokenError';
+  }
+}
+
+/**
+ * Test seam: faults injected where the operating system rarely fails (a write, the cut-back after
+ * it, the directory sync after the position file's rename). Never set outside tests.
+ */
+export const spoolFaults: {
+  write?: () => Error | undefined;
+  truncate?: () => Error | undefined;
+  afterPositionRename?: () => Error | undefined;
+} = {};
+
 /** How an append may be written. */
 export interface AppendOptions {
   /**
@@ -134,6 +153,8 @@ export class Spool {
   /** Operations started through #exclusive and not yet finished (running or waiting their turn). */
   #exclusiveOps = 0;
   #closed = false;
+  /** Set when the segment may hold bytes past #size: appends are refused until a reopen repairs it. */
+  #broken: SpoolBrokenError | undefined;
   /**
    * The newest durable records, oldest first, contiguous up to `#size`; every entry is pending
    * (acknowledging drops entries from the front, the memory bound drops the oldest).
@@ -196,6 +217,11 @@ export class Spool {
     return { spool, recovery: { pendingRecords: scan.records, truncatedBytes } };
   }
 
+  /** Why appends are refused until the spool is reopened (a restart repairs it), if they are. */
+  get broken(): SpoolBrokenError | undefined {
+    return this.#broken;
+  }
+
   /** Records appended and not yet acknowledged. */
   get pendingRecords(): number {
     return this.#pendingRecords;
@@ -217,6 +243,7 @@ export class Spool {
   /** Appends one record; resolves once it is durable. Throws SpoolFullError when full. */
   append(payload: Buffer, options: AppendOptions = {}): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('spool is closed'));
+    if (this.#broken) return Promise.reject(this.#broken);
     if (this.wouldRefuse(payload.length)) {
       return Promise.reject(new SpoolFullError(this.#reservedRecords, this.#reservedBytes));
     }
@@ -385,10 +412,13 @@ export class Spool {
       this.#urgentQueued = 0;
       const data = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((q) => q.frame));
       try {
+        if (this.#broken) throw this.#broken;
         await writeAll(this.#handle, data, this.#size);
       } catch (error) {
         // Cut off whatever part of the batch reached the file, so no half-written record stays.
-        await this.#handle.truncate(this.#size).catch(() => {});
+        // If that fails, the torn bytes stay: with O_APPEND every later write would land after
+        // them, where a reopen's scan stops and cuts — accepted records lost. Refuse appends.
+        if (!this.#broken) await this.#cutBack(error as Error);
         this.#reservedRecords -= batch.length;
         this.#reservedBytes -= data.length;
         for (const q of batch) q.reject(error as Error);
@@ -400,6 +430,19 @@ export class Spool {
       for (const q of batch) q.resolve();
     }
     this.#flushing = false;
+  }
+
+  /** After a failed write: truncates the segment back to #size, or marks the spool broken. */
+  async #cutBack(failure: Error): Promise<void> {
+    try {
+      const injected = spoolFaults.truncate?.();
+      if (injected) throw injected;
+      await this.#handle.truncate(this.#size);
+    } catch (error) {
+      this.#broken = new SpoolBrokenError(
+        new Error(`a failed write (${failure.message}) could not be cut back: ${(error as Error).message}`),
+      );
+    }
   }
 
   /** Keeps a durable batch in memory for `peek`, dropping the oldest beyond the memory bound. */
@@ -435,6 +478,7 @@ export class Spool {
     const next = this.#segment + 1;
     const nextHandle = await openSegment(join(dir, segmentName(next)), true);
     const tail = this.#size - this.#position;
+    let renamed = false;
     try {
       if (tail > 0) {
         const buffer = Buffer.alloc(tail);
@@ -444,10 +488,22 @@ export class Spool {
       await nextHandle.datasync();
       await syncDirectory(dir);
       // The switch: before this rename the old segment and position rule, after it the new ones.
-      await writePosition(dir, next, 0);
+      await writePosition(dir, next, 0, () => {
+        renamed = true;
+      });
     } catch (error) {
-      // The old segment still rules; the unfinished copy is truncated by the next attempt.
       await nextHandle.close().catch(() => {});
+      // Failed after the rename (the directory sync): on disk the new segment may rule while this
+      // spool goes on appending to the old one, which a reopen would then delete. Point the
+      // position back at the old segment, which still holds every pending record; if even that
+      // fails, refuse appends, so that nothing accepted depends on which file wins.
+      if (renamed)
+        await writePosition(dir, this.#segment, this.#position).catch((rewind: Error) => {
+          this.#broken ??= new SpoolBrokenError(
+            new Error(`a segment switch failed after its rename and could not be undone: ${rewind.message}`),
+          );
+        });
+      // The old segment rules again; the unfinished copy is truncated by the next attempt.
       throw error;
     }
     clearTimeout(this.#positionTimer);
@@ -533,6 +589,12 @@ async function readExactly(handle: FileHandle, buffer: Buffer, position: number)
 }
 
 async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+  const injected = spoolFaults.write?.();
+  if (injected) {
+    // As a disk that fails mid-write would: part of the data reaches the file first.
+    await handle.write(data, 0, Math.min(data.length, 3), position);
+    throw injected;
+  }
   let done = 0;
   while (done < data.length) {
     const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
@@ -555,7 +617,13 @@ async function readPosition(dir: string): Promise<{ segment: number; offset: num
   return { segment: parsed.segment as number, offset: parsed.offset as number };
 }
 
-async function writePosition(dir: string, segment: number, offset: number): Promise<void> {
+/** Replaces the position file atomically; `onRenamed` runs once the new file has replaced it. */
+async function writePosition(
+  dir: string,
+  segment: number,
+  offset: number,
+  onRenamed?: () => void,
+): Promise<void> {
   const temp = join(dir, `${POSITION_FILE}.tmp`);
   const handle = await open(temp, 'w');
   try {
@@ -565,6 +633,9 @@ async function writePosition(dir: string, segment: number, offset: number): Prom
     await handle.close();
   }
   await rename(temp, join(dir, POSITION_FILE));
+  onRenamed?.();
+  const injected = spoolFaults.afterPositionRename?.();
+  if (injected) throw injected;
   await syncDirectory(dir);
 }
 

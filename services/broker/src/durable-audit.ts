@@ -158,8 +158,14 @@ export class DurableAuditPublisher implements AuditSink {
     }
   }
 
-  /** Throws when the audit path could not take a new call: Kafka away and the spool full. */
+  /**
+   * Throws when the audit path could not take a new call: Kafka away and the spool full, or a
+   * spool that refuses appends after a disk failure (unready, the replica gets restarted, and
+   * reopening the spool repairs it).
+   */
   check(): void {
+    const { broken } = this.#options.spool;
+    if (broken) throw broken;
     if (this.#spooling && this.#refusesCall(TYPICAL_REQUEST_BYTES)) {
       throw new Error(`kafka unreachable and the audit spool is full (${this.spooled} events)`);
     }
