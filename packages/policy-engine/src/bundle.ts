@@ -19,6 +19,10 @@ export class BundleError extends Error {
 }
 
 const MAX_ENTRY_BYTES = 64 * 1024 * 1024;
+/** An upload is at most 16 MiB of gzip, which can expand a thousandfold: bounds on what it unpacks to. */
+export const ARCHIVE_LIMITS = { maxBytes: 256 * 1024 * 1024, maxEntries: 10_000 } as const;
+/** The files of a built bundle the engine reads; anything else in the archive is skipped unread. */
+const BUNDLE_FILES = new Set(['/policy.wasm', '/data.json', '/.manifest']);
 
 /** Reads a bundle.tar.gz into memory; throws BundleError naming what is wrong with it. */
 export async function readBundle(tarGz: Uint8Array): Promise<PolicyBundle> {
@@ -40,21 +44,62 @@ export async function readBundle(tarGz: Uint8Array): Promise<PolicyBundle> {
   };
 }
 
-function untar(tarGz: Uint8Array): Promise<Map<string, Uint8Array>> {
+/**
+ * Checks a tar.gz before anything is unpacked to disk: at most ARCHIVE_LIMITS' entries and bytes
+ * (as the headers declare them; the parse stops at the first excess, so a decompression bomb costs
+ * no more than the bound), and only regular files and directories — no links, which could point
+ * out of the directory it is unpacked into. Throws BundleError naming the problem.
+ */
+export function checkArchive(
+  tarGz: Uint8Array,
+  limits: { maxBytes: number; maxEntries: number } = ARCHIVE_LIMITS,
+): Promise<void> {
+  let entries = 0;
+  let bytes = 0;
+  return parse(tarGz, (entry, abort) => {
+    entries++;
+    bytes += entry.size ?? 0;
+    if (entries > limits.maxEntries)
+      abort(new BundleError(`the archive holds more than ${limits.maxEntries} entries`));
+    else if (bytes > limits.maxBytes)
+      abort(new BundleError(`the archive unpacks to more than ${limits.maxBytes / 1024 / 1024} MiB`));
+    else if (entry.type !== 'File' && entry.type !== 'Directory')
+      abort(new BundleError(`${entry.path} is a ${entry.type}: only files and directories are accepted`));
+    entry.resume();
+  }).then(() => undefined);
+}
+
+/** The bundle files (BUNDLE_FILES) of a built bundle, within ARCHIVE_LIMITS. */
+async function untar(tarGz: Uint8Array): Promise<Map<string, Uint8Array>> {
+  await checkArchive(tarGz);
+  const files = new Map<string, Uint8Array>();
+  await parse(tarGz, (entry, abort) => {
+    const path = normalize(entry.path);
+    if (!BUNDLE_FILES.has(path)) {
+      entry.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    entry.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_ENTRY_BYTES) abort(new BundleError(`${entry.path} is larger than 64 MiB`));
+      else chunks.push(chunk);
+    });
+    entry.on('end', () => files.set(path, Buffer.concat(chunks)));
+  });
+  return files;
+}
+
+/** Parses a tar.gz, handing each entry to `onEntry`; rejects with a BundleError. */
+function parse(
+  tarGz: Uint8Array,
+  onEntry: (entry: ReadEntry, abort: (error: BundleError) => void) => void,
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const files = new Map<string, Uint8Array>();
     const parser = new Parser({
       strict: true,
-      onReadEntry: (entry: ReadEntry) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        entry.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_ENTRY_BYTES) parser.abort(new BundleError(`${entry.path} is larger than 64 MiB`));
-          else chunks.push(chunk);
-        });
-        entry.on('end', () => files.set(normalize(entry.path), Buffer.concat(chunks)));
-      },
+      onReadEntry: (entry: ReadEntry) => onEntry(entry, (error) => parser.abort(error)),
     });
     const fail = (error: Error) =>
       reject(
@@ -64,7 +109,7 @@ function untar(tarGz: Uint8Array): Promise<Map<string, Uint8Array>> {
       );
     parser.on('error', fail);
     parser.on('abort', fail);
-    parser.on('end', () => resolve(files));
+    parser.on('end', () => resolve());
     try {
       // A truncated gzip stream throws from end() rather than emitting 'error'.
       parser.end(Buffer.from(tarGz));

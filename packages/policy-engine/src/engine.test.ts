@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { compileSchema } from '@portcullis/compiled-schema';
-import { create } from 'tar';
+import { create, extract } from 'tar';
 import { generate, mutate, random } from '../../../test/support/generated-events.ts';
-import { BundleError, type PolicyBundle, readBundle } from './bundle.ts';
+import { BundleError, checkArchive, type PolicyBundle, readBundle } from './bundle.ts';
 import { PolicyEngine, PolicyResult, policyTime, toDecision } from './engine.ts';
 import { opaWasmBuildArgs } from './opa-build.ts';
 
@@ -271,6 +272,29 @@ describe('bad bundles are rejected with a clear error and the active bundle stay
       );
     });
   }
+
+  test('an archive beyond the entry or size bound, or holding a link, is refused before it is unpacked', async () => {
+    const five = await tarGz({ a: '1', b: '2', c: '3', d: '4', e: '5' });
+    await assert.rejects(checkArchive(five, { maxEntries: 3, maxBytes: 1 << 20 }), /more than 3 entries/);
+    const big = await tarGz({ big: 'x'.repeat(4096) });
+    await assert.rejects(checkArchive(big, { maxEntries: 10, maxBytes: 1024 }), /unpacks to more than/);
+    const dir = await mkdtemp(join(tmpdir(), 'bundle-link-'));
+    await symlink('/etc/passwd', join(dir, 'policy.wasm'));
+    await create({ gzip: true, file: join(dir, 'linked.tar.gz'), cwd: dir }, ['policy.wasm']);
+    const linked = await readFile(join(dir, 'linked.tar.gz'));
+    await assert.rejects(checkArchive(linked), /policy\.wasm is a SymbolicLink/);
+    await assert.rejects(readBundle(linked), /SymbolicLink/);
+  });
+
+  test('files a built bundle does not need are skipped, not held', async () => {
+    // The real bundle plus an unrelated file: it still loads (readBundle keeps only its own files).
+    const dir = await mkdtemp(join(tmpdir(), 'bundle-extra-'));
+    await extract({ file: fileURLToPath(bundleFile), cwd: dir });
+    await writeFile(join(dir, 'notes.txt'), 'x'.repeat(1 << 20));
+    await create({ gzip: true, file: join(dir, 'extra.tar.gz'), cwd: dir }, await readdir(dir));
+    const loaded = await readBundle(await readFile(join(dir, 'extra.tar.gz')));
+    assert.equal(loaded.revision, bundle.revision);
+  });
 
   test('no policy.wasm', async () => {
     await assert.rejects(readBundle(await tarGz({ 'data.json': '{}' })), /no \/policy\.wasm/);

@@ -6,7 +6,13 @@ import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { type PolicyActivatedV1, Topics, topicName } from '@portcullis/contracts';
 import { withTransaction } from '@portcullis/db';
-import { BundleError, opaWasmBuildArgs, PolicyEngine, readBundle } from '@portcullis/policy-engine';
+import {
+  BundleError,
+  checkArchive,
+  opaWasmBuildArgs,
+  PolicyEngine,
+  readBundle,
+} from '@portcullis/policy-engine';
 import { AppError } from '@portcullis/runtime';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
@@ -208,7 +214,9 @@ export class BundleService {
       await mkdir(src);
       await writeFile(join(dir, 'upload.tar.gz'), bytes);
       try {
-        // tar refuses absolute paths and '..' by default, so an upload cannot write outside src.
+        // Bounded and without links before anything reaches the disk; tar refuses absolute paths
+        // and '..' by default, so an upload cannot write outside src.
+        await checkArchive(bytes);
         await extract({ file: join(dir, 'upload.tar.gz'), cwd: src, strict: true });
       } catch (error) {
         throw invalid('not a valid tar.gz of policy sources', (error as Error).message);
