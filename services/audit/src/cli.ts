@@ -18,10 +18,12 @@ import { verifyLedger } from './verify.ts';
 const usage = `usage: portcullis ledger <command> [options]
 
 commands:
-  verify --public-key <pem> [--public-key <pem> …] [--export <dir>] [--json]
+  verify --public-key <pem> [--public-key <pem> …] [--export <dir>] [--retention-days <n>] [--json]
         recompute every hash chain and check every signed checkpoint (against the given keys,
         several across a key rotation), from the database
-        (DATABASE_URL) or from a dump; exit 0 when intact, 1 naming the first broken link
+        (DATABASE_URL) or from a dump; exit 0 when intact, 1 naming the first broken link.
+        A chain whose rows are gone counts as retired only if its day is older than the
+        retention (default 400 days, the audit service's RETENTION_DAYS) by the newest checkpoint
   dump --out <dir>
         write a verifiable export: ${DUMP_FILES.rows}, ${DUMP_FILES.checkpoints}, ${DUMP_FILES.partitionLog}
   export --view <view> [--format csv|jsonl] [--agent <id>] [--user <id>] [--since <iso>]
@@ -36,7 +38,7 @@ commands:
   checkpoint
         sign a checkpoint of every chain head now (needs AUDIT_SIGNING_KEY)
   maintain [--days-ahead <n>] [--retention-days <n>]
-        create partitions ahead and detach those older than the retention
+        create partitions ahead and detach those older than the retention (at least 7 days)
 
 environment:
   DATABASE_URL          Postgres connection string of the ledger
@@ -106,9 +108,10 @@ async function main(argv: string[]): Promise<number> {
       const publicKey = await Promise.all(
         files.map(async (file) => parsePublicKey(await readFile(file, 'utf8'))),
       );
+      const options = { retentionDays: count('retention-days') };
       const report = values.export
-        ? await verifyLedger(await exportSource(values.export), publicKey)
-        : await withPool((pool) => verifyLedger(databaseSource(pool), publicKey));
+        ? await verifyLedger(await exportSource(values.export), publicKey, options)
+        : await withPool((pool) => verifyLedger(databaseSource(pool), publicKey, options));
       if (values.json) console.log(JSON.stringify(report, null, 2));
       else {
         console.log(

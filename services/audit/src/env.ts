@@ -19,6 +19,7 @@ export const AuditEnv = z
       .default(60000),
     RETENTION_DAYS: env
       .positiveInt('days of ledger kept attached; older day partitions are detached (not dropped)')
+      .min(7, 'at least 7: the ledger refuses to detach the last week')
       .default(400),
     PARTITIONS_AHEAD_DAYS: env.positiveInt('day partitions created ahead of need').default(3),
     MAINTENANCE_INTERVAL_MS: env

@@ -520,13 +520,24 @@ test('retention detaches old day partitions, and verify tells retired chains fro
   await ledger.write([requestedEvent({ occurredAt: day(20) }), requestedEvent({ occurredAt: day(0) })]);
   await writeCheckpoint(ledger.pool, privateKey);
   const { maintainPartitions } = await import('./maintenance.ts');
+  // The writer role cannot make it detach the last week, whatever it asks.
+  await assert.rejects(maintainPartitions(ledger.pool, 3, 0), /retention_days must be at least 7/);
   const done = await maintainPartitions(ledger.pool, 3, 10);
   assert.equal(done.filter((d) => d.action === 'detached').length, 1);
   assert.ok(done.filter((d) => d.action === 'ensured').length === 4);
-  const report = await verify(ledger.pool);
+  const report = await verifyLedger(databaseSource(ledger.pool), publicKey, { retentionDays: 10 });
   assert.equal(report.ok, true, JSON.stringify(report.problems));
   assert.equal(report.retiredChains, 1);
   assert.equal(report.rows, 1);
+  // An auditor who knows the retention is 400 days sees a day of 20 days ago gone, not retired:
+  // the partition log (unsigned) cannot excuse a deletion.
+  const strict = await verifyLedger(databaseSource(ledger.pool), publicKey, { retentionDays: 400 });
+  assert.equal(strict.ok, false);
+  assert.deepEqual(
+    strict.problems.map((p) => p.kind),
+    ['chain_missing'],
+  );
+  assert.equal(strict.retiredChains, 0);
 });
 
 test('payload text with COPY and JSON specials (tab, newline, CR, backslash, quotes, U+2028, astral) is stored as sent', async () => {
