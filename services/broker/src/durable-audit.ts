@@ -56,7 +56,8 @@ export interface DurableAuditOptions {
 /**
  * Room kept in the spool, per call in flight, for its outcome event: a call is admitted only if
  * its request and its outcome both fit, so an executed call never loses its outcome to a full
- * spool. Outcome events are small (their error message is capped at 1,000 characters).
+ * spool. Outcome events are small: their error message takes at most 1,000 bytes as JSON
+ * (audit-text.ts), the rest of the event a few hundred.
  */
 const OUTCOME_RESERVE_BYTES = 2048;
 const REPLAY_BATCH = 200;
