@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { DecisionLogV1, Topics, topicName } from '@portcullis/contracts';
 import { stackEnv, waitFor } from '@portcullis/testing';
 import { Kafka } from 'kafkajs';
+import pg from 'pg';
 import { bundlePath, repoRoot, TestStack } from '../support/stack.ts';
 
 // The decision service's bundle lifecycle and API surface, against a real Postgres, Kafka and OPA:
@@ -443,6 +444,38 @@ describe('activation and rollback', () => {
     assert.equal(await activeRevision(), goodRevision);
     decision = (await (await dataApi(readCall)).json()) as { result: { reasons: string[] } };
     assert.deepEqual(decision.result.reasons, ['allowed']);
+  });
+
+  test('a rollback waits for an activation in progress and undoes that one, not the one before it', async () => {
+    const upload = async (name: string) => {
+      const source = await sourceBundle(name, (dir) => appendFileText(decisionRego(dir), `\n# ${name}\n`));
+      const uploaded = await stack.api('POST', '/v1/bundles?kind=source', source, 'application/gzip');
+      assert.equal(uploaded.status, 201);
+      return ((await uploaded.json()) as { id: number }).id;
+    };
+    const [second, third] = [await upload('second'), await upload('third')];
+    assert.equal((await stack.api('POST', `/v1/bundles/${second}/activate`)).status, 200);
+    // Another activation (of `third`) holds the history's lock and commits while the rollback waits.
+    const holder = new pg.Client({ connectionString: stack.databaseUrl });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE directory.policy_activations IN EXCLUSIVE MODE');
+      await holder.query(
+        "INSERT INTO directory.policy_activations (bundle_id, activated_by) VALUES ($1, 'api:concurrent')",
+        [third],
+      );
+      const rollingBack = stack.api('POST', '/v1/policy/rollback');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await holder.query('COMMIT');
+      const rolledBack = await rollingBack;
+      assert.equal(rolledBack.status, 200);
+      // `third` was current when the rollback ran: it goes back to `second`, not to what was before.
+      assert.equal(((await rolledBack.json()) as { bundleId: number }).bundleId, second);
+    } finally {
+      await holder.end();
+    }
+    assert.equal((await stack.api('POST', `/v1/bundles/${goodId}/activate`)).status, 200);
   });
 });
 

@@ -39,6 +39,11 @@ export interface Validation {
 }
 
 /** Thrown when a bundle fails validation; the message says which step and why. */
+/** One activation at a time, so the topic and the history agree on the order. */
+async function lockActivations(client: pg.PoolClient): Promise<void> {
+  await client.query('LOCK TABLE directory.policy_activations IN EXCLUSIVE MODE');
+}
+
 function invalid(step: string, detail: string): AppError {
   return new AppError('bundle_invalid', `bundle rejected: ${step}: ${detail.trim().slice(0, 4000)}`, {
     status: 422,
@@ -153,58 +158,68 @@ export class BundleService {
   }
 
   /** Activates a stored bundle: publishes it to every broker, then records the activation. */
-  async activate(
-    id: number,
-    by: string,
-    rollbackOf?: number,
-  ): Promise<{ activationId: number; revision: string }> {
+  async activate(id: number, by: string): Promise<{ activationId: number; revision: string }> {
     return withTransaction(this.#pool, async (client) => {
-      // One activation at a time, so the topic and the history agree on the order.
-      await client.query('LOCK TABLE directory.policy_activations IN EXCLUSIVE MODE');
-      const { rows } = await client.query<{ revision: string; digest: string; bundle: Buffer }>(
-        'SELECT revision, digest, bundle FROM directory.policy_bundles WHERE id = $1',
-        [id],
-      );
-      const bundle = rows[0];
-      if (!bundle) throw new AppError('bundle_not_found', `no bundle ${id}`, { status: 404 });
-      const inserted = await client.query<{ id: string }>(
-        'INSERT INTO directory.policy_activations (bundle_id, activated_by, rollback_of) VALUES ($1, $2, $3) RETURNING id',
-        [id, by, rollbackOf ?? null],
-      );
-      const event: PolicyActivatedV1 = {
-        type: 'policy.activated',
-        version: 1,
-        eventId: randomUUID(),
-        occurredAt: new Date().toISOString(),
-        bundleId: id,
-        revision: bundle.revision,
-        digest: bundle.digest,
-        activatedBy: by,
-        ...(rollbackOf ? { rollbackOf: String(rollbackOf) } : {}),
-        bundleBase64: bundle.bundle.toString('base64'),
-      };
-      await this.#producer.send({
-        topic: this.#topic,
-        acks: -1,
-        messages: [{ key: 'active', value: JSON.stringify(event) }],
-      });
-      return { activationId: Number(inserted.rows[0]!.id), revision: bundle.revision };
+      await lockActivations(client);
+      return this.#activateLocked(client, id, by);
     });
   }
 
   /** Re-activates the bundle that was active before the current one. */
   async rollback(by: string): Promise<{ activationId: number; revision: string; bundleId: number }> {
-    const { rows } = await this.#pool.query<{ id: string; bundle_id: string }>(
-      'SELECT id, bundle_id FROM directory.policy_activations ORDER BY id DESC LIMIT 50',
+    return withTransaction(this.#pool, async (client) => {
+      // The history is read under the lock: an activation committed meanwhile is the current one,
+      // never silently undone by re-activating what came before it.
+      await lockActivations(client);
+      const { rows } = await client.query<{ id: string; bundle_id: string }>(
+        'SELECT id, bundle_id FROM directory.policy_activations ORDER BY id DESC LIMIT 50',
+      );
+      const current = rows[0];
+      const previous = rows.find((row) => row.bundle_id !== current?.bundle_id);
+      if (!current || !previous)
+        throw new AppError('nothing_to_roll_back', 'there is no earlier bundle to roll back to', {
+          status: 409,
+        });
+      const result = await this.#activateLocked(client, Number(previous.bundle_id), by, Number(current.id));
+      return { ...result, bundleId: Number(previous.bundle_id) };
+    });
+  }
+
+  /** Records and publishes an activation; the caller holds the activations lock (lockActivations). */
+  async #activateLocked(
+    client: pg.PoolClient,
+    id: number,
+    by: string,
+    rollbackOf?: number,
+  ): Promise<{ activationId: number; revision: string }> {
+    const { rows } = await client.query<{ revision: string; digest: string; bundle: Buffer }>(
+      'SELECT revision, digest, bundle FROM directory.policy_bundles WHERE id = $1',
+      [id],
     );
-    const current = rows[0];
-    const previous = rows.find((row) => row.bundle_id !== current?.bundle_id);
-    if (!current || !previous)
-      throw new AppError('nothing_to_roll_back', 'there is no earlier bundle to roll back to', {
-        status: 409,
-      });
-    const result = await this.activate(Number(previous.bundle_id), by, Number(current.id));
-    return { ...result, bundleId: Number(previous.bundle_id) };
+    const bundle = rows[0];
+    if (!bundle) throw new AppError('bundle_not_found', `no bundle ${id}`, { status: 404 });
+    const inserted = await client.query<{ id: string }>(
+      'INSERT INTO directory.policy_activations (bundle_id, activated_by, rollback_of) VALUES ($1, $2, $3) RETURNING id',
+      [id, by, rollbackOf ?? null],
+    );
+    const event: PolicyActivatedV1 = {
+      type: 'policy.activated',
+      version: 1,
+      eventId: randomUUID(),
+      occurredAt: new Date().toISOString(),
+      bundleId: id,
+      revision: bundle.revision,
+      digest: bundle.digest,
+      activatedBy: by,
+      ...(rollbackOf ? { rollbackOf: String(rollbackOf) } : {}),
+      bundleBase64: bundle.bundle.toString('base64'),
+    };
+    await this.#producer.send({
+      topic: this.#topic,
+      acks: -1,
+      messages: [{ key: 'active', value: JSON.stringify(event) }],
+    });
+    return { activationId: Number(inserted.rows[0]!.id), revision: bundle.revision };
   }
 
   async #buildFromSource(bytes: Buffer): Promise<{ bundle: Buffer; validation: string }> {
