@@ -485,10 +485,8 @@ async function subscribe(
     context,
     target.appId,
     on ? 'resources/subscribe' : 'resources/unsubscribe',
-    {
-      ...params(context),
-      uri: target.uri,
-    },
+    // The upstream's own URI and nothing else the agent put in the params (the method has no other).
+    { uri: target.uri },
   );
   if ('error' in response) return response;
   await deps.store.setSubscribed(session.id, uri, on);
