@@ -21,7 +21,7 @@ export const AuditEnv = z
       .positiveInt('days of ledger kept attached; older day partitions are detached (not dropped)')
       .min(7, 'at least 7: the ledger refuses to detach the last week')
       .default(400),
-    PARTITIONS_AHEAD_DAYS: env.positiveInt('day partitions created ahead of need').default(3),
+    PARTITIONS_AHEAD_DAYS: env.positiveInt('day partitions created ahead of need').max(31).default(3),
     MAINTENANCE_INTERVAL_MS: env
       .positiveInt('how often partitions are created ahead and retention applied')
       .default(3600000),

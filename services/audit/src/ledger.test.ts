@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { after, test } from 'node:test';
-import { migrate } from '@portcullis/db';
+import { createPool, migrate } from '@portcullis/db';
 import { createLogger } from '@portcullis/runtime';
 import { completedEvent, createTestDatabase, requestedEvent } from '@portcullis/testing';
 import type { KafkaMessage } from 'kafkajs';
@@ -162,6 +162,47 @@ test('an event id reused with another occurredAt is another event; redeliveries 
   const report = await verify(ledger.pool);
   assert.equal(report.ok, true, JSON.stringify(report.problems));
   assert.equal(report.rows, 6);
+});
+
+test("the service's pools act as the writer role and as the read-only auditor, never as the owner", async () => {
+  const ledger = await freshLedger();
+  const database = (ledger.pool as unknown as { options: { connectionString: string } }).options
+    .connectionString;
+  const writer = createPool({
+    connectionString: database,
+    applicationName: 't',
+    logger,
+    role: 'portcullis_audit_writer',
+  });
+  const auditor = createPool({
+    connectionString: database,
+    applicationName: 't',
+    logger,
+    role: 'portcullis_auditor',
+    readOnly: true,
+  });
+  cleanups.push(
+    () => writer.end(),
+    () => auditor.end(),
+  );
+  await ledger.write([requestedEvent()]);
+  assert.equal((await writer.query('SELECT current_user AS u')).rows[0].u, 'portcullis_audit_writer');
+  // What the owner could do and the writer cannot: rewrite history, or take a partition away.
+  await assert.rejects(writer.query('DELETE FROM audit.ledger_events'), /permission denied/);
+  await assert.rejects(
+    writer.query('SELECT audit.maintain_partitions(400, 400)'),
+    /days_ahead must be between 0 and 31/,
+  );
+  assert.equal((await auditor.query('SELECT count(*)::int AS n FROM audit.tool_calls')).rows[0].n, 1);
+  await assert.rejects(
+    auditor.query(
+      "INSERT INTO audit.partition_log (action, partition_name, day) VALUES ('detached', 'x', now())",
+    ),
+    /read-only transaction/,
+  );
+  assert.throws(() =>
+    createPool({ connectionString: database, applicationName: 't', logger, role: 'x; DROP' }),
+  );
 });
 
 test('the writer needs no more than the writer role: COPY into the ledger, replays, new partitions', async () => {

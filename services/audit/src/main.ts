@@ -35,10 +35,14 @@ await runService(
     // Parse the key before anything else, so a bad key fails start-up instead of the first checkpoint.
     const signingKey = env.AUDIT_SIGNING_KEY ? parseSigningKey(env.AUDIT_SIGNING_KEY) : undefined;
     await migrate({ databaseUrl: env.DATABASE_URL, schema: AUDIT_SCHEMA, dir: MIGRATIONS_DIR, logger });
+    // Migrations need the schema's owner; the service's work needs no more than the writer role
+    // (INSERT and SELECT on the ledger, no UPDATE, DELETE, DETACH or DDL), so every connection
+    // takes that role: a compromised service cannot rewrite the ledger with the owner's rights.
     const pool = createPool({
       connectionString: env.DATABASE_URL,
       applicationName: 'portcullis-audit',
       logger,
+      role: 'portcullis_audit_writer',
     });
     shutdown.add('close', 'postgres pool', () => pool.end());
     health.addCheck('postgres', async () => void (await pool.query('SELECT 1')));
@@ -95,7 +99,18 @@ await runService(
       );
     }
 
-    mountQueryApi(app, pool, env.QUERY_API_TOKEN_SHA256);
+    // The auditors' API reads as the auditor role, read-only, on a small pool of its own: its
+    // queries can neither write nor take the connections ingestion needs.
+    const queryPool = createPool({
+      connectionString: env.DATABASE_URL,
+      applicationName: 'portcullis-audit-query',
+      logger,
+      max: 4,
+      role: 'portcullis_auditor',
+      readOnly: true,
+    });
+    shutdown.add('close', 'postgres query pool', () => queryPool.end());
+    mountQueryApi(app, queryPool, env.QUERY_API_TOKEN_SHA256);
 
     const siem = await startSiemExport(env, pool, logger);
     shutdown.add('flush', 'SIEM exporters', siem.stop);
