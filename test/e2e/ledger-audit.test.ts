@@ -204,6 +204,11 @@ test('the query API needs the bearer token, answers problem+json, and pages by c
   assert.equal(((await badView.json()) as { code: string }).code, 'bad_query');
   const badCursor = await get('/v1/ledger/tool_calls?cursor=bm9wZQ');
   assert.equal(badCursor.status, 400);
+  // Well-formed but forged: a time Postgres cannot read is the same 400, not a 500 from the database.
+  const forged = Buffer.from(JSON.stringify({ t: 'x', k: 'y' })).toString('base64url');
+  const forgedCursor = await get(`/v1/ledger/tool_calls?cursor=${forged}`);
+  assert.equal(forgedCursor.status, 400);
+  assert.equal(((await forgedCursor.json()) as { code: string }).code, 'bad_query');
 
   const seen = new Set<string>();
   let cursor: string | null = null;

@@ -27,7 +27,8 @@ export const VIEWS: Readonly<Record<string, ViewDefinition>> = {
 
 export const ViewName = z.enum(Object.keys(VIEWS) as [string, ...string[]]);
 
-const Cursor = z.object({ t: z.string(), k: z.string() });
+/** What encodeCursor writes: a forged one with a `t` Postgres cannot read is a 400, not a 500. */
+const Cursor = z.strictObject({ t: z.iso.datetime({ offset: true }), k: z.string().max(200) });
 
 export const QueryFilters = z.object({
   view: ViewName,
