@@ -51,6 +51,8 @@ async function startAudit(port: number): Promise<ServiceProcess> {
       CHECKPOINT_INTERVAL_MS: '500',
       QUERY_API_TOKEN_SHA256: createHash('sha256').update(token).digest('hex'),
       SIEM_HEC_URL: hec.url,
+      // The local HEC stand-in speaks plain HTTP; the service refuses http:// without this.
+      SIEM_HEC_ALLOW_HTTP: 'true',
       SIEM_HEC_TOKEN: hec.token,
       SIEM_EXPORT_INTERVAL_MS: '200',
     },

@@ -50,6 +50,8 @@ export const env = {
       )
       .pipe(z.array(z.string()).min(1))
       .describe(`${description} (comma-separated)`),
+  /** A yes/no switch: `true` or `false` (also 1/0, yes/no, on/off), anything else refused. */
+  bool: (description: string) => z.stringbool().describe(description),
   logLevel: () =>
     z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])

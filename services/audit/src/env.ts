@@ -43,6 +43,9 @@ export const AuditEnv = z
       ])
       .optional(),
     SIEM_HEC_TOKEN: z.string().min(1).optional().describe('HEC token (secret; required with SIEM_HEC_URL)'),
+    SIEM_HEC_ALLOW_HTTP: env
+      .bool('allow an http:// SIEM_HEC_URL: the token and every event then cross the network in clear text')
+      .default(false),
     SIEM_HEC_INDEX: z
       .string()
       .min(1)
@@ -64,6 +67,14 @@ export const AuditEnv = z
       .default(1000),
   })
   .superRefine((value, context) => {
+    if (value.SIEM_HEC_URL?.startsWith('http:') && !value.SIEM_HEC_ALLOW_HTTP) {
+      context.addIssue({
+        code: 'custom',
+        path: ['SIEM_HEC_URL'],
+        message:
+          'http:// sends the HEC token and the events in clear text: use https:// (NODE_EXTRA_CA_CERTS for a private CA), or set SIEM_HEC_ALLOW_HTTP=true',
+      });
+    }
     if (value.SIEM_HEC_URL && !value.SIEM_HEC_TOKEN) {
       context.addIssue({
         code: 'custom',

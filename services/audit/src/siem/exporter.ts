@@ -45,8 +45,32 @@ export class SiemExporter {
     };
   }
 
-  /** Sends everything the ledger holds beyond the position; returns how many events were sent. */
+  /**
+   * Sends everything the ledger holds beyond the position; returns how many events were sent. One
+   * replica at a time per destination (a session advisory lock): every replica runs the exporter,
+   * and without it each would send every batch. A replica that finds the lock taken skips the round.
+   */
   async runOnce(): Promise<number> {
+    const { pool, destination } = this.#options;
+    const lockKey = `portcullis.audit.siem.${destination.name}`;
+    const holder = await pool.connect();
+    try {
+      const { rows } = await holder.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock(hashtext($1)) AS locked',
+        [lockKey],
+      );
+      if (!rows[0]?.locked) return 0;
+      try {
+        return await this.#exportRound();
+      } finally {
+        await holder.query('SELECT pg_advisory_unlock(hashtext($1))', [lockKey]);
+      }
+    } finally {
+      holder.release();
+    }
+  }
+
+  async #exportRound(): Promise<number> {
     const { pool, destination, batchSize } = this.#options;
     const { rows: chains } = await pool.query<{ chain_id: string; pos: string }>(
       `SELECT h.chain_id, COALESCE(p.seq, 0) AS pos

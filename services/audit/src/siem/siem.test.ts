@@ -140,6 +140,24 @@ test('OCSF events for tool calls, denials and approvals validate against the 600
   assert.equal(validateOcsf(withoutApi), false);
 });
 
+test('two replicas exporting to one destination send each event once', async () => {
+  const seen: string[] = [];
+  const destination = {
+    name: 'shared',
+    // Slow enough that both replicas' rounds overlap.
+    send: async (events: OcsfEvent[]) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      for (const event of events) seen.push((event.metadata as { uid: string }).uid);
+    },
+    close: async () => {},
+  };
+  const replicas = [0, 1].map(() => new SiemExporter({ pool, logger, destination, batchSize: 50 }));
+  await Promise.all(replicas.map((replica) => replica.runOnce()));
+  await Promise.all(replicas.map((replica) => replica.runOnce())); // whoever skipped finds nothing left
+  assert.equal(seen.length, expected.size);
+  assert.equal(new Set(seen).size, seen.length, 'no event sent twice');
+});
+
 test('Splunk HEC: indexer acknowledgement, retries with backoff, durable position across a restart', async (t) => {
   const hec = new LocalHec();
   await hec.start();

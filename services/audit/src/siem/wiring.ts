@@ -14,6 +14,8 @@ export async function startSiemExport(
 ): Promise<{ stop: () => Promise<void> }> {
   const destinations: SiemDestination[] = [];
   if (env.SIEM_HEC_URL && env.SIEM_HEC_TOKEN) {
+    if (env.SIEM_HEC_URL.startsWith('http:'))
+      logger.warn('SIEM_HEC_URL is http://: the HEC token and every event cross the network in clear text');
     destinations.push(
       new SplunkHecDestination({
         url: env.SIEM_HEC_URL,
