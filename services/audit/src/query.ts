@@ -79,7 +79,10 @@ export async function queryView(pool: pg.Pool, input: QueryFilters): Promise<Pag
   if (filters.cursor) {
     const cursor = decodeCursor(filters.cursor);
     params.push(cursor.t, cursor.k);
-    where.push(`(${view.time}, ${view.key}::text) > ($${params.length - 1}::timestamptz, $${params.length})`);
+    const [t, k] = [`$${params.length - 1}::timestamptz`, `$${params.length}`];
+    // The plain bound lets the planner skip the day partitions before the cursor; the row
+    // comparison alone hides the time from it and every page would scan the whole ledger.
+    where.push(`${view.time} >= ${t}`, `(${view.time}, ${view.key}::text) > (${t}, ${k})`);
   }
   params.push(filters.limit + 1);
   const sql = `SELECT * FROM audit.${filters.view}
