@@ -38,12 +38,12 @@ export interface Validation {
   smoke: { name: string; expected: string; actual: string }[];
 }
 
-/** Thrown when a bundle fails validation; the message says which step and why. */
 /** One activation at a time, so the topic and the history agree on the order. */
 async function lockActivations(client: pg.PoolClient): Promise<void> {
   await client.query('LOCK TABLE directory.policy_activations IN EXCLUSIVE MODE');
 }
 
+/** Thrown when a bundle fails validation; the message says which step and why. */
 function invalid(step: string, detail: string): AppError {
   return new AppError('bundle_invalid', `bundle rejected: ${step}: ${detail.trim().slice(0, 4000)}`, {
     status: 422,

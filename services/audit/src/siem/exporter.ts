@@ -54,6 +54,12 @@ export class SiemExporter {
     const { pool, destination } = this.#options;
     const lockKey = `portcullis.audit.siem.${destination.name}`;
     const holder = await pool.connect();
+    // Checked out for the whole round: a connection the server ends meanwhile must fail the round
+    // (the lock goes with the session), not crash the process through an unheard 'error' event.
+    const onError = () => {};
+    holder.on('error', onError);
+    // After any failure the connection is not handed back to the pool: it may be the one that broke.
+    let failed: Error | undefined;
     try {
       const { rows } = await holder.query<{ locked: boolean }>(
         'SELECT pg_try_advisory_lock(hashtext($1)) AS locked',
@@ -63,10 +69,16 @@ export class SiemExporter {
       try {
         return await this.#exportRound();
       } finally {
-        await holder.query('SELECT pg_advisory_unlock(hashtext($1))', [lockKey]);
+        await holder.query('SELECT pg_advisory_unlock(hashtext($1))', [lockKey]).catch((error: Error) => {
+          failed = error; // the session is gone, and its lock with it
+        });
       }
+    } catch (error) {
+      failed = error as Error;
+      throw error;
     } finally {
-      holder.release();
+      holder.off('error', onError);
+      holder.release(failed);
     }
   }
 
