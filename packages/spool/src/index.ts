@@ -1,1 +1,2 @@
+export { LOCK_FILE, SpoolLockedError } from './ownership.ts';
 export * from './spool.ts';

@@ -10,9 +10,10 @@ import {
   stat,
   writeFile,
 } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { LOCK_FILE, SpoolLockedError } from './ownership.ts';
 import { Spool, SpoolBrokenError, SpoolFullError, spoolFaults } from './spool.ts';
 
 const tempDir = () => mkdtemp(join(tmpdir(), 'spool-test-'));
@@ -381,6 +382,32 @@ test('a failed write that is cut back leaves the spool usable', async () => {
   assert.equal(reopened.recovery.truncatedBytes, 0);
   assert.deepEqual(texts((await reopened.spool.peek(10)).records), ['before', 'after']);
   await reopened.spool.close();
+});
+
+test('a spool directory belongs to one process: a live owner or another host refuses the open', async () => {
+  const dir = await tempDir();
+  const options = { dir, maxBytes: 1 << 20, maxRecords: 100 };
+  const lock = join(dir, LOCK_FILE);
+  const owner = (pid: number, host = hostname()) =>
+    writeFile(lock, JSON.stringify({ pid, host, since: '2026-11-29T00:00:00.000Z' }));
+  await mkdir(dir, { recursive: true });
+  // A live process on this host (the test runner's parent) holds it.
+  await owner(process.ppid);
+  await assert.rejects(Spool.open(options), (error: unknown) => {
+    assert.ok(error instanceof SpoolLockedError);
+    assert.match(error.message, new RegExp(`pid ${process.ppid} on ${hostname()}.*delete ${lock}`));
+    return true;
+  });
+  // Another host: its processes cannot be checked from here.
+  await owner(process.pid, 'another-node');
+  await assert.rejects(Spool.open(options), SpoolLockedError);
+  // A process that is gone: taken over, and the lock names this process until it closes.
+  await owner(2 ** 22 + 17);
+  const { spool } = await Spool.open(options);
+  assert.equal(JSON.parse(await readFile(lock, 'utf8')).pid, process.pid);
+  await spool.append(Buffer.from('mine'));
+  await spool.close();
+  await assert.rejects(readFile(lock), /ENOENT/);
 });
 
 test('bounds that cannot hold a single record are refused up front', async () => {

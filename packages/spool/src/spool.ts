@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { takeOwnership } from './ownership.ts';
 
 /**
  * A bounded, crash-safe, append-only spool of opaque records on local disk.
@@ -153,6 +154,8 @@ export class Spool {
   /** Operations started through #exclusive and not yet finished (running or waiting their turn). */
   #exclusiveOps = 0;
   #closed = false;
+  /** Gives the directory back (ownership.ts): on close. */
+  readonly #release: () => Promise<void>;
   /** Set when the segment may hold bytes past #size: appends are refused until a reopen repairs it. */
   #broken: SpoolBrokenError | undefined;
   /**
@@ -174,7 +177,9 @@ export class Spool {
     position: number,
     size: number,
     pendingRecords: number,
+    release: () => Promise<void>,
   ) {
+    this.#release = release;
     this.#options = options;
     this.#segment = segment;
     this.#handle = handle;
@@ -191,6 +196,19 @@ export class Spool {
       throw new RangeError('spool bounds must allow at least one record');
     }
     await mkdir(options.dir, { recursive: true });
+    const release = await takeOwnership(options.dir);
+    try {
+      return await Spool.#openOwned(options, release);
+    } catch (error) {
+      await release();
+      throw error;
+    }
+  }
+
+  static async #openOwned(
+    options: SpoolOptions,
+    release: () => Promise<void>,
+  ): Promise<{ spool: Spool; recovery: SpoolRecovery }> {
     const stored = await readPosition(options.dir);
     const segment = stored?.segment ?? 1;
     let position = stored?.offset ?? 0;
@@ -213,7 +231,7 @@ export class Spool {
     }
     if (!stored) await writePosition(options.dir, segment, position);
     await syncDirectory(options.dir);
-    const spool = new Spool(options, segment, handle, position, scan.validEnd, scan.records);
+    const spool = new Spool(options, segment, handle, position, scan.validEnd, scan.records, release);
     return { spool, recovery: { pendingRecords: scan.records, truncatedBytes } };
   }
 
@@ -397,6 +415,7 @@ export class Spool {
       await this.#writePendingPosition();
       await this.#handle.close();
     });
+    await this.#release();
   }
 
   async #flush(force: boolean): Promise<void> {
