@@ -24,6 +24,11 @@ export interface CompactedReader {
   /** Resolves once everything that was on the topics when the reader started has been applied. */
   caughtUp: Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Test seam: moves the consumer back to the start of every partition, as a consumer-group
+   * rejoin does (no offsets are ever committed, so kafkajs starts over from the beginning).
+   */
+  replayFromStart(): Promise<void>;
 }
 
 /**
@@ -66,16 +71,25 @@ export async function startCompactedReader(options: CompactedReaderOptions): Pro
   });
   await consumer.connect();
   await consumer.subscribe({ topics, fromBeginning: true });
+  // The last offset applied, per partition. A consumer-group rejoin (Kafka away long enough for
+  // the session to expire, a coordinator moving) starts over from the beginning, and a compacted
+  // topic still holds its history in the segment being written: without this, every old record —
+  // an agent's keys before a revocation, a bundle before the active one — would be applied again,
+  // live, until the replay reached the present. Offsets only grow within a partition.
+  const applied = new Map<string, bigint>();
   await consumer.run({
     autoCommit: false,
     eachBatch: async ({ batch, heartbeat }) => {
+      const partitionKey = `${batch.topic}/${batch.partition}`;
+      const done = applied.get(partitionKey) ?? -1n;
       const records: CompactedRecord[] = [];
       for (const message of batch.messages) {
-        if (!message.key) continue;
+        if (!message.key || BigInt(message.offset) <= done) continue;
         records.push({ topic: batch.topic, key: message.key.toString('utf8'), value: message.value });
       }
       if (records.length > 0) await apply(records);
       const last = batch.messages[batch.messages.length - 1];
+      if (last && BigInt(last.offset) > done) applied.set(partitionKey, BigInt(last.offset));
       const target = targets.get(`${batch.topic}/${batch.partition}`);
       if (last && target !== undefined && BigInt(last.offset) + 1n >= target) {
         targets.delete(`${batch.topic}/${batch.partition}`);
@@ -85,7 +99,16 @@ export async function startCompactedReader(options: CompactedReaderOptions): Pro
     },
   });
   logger.info({ topics }, 'following compacted topics');
-  return { caughtUp, stop: () => consumer.disconnect() };
+  return {
+    caughtUp,
+    stop: () => consumer.disconnect(),
+    replayFromStart: async () => {
+      for (const key of applied.keys()) {
+        const slash = key.lastIndexOf('/');
+        consumer.seek({ topic: key.slice(0, slash), partition: Number(key.slice(slash + 1)), offset: '0' });
+      }
+    },
+  };
 }
 
 /**
