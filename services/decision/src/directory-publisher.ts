@@ -114,8 +114,15 @@ export class DirectoryPublisher {
       id: 'current',
       data: { revision: snapshot.revision },
     };
-    messages.push({ key: 'revision:current', value: JSON.stringify(marker) });
-    await this.#producer.send({ topic: this.#topic, acks: -1, messages });
+    // In sends of bounded size (a broker takes at most max.message.bytes, 1 MB by default, per
+    // record batch: the first publication of a large directory is several), the marker in the last.
+    for (const chunk of chunkMessages(messages))
+      await this.#producer.send({ topic: this.#topic, acks: -1, messages: chunk });
+    await this.#producer.send({
+      topic: this.#topic,
+      acks: -1,
+      messages: [{ key: 'revision:current', value: JSON.stringify(marker) }],
+    });
     this.#published.clear();
     for (const [key, value] of next) this.#published.set(key, value);
     this.#revision = snapshot.revision;
@@ -126,6 +133,32 @@ export class DirectoryPublisher {
       'directory changes published',
     );
   }
+}
+
+/** Well under Kafka's default max.message.bytes (1 MiB) per record batch, headers included. */
+const MAX_SEND_BYTES = 512 * 1024;
+
+/**
+ * Splits messages, in order, into sends of at most `maxBytes` of keys and values (a single larger
+ * message goes alone, and Kafka decides).
+ */
+export function chunkMessages(messages: readonly Message[], maxBytes = MAX_SEND_BYTES): Message[][] {
+  const chunks: Message[][] = [];
+  let current: Message[] = [];
+  let bytes = 0;
+  for (const message of messages) {
+    const size =
+      Buffer.byteLength(String(message.key ?? '')) + Buffer.byteLength(String(message.value ?? '')) + 64;
+    if (current.length > 0 && bytes + size > maxBytes) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(message);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
 }
 
 function withoutRevision(json: string): string {
