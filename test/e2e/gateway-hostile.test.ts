@@ -89,6 +89,12 @@ before(async () => {
       log: deeplyNested(),
     },
     { name: 'plain', description: 'Answers plainly', annotations: { readOnlyHint: true } },
+    {
+      name: 'slow',
+      description: 'Answers after ten seconds',
+      annotations: { readOnlyHint: true },
+      delayMs: 10_000,
+    },
   ]);
   await stack.startCoreServices();
   await stack.seed({
@@ -366,6 +372,37 @@ describe('a hostile upstream', () => {
       assert.deepEqual(after.content, [{ type: 'text', text: 'plain: still here' }]);
     } finally {
       await agent.client.close();
+    }
+  });
+});
+
+// Last in the file: it suspends the agent the tests above use.
+describe('a suspension mid-call', () => {
+  it("ends the agent's calls in flight: cancelled upstream, answered at once", async () => {
+    const agent = await capableClient(`${brokerUrl}/mcp/apps/${HOSTILE_APP}`, {
+      Authorization: `Bearer ${key}`,
+    });
+    try {
+      const started = performance.now();
+      const call = agent.client.callTool({ name: 'slow', arguments: { text: 'long' } }).then(
+        (result) => ({ result }),
+        (error: Error) => ({ error }),
+      );
+      await waitFor('the call to run upstream', () => hostileUpstream.calls.includes('slow: long'));
+      const suspended = await stack.api('PUT', '/v1/agents/hostile-agent', {
+        owner: 'owner@example.com',
+        state: 'suspended',
+      });
+      assert.equal(suspended.status, 200);
+      const outcome = await call;
+      assert.ok(performance.now() - started < 8000, 'answered before the tool would have finished');
+      assert.ok('error' in outcome, `the call ended with an error, got ${JSON.stringify(outcome)}`);
+      assert.match(String(outcome.error), /cancel/i);
+      await waitFor('the upstream to hear of the cancellation', () =>
+        hostileUpstream.cancelled.includes('slow: long'),
+      );
+    } finally {
+      await agent.client.close().catch(() => undefined);
     }
   });
 });

@@ -14,6 +14,8 @@ export interface UpstreamToolSpec {
   annotations?: ToolAnnotations;
   /** A log message's data (notifications/message) the tool sends while it runs, before its result. */
   log?: unknown;
+  /** How long the tool takes before it answers (it stops early when the call is cancelled). */
+  delayMs?: number;
 }
 
 /** What the upstream saw of one HTTP request: enough to prove what the gateway forwards. */
@@ -43,6 +45,8 @@ export class MutableUpstream {
   readonly seen: SeenRequest[] = [];
   /** Every tool call that ran here, as `<tool>: <text>`. */
   readonly calls: string[] = [];
+  /** Calls the client (the gateway) cancelled while they ran, as `<tool>: <text>`. */
+  readonly cancelled: string[] = [];
   readonly #http: Server;
   readonly #specs = new Map<string, UpstreamToolSpec>();
   readonly #sessions = new Map<string, Session>();
@@ -156,6 +160,15 @@ export class MutableUpstream {
       },
       async ({ text }, extra) => {
         this.calls.push(`${spec.name}: ${text}`);
+        if (spec.delayMs)
+          await new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(resolve, spec.delayMs);
+            extra.signal.addEventListener('abort', () => {
+              clearTimeout(timer);
+              this.cancelled.push(`${spec.name}: ${text}`);
+              reject(new Error('cancelled'));
+            });
+          });
         if (spec.log !== undefined)
           await extra.sendNotification({
             method: 'notifications/message',

@@ -559,16 +559,22 @@ export class Gateway {
   }): void {
     for (const appId of change.apps) this.#options.methodDeps.catalog.invalidate(appId);
     for (const { session } of this.#local.values()) {
-      if (!session.stream || !(change.everyone || change.agents.has(session.record.agentId))) continue;
-      // Authentication runs on every request, but a standalone stream opened before a suspension
-      // or before its key was revoked would go on carrying upstream notifications and
-      // server-initiated requests to the agent. End it: the client's reconnection is a new request,
-      // and is refused (403 agent_suspended, 401 for a revoked key).
+      if (!(change.everyone || change.agents.has(session.record.agentId))) continue;
+      if (!this.#options.agentActive(session.record.agentId)) {
+        // Suspended: its calls in flight end now — one held at the audit gate is never sent, one
+        // running upstream is cancelled there — rather than running on after the suspension.
+        for (const controller of session.inflight.values())
+          controller.abort(new Error('the agent was suspended'));
+        // Authentication runs on every request, but a standalone stream opened before would go on
+        // carrying upstream notifications and server-initiated requests. The client's
+        // reconnection is a new request, and is refused (403 agent_suspended).
+        session.stream?.close();
+        continue;
+      }
+      if (!session.stream) continue;
+      // The same for a stream whose key was revoked (401 on reconnection).
       const credential = this.#streamCredentials.get(session.stream);
-      if (
-        !this.#options.agentActive(session.record.agentId) ||
-        (credential && !this.#options.authenticator.stillValid(credential))
-      ) {
+      if (credential && !this.#options.authenticator.stillValid(credential)) {
         session.stream.close();
         continue;
       }
