@@ -115,3 +115,68 @@ test('an unreadable connection record removes the app (fail closed) instead of k
   assert.equal(feed.appConnection('beta'), undefined);
   assert.deepEqual(heard, [['beta']]);
 });
+
+const entitlementsOf = (agentId: string) =>
+  ((engine.directory?.entitlements ?? {}) as Record<string, unknown>)[agentId];
+
+test('an unreadable agent or entitlements record removes them (fail closed) instead of keeping the last state', async () => {
+  await send([
+    {
+      key: 'agent:agt_x',
+      value: {
+        ...base,
+        revision: 6,
+        kind: 'agent',
+        id: 'agt_x',
+        name: 'x',
+        data: { state: 'active', owner: 'o@example.com' },
+        keys: [],
+        oauthClients: [],
+      },
+    },
+    {
+      key: 'entitlements:agt_x',
+      value: {
+        ...base,
+        revision: 6,
+        kind: 'entitlements',
+        id: 'agt_x',
+        data: { alpha: [{ actions: ['read'] }] },
+      },
+    },
+    marker(6),
+  ]);
+  await waitFor('revision 6', async () => feed.revision === 6);
+  assert.equal(feed.agent('agt_x')?.state, 'active');
+  assert.ok(entitlementsOf('agt_x'));
+  // Records this version cannot read: a grant expiring before 1970, an agent in a state it does not know.
+  await send([
+    {
+      key: 'agent:agt_x',
+      value: {
+        ...base,
+        revision: 7,
+        kind: 'agent',
+        id: 'agt_x',
+        name: 'x',
+        data: { state: 'dormant', owner: 'o@example.com' },
+        keys: [],
+        oauthClients: [],
+      },
+    },
+    {
+      key: 'entitlements:agt_x',
+      value: {
+        ...base,
+        revision: 7,
+        kind: 'entitlements',
+        id: 'agt_x',
+        data: { alpha: [{ actions: ['read'], expires_at: -1 }] },
+      },
+    },
+    marker(7),
+  ]);
+  await waitFor('revision 7', async () => feed.revision === 7);
+  assert.equal(feed.agent('agt_x'), undefined);
+  assert.equal(entitlementsOf('agt_x'), undefined);
+});

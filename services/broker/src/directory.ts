@@ -228,18 +228,26 @@ export class DirectoryFeed {
       entitlements: 'entitlements',
       delegations: 'delegations',
     }[kind ?? ''];
-    if (record.value === null) {
+    // A tombstone removes the entity; so does a record this version cannot read: keeping the
+    // entity's last state would fail open (the agent still active, its old grants in force).
+    const remove = () => {
       if (!section) return;
       changes.push({ path: [section, id] });
       if (kind === 'agent') after.push(() => this.#setAgent(id, undefined, [], []));
+    };
+    if (record.value === null) {
+      remove();
       return;
     }
     let parsed: DirectoryRecordV1;
     try {
       parsed = DirectoryRecordV1.parse(JSON.parse(record.value.toString('utf8')));
     } catch (error) {
-      // A record this version cannot read is skipped loudly; the entity keeps its last state.
-      this.#logger.error({ err: error, key: record.key }, 'unreadable directory record skipped');
+      this.#logger.error(
+        { err: error, key: record.key },
+        'unreadable directory record: its entity is removed until a readable record replaces it',
+      );
+      remove();
       return;
     }
     switch (parsed.kind) {

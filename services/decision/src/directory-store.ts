@@ -226,7 +226,11 @@ export const AppPolicyInput = AppPolicyData.extend({
  */
 export const GrantInput = z.strictObject({
   actions: z.array(ActionClass).min(1),
-  expiresAt: z.iso.datetime({ offset: true }).optional(),
+  // The policy's data takes it as positive Unix ms: a time before 1970 would be a record no broker reads.
+  expiresAt: z.iso
+    .datetime({ offset: true })
+    .refine((value) => Date.parse(value) > 0, 'a time after 1970-01-01')
+    .optional(),
   window: TimeWindow.strict().optional(),
   arguments: z.record(z.string().min(1), z.array(z.unknown()).min(1)).optional(),
   clientTypes: z.array(z.string().min(1)).min(1).optional(),
