@@ -16,14 +16,25 @@ credential_port="${PORTCULLIS_CREDENTIAL_PORT:-8183}"
 audit_port="${PORTCULLIS_AUDIT_PORT:-8184}"
 step() { printf '\n==> %s\n' "$*"; }
 
+# shellcheck source=../infra/local/lib.sh
+source infra/local/lib.sh
+
+# Each pid file holds the pid and, on its second line, the script the process runs: a pid left
+# from before a reboot may belong to another process by now, which must not be signalled.
 stop_services() {
+  local pidfile pid script
   for pidfile in "$run_dir"/*.pid; do
     [ -e "$pidfile" ] || continue
-    pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
+    script="$(sed -n 2p "$pidfile")"
+    if [ -n "$script" ] && pid="$(pid_from_file "$pidfile" "$script")"; then
       echo "stopping $(basename "$pidfile" .pid) (pid $pid)"
       kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      # Services take up to SHUTDOWN_TIMEOUT_MS (30 s) to drain; past that, they are killed.
+      for _ in $(seq 1 350); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      if kill -0 "$pid" 2>/dev/null; then
+        echo "$(basename "$pidfile" .pid) did not stop in 35 s: killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
     fi
     rm -f "$pidfile"
   done
@@ -50,9 +61,17 @@ set +a
 step "policy bundle (rego/build.sh)"
 bash rego/build.sh
 
-database_url="$(node -e 'const u = new URL(process.argv[1]); u.pathname = "/portcullis"; console.log(u.toString())' "$PORTCULLIS_DATABASE_URL")"
-if ! psql "$PORTCULLIS_DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = 'portcullis'" | grep -q 1; then
-  psql "$PORTCULLIS_DATABASE_URL" -qc 'CREATE DATABASE portcullis'
+# The database URL holds the superuser's password: it goes to programs through the environment,
+# never on a command line (readable by any local user in /proc) or in the banner below.
+database_url="$(node -e 'const u = new URL(process.env.PORTCULLIS_DATABASE_URL); u.pathname = "/portcullis"; console.log(u.toString())')"
+# psql <database> [args…], with the password from the environment.
+sql() {
+  local database="$1"
+  shift
+  PGPASSWORD="$(tr -d '\n' <"$PG_PASSWORD_FILE")" psql -X -h 127.0.0.1 -p "$PORTCULLIS_PG_PORT" -U "$PG_ROLE" -d "$database" "$@"
+}
+if ! sql postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'portcullis'" | grep -q 1; then
+  sql postgres -qc 'CREATE DATABASE portcullis'
 fi
 
 stop_services
@@ -64,11 +83,17 @@ common_env=(
 )
 
 # start <name> <port or ""> <script> [env…]: runs a service in the background, logging to a file.
+# The variables are exported in a subshell that then becomes the service (exec): `env VAR=… cmd`
+# would show them, the database password with them, on env's command line.
 start() {
   local name="$1" port="$2" script="$3"
   shift 3
-  env "${common_env[@]}" ${port:+"HTTP_PORT=$port"} "$@" nohup node "$script" >"$logs/$name.log" 2>&1 &
-  echo $! >"$run_dir/$name.pid"
+  (
+    # shellcheck disable=SC2163 # the arguments are NAME=value pairs, which export takes as such
+    export "${common_env[@]}" ${port:+"HTTP_PORT=$port"} "$@"
+    exec nohup node "$script" >"$logs/$name.log" 2>&1
+  ) &
+  printf '%s\n%s\n' "$!" "$script" >"$run_dir/$name.pid"
   echo "started $name (pid $!, log $logs/$name.log)"
 }
 
@@ -92,7 +117,7 @@ api_token_sha256="$(tr -d '\n' <"$api_token_file" | sha256sum | cut -d' ' -f1)"
 
 step "services"
 nohup node examples/demo-upstream/src/main.ts --port "$upstream_port" >"$logs/demo-upstream.log" 2>&1 &
-echo $! >"$run_dir/demo-upstream.pid"
+printf '%s\n%s\n' "$!" examples/demo-upstream/src/main.ts >"$run_dir/demo-upstream.pid"
 echo "started demo-upstream (pid $!, log $logs/demo-upstream.log)"
 start decision "$decision_port" services/decision/src/main.ts \
   "API_TOKENS=[{\"name\":\"quickstart\",\"role\":\"admin\",\"sha256\":\"$api_token_sha256\"}]" \
@@ -144,11 +169,11 @@ PORTCULLIS_MCP_URL="http://127.0.0.1:$broker_port/mcp" PORTCULLIS_AGENT_KEY="$ke
 
 step "the ledger (audit.tool_calls)"
 for _ in $(seq 1 50); do
-  pending="$(psql "$database_url" -tAc "SELECT count(*) FROM audit.tool_calls WHERE outcome = 'pending'")"
+  pending="$(sql portcullis -tAc "SELECT count(*) FROM audit.tool_calls WHERE outcome = 'pending'")"
   [ "$pending" = "0" ] && break
   sleep 0.2
 done
-psql "$database_url" -c "SELECT requested_at::time(0) AS at, agent_name, tool, action_class, decision, reason_codes, outcome
+sql portcullis -c "SELECT requested_at::time(0) AS at, agent_name, tool, action_class, decision, reason_codes, outcome
   FROM audit.tool_calls ORDER BY requested_at DESC LIMIT 10"
 
 cat <<INFO
@@ -163,9 +188,10 @@ Portcullis is running.
   Policy CLI against the decision service (docs/policy-authoring.md):
     export PORTCULLIS_API_URL=http://127.0.0.1:$decision_port PORTCULLIS_API_TOKEN="\$(cat $api_token_file)"
     bin/portcullis policy bundles
-  See every call in the ledger:
-    psql '$database_url' -c 'SELECT * FROM audit.tool_calls'
+  See every call in the ledger (the password is in $PG_PASSWORD_FILE):
+    psql -h 127.0.0.1 -p $PORTCULLIS_PG_PORT -U $PG_ROLE -d portcullis -c 'SELECT * FROM audit.tool_calls'
   Verify that nothing in it was altered (docs/auditor-guide.md):
-    DATABASE_URL='$database_url' bin/portcullis ledger verify --public-key $ledger_keys/public-key.pem
+    set -a; . $state/stack.env; set +a
+    DATABASE_URL="\${PORTCULLIS_DATABASE_URL%/*}/portcullis" bin/portcullis ledger verify --public-key $ledger_keys/public-key.pem
   Logs: $logs    Stop the services: scripts/quickstart.sh stop    Stop the infrastructure: bash infra/local/down.sh
 INFO
