@@ -180,3 +180,27 @@ test('an unreadable agent or entitlements record removes them (fail closed) inst
   assert.equal(feed.agent('agt_x'), undefined);
   assert.equal(entitlementsOf('agt_x'), undefined);
 });
+
+test('a publication takes effect as a whole, when its revision marker arrives', async () => {
+  await send([
+    {
+      key: 'agent:agt_y',
+      value: {
+        ...base,
+        revision: 8,
+        kind: 'agent',
+        id: 'agt_y',
+        name: 'y',
+        data: { state: 'active', owner: 'o@example.com' },
+        keys: [],
+        oauthClients: [],
+      },
+    },
+  ]);
+  // The rest of the publication (its last batch, with the marker) has not arrived yet.
+  await new Promise((resolve) => setTimeout(resolve, 750));
+  assert.equal(feed.agent('agt_y'), undefined, 'applied before its publication was complete');
+  await send([marker(8)]);
+  await waitFor('revision 8', async () => feed.revision === 8);
+  assert.equal(feed.agent('agt_y')?.state, 'active');
+});

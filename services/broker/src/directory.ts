@@ -75,6 +75,14 @@ export class DirectoryFeed {
     delegations: {},
   };
   #reader: CompactedReader | undefined;
+  /**
+   * Directory records of a publication still in progress. A publication is sent in several
+   * batches (directory-publisher.ts) that a fetch may split further; applied as they came, an
+   * agent's reactivation could take effect before the removal of grants in the same change. So
+   * once bootstrapped, records wait here for their publication's `revision:current` marker and
+   * are applied together with it.
+   */
+  #held: CompactedRecord[] = [];
   readonly #listeners: ((change: DirectoryChangeSummary) => void)[] = [];
   #revision = -1;
   #policyRevision: string | undefined;
@@ -157,7 +165,8 @@ export class DirectoryFeed {
     return () => this.#appsListeners.delete(listener);
   }
 
-  async #apply(records: CompactedRecord[]): Promise<void> {
+  async #apply(incoming: CompactedRecord[]): Promise<void> {
+    const records = this.#pending ? incoming : this.#complete(incoming);
     const changes: DirectoryChange[] = [];
     const after: (() => void)[] = [];
     const summary: DirectoryChangeSummary = { agents: new Set(), apps: new Set(), everyone: false };
@@ -187,6 +196,26 @@ export class DirectoryFeed {
         }
       }
     }
+  }
+
+  /**
+   * The records that may be applied now: policy records at once, directory records up to and
+   * including the last marker seen; the rest are held for the next batch (see #held).
+   */
+  #complete(incoming: CompactedRecord[]): CompactedRecord[] {
+    const ready: CompactedRecord[] = [];
+    for (const record of incoming) {
+      if (record.topic !== this.#directoryTopic) {
+        ready.push(record);
+        continue;
+      }
+      this.#held.push(record);
+      if (record.key === 'revision:current') {
+        ready.push(...this.#held);
+        this.#held = [];
+      }
+    }
+    return ready;
   }
 
   /** Keeps app connections beside the engine: they are not policy data. A tombstone removes one. */
