@@ -25,6 +25,11 @@ export interface CompactedReader {
   caughtUp: Promise<void>;
   stop(): Promise<void>;
   /**
+   * Milliseconds since the consumer last completed a fetch from Kafka (empty ones included: an idle
+   * reader fetches every 250 ms). Grows while Kafka is away or the consumer has crashed.
+   */
+  sinceLastFetchMs(): number;
+  /**
    * Test seam: moves the consumer back to the start of every partition, as a consumer-group
    * rejoin does (no offsets are ever committed, so kafkajs starts over from the beginning).
    */
@@ -69,6 +74,10 @@ export async function startCompactedReader(options: CompactedReaderOptions): Pro
     sessionTimeout: 30000,
     heartbeatInterval: 3000,
   });
+  let lastFetch = performance.now();
+  consumer.on(consumer.events.FETCH, () => {
+    lastFetch = performance.now();
+  });
   await consumer.connect();
   await consumer.subscribe({ topics, fromBeginning: true });
   // The last offset applied, per partition. A consumer-group rejoin (Kafka away long enough for
@@ -102,6 +111,7 @@ export async function startCompactedReader(options: CompactedReaderOptions): Pro
   return {
     caughtUp,
     stop: () => consumer.disconnect(),
+    sinceLastFetchMs: () => performance.now() - lastFetch,
     replayFromStart: async () => {
       for (const key of applied.keys()) {
         const slash = key.lastIndexOf('/');

@@ -204,3 +204,17 @@ test('a publication takes effect as a whole, when its revision marker arrives', 
   await waitFor('revision 8', async () => feed.revision === 8);
   assert.equal(feed.agent('agt_y')?.state, 'active');
 });
+
+test('a replica that has not heard from Kafka for longer than its bound turns unready', async () => {
+  const quiet = new DirectoryFeed(new PolicyEngine(), prefix, logger, 500);
+  await quiet.start(kafka);
+  try {
+    quiet.check(); // fetching every 250 ms: ready
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    quiet.check();
+  } finally {
+    await quiet.stop(); // no more fetches from here on, as with Kafka away
+  }
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  assert.throws(() => quiet.check(), /not refreshed from kafka for \d+ s \(bound 0.5 s\)/);
+});

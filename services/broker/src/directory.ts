@@ -11,6 +11,9 @@ import { type DirectoryChange, type PolicyEngine, readBundle } from '@portcullis
 import type { Logger } from '@portcullis/runtime';
 import type { Kafka } from 'kafkajs';
 
+/** How long a replica serves without hearing from Kafka before it turns unready (see check()). */
+export const DEFAULT_MAX_STALENESS_MS = 5 * 60_000;
+
 export interface Agent {
   id: string;
   name: string;
@@ -75,6 +78,7 @@ export class DirectoryFeed {
     delegations: {},
   };
   #reader: CompactedReader | undefined;
+  readonly #maxStalenessMs: number;
   /**
    * Directory records of a publication still in progress. A publication is sent in several
    * batches (directory-publisher.ts) that a fetch may split further; applied as they came, an
@@ -87,9 +91,22 @@ export class DirectoryFeed {
   #revision = -1;
   #policyRevision: string | undefined;
 
-  constructor(engine: PolicyEngine, prefix: string, logger: Logger) {
+  /**
+   * `maxStalenessMs`: how long the replica may go without hearing from Kafka before it turns
+   * unready. Meanwhile it serves with the directory and policy it has (calls keep working through a
+   * short Kafka outage, as the audit spool lets them), but a suspension or revocation made
+   * meanwhile cannot reach it: past the bound, it stops taking traffic rather than enforce
+   * permissions of unknown age.
+   */
+  constructor(
+    engine: PolicyEngine,
+    prefix: string,
+    logger: Logger,
+    maxStalenessMs = DEFAULT_MAX_STALENESS_MS,
+  ) {
     this.#engine = engine;
     this.#logger = logger;
+    this.#maxStalenessMs = maxStalenessMs;
     this.#directoryTopic = topicName(prefix, Topics.directory);
     this.#policyTopic = topicName(prefix, Topics.policy);
   }
@@ -122,9 +139,14 @@ export class DirectoryFeed {
     await this.#reader?.stop();
   }
 
-  /** Throws until the bootstrap is complete; used by readiness. */
+  /** Throws until the bootstrap is complete, and while Kafka has been out of reach too long; readiness. */
   check(): void {
     if (this.#pending) throw new Error('directory bootstrap from kafka not complete');
+    const silentMs = this.#reader?.sinceLastFetchMs() ?? 0;
+    if (silentMs > this.#maxStalenessMs)
+      throw new Error(
+        `directory and policy not refreshed from kafka for ${Math.round(silentMs / 1000)} s (bound ${this.#maxStalenessMs / 1000} s)`,
+      );
   }
 
   key(keyId: string): KeyRecord | undefined {

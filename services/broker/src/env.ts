@@ -1,6 +1,7 @@
 import { commonServiceEnv, env, loadEnv } from '@portcullis/config';
 import { z } from 'zod';
 import { checkOAuthEnv, oauthEnv } from './auth/oauth-env.ts';
+import { DEFAULT_MAX_STALENESS_MS } from './directory.ts';
 import { LOOPBACK_HOSTS, LOOPBACK_ORIGINS } from './host-origin.ts';
 import { DEFAULT_RATE_CLASSES, RateClasses } from './rate-limit.ts';
 import { DEFAULT_MAX_STDIO_SESSIONS, DEFAULT_MAX_STDIO_SESSIONS_PER_AGENT } from './upstream/connector.ts';
@@ -94,6 +95,11 @@ export const BrokerEnv = z
         "most MCP sessions one agent holds; a new one beyond it ends the agent's least recently used",
       )
       .default(100),
+    DIRECTORY_MAX_STALENESS_MS: env
+      .positiveInt(
+        'how long a replica serves without hearing from Kafka (directory and policy topics) before it turns unready',
+      )
+      .default(DEFAULT_MAX_STALENESS_MS),
     MAX_STDIO_SESSIONS: env
       .positiveInt('most stdio upstream children this replica runs at once (one per session and stdio app)')
       .default(DEFAULT_MAX_STDIO_SESSIONS),

@@ -73,7 +73,12 @@ await runService(
       Topics.toolDefinitions,
     ]);
     // The directory and the active bundle come from compacted topics; readiness waits for both.
-    const directory = new DirectoryFeed(engine, env.KAFKA_TOPIC_PREFIX, logger);
+    const directory = new DirectoryFeed(
+      engine,
+      env.KAFKA_TOPIC_PREFIX,
+      logger,
+      env.DIRECTORY_MAX_STALENESS_MS,
+    );
     await directory.start(kafka);
     shutdown.add('close', 'directory feed', () => directory.stop());
     health.addCheck('directory', async () => directory.check());
