@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { isolatedRedis, stackEnv } from '@portcullis/testing';
+import { freePort, isolatedRedis, stackEnv } from '@portcullis/testing';
 import { Redis } from 'ioredis';
 import { RateLimiter, UnknownRateClassError } from './rate-limit.ts';
 
@@ -172,4 +172,47 @@ test('leases never let more through than the limit, even from two replicas at on
   } finally {
     for (const client of clients) client.disconnect();
   }
+});
+
+test('a leasing class with Redis away fails the call closed and does not crash the process', async () => {
+  const unheard: unknown[] = [];
+  const listen = (reason: unknown) => void unheard.push(reason);
+  process.on('unhandledRejection', listen);
+  const unreachable = new Redis({
+    host: '127.0.0.1',
+    port: await freePort(),
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  unreachable.on('error', () => {});
+  try {
+    const limiter = new RateLimiter(unreachable, prefix, generous);
+    await assert.rejects(limiter.consume('agent-away', 'demo/read'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(unheard, [], 'a rejection nobody handled (the broker would exit)');
+  } finally {
+    process.off('unhandledRejection', listen);
+    unreachable.disconnect();
+  }
+});
+
+test('at the limit, a leasing class costs one round trip per refused call', async () => {
+  // Leases of up to 2 cells (a tenth of the burst, and what accrues in 100 ms), refilled slowly.
+  const tight = {
+    standard: classes.standard,
+    tight: {
+      perAgent: { limit: 20, periodMs: 1000, burst: 40 },
+      perTool: { limit: 20, periodMs: 1000, burst: 40 },
+    },
+  };
+  const limiter = new RateLimiter(redis, prefix, tight);
+  let allowed = 0;
+  for (let i = 0; i < 60 && (await limiter.consume('agent-tight', 'demo/read', 'tight')).allowed; i++)
+    allowed++;
+  assert.ok(allowed >= 38 && allowed <= 42, `${allowed} allowed from a burst of 40`);
+  const scripts = countScripts(redis);
+  for (let i = 0; i < 10; i++) await limiter.consume('agent-tight', 'demo/read', 'tight');
+  assert.ok(scripts() <= 12, `10 calls at the limit took ${scripts()} round trips`);
 });

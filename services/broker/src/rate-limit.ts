@@ -177,7 +177,13 @@ export class RateLimiter {
     );
     lease.remaining = 0;
     const refill = this.#refill(lease, agentId, tool, rateClass, limits);
-    lease.refill = refill.then((verdict) => verdict.allowed);
+    // For the calls that queue behind it. A failed refill (Redis away) counts as refused for them —
+    // they then ask for their own cell, and fail closed there — and must not reject here, where
+    // no one may be waiting: an unheard rejection would end the process.
+    lease.refill = refill.then(
+      (verdict) => verdict.allowed,
+      () => false,
+    );
     try {
       return await refill;
     } finally {
@@ -202,7 +208,9 @@ export class RateLimiter {
       verdict = await this.#take(agentId, tool, rateClass, limits, cells);
     }
     if (verdict.allowed) lease.remaining = cells - 1;
-    lease.expiresAt = performance.now() + LEASE_MS;
+    // A refused lease is no sign that demand outgrew it: it must not double at the next call
+    // (which would cost two round trips, the large ask refused and then one cell).
+    lease.expiresAt = verdict.allowed ? performance.now() + LEASE_MS : 0;
     return verdict;
   }
 
