@@ -99,9 +99,9 @@ export async function startCompactedReader(options: CompactedReaderOptions): Pro
       if (records.length > 0) await apply(records);
       const last = batch.messages[batch.messages.length - 1];
       if (last && BigInt(last.offset) > done) applied.set(partitionKey, BigInt(last.offset));
-      const target = targets.get(`${batch.topic}/${batch.partition}`);
+      const target = targets.get(partitionKey);
       if (last && target !== undefined && BigInt(last.offset) + 1n >= target) {
-        targets.delete(`${batch.topic}/${batch.partition}`);
+        targets.delete(partitionKey);
         check();
       }
       await heartbeat();

@@ -54,26 +54,41 @@ export function checkArchive(
   tarGz: Uint8Array,
   limits: { maxBytes: number; maxEntries: number } = ARCHIVE_LIMITS,
 ): Promise<void> {
+  const refusal = archiveGuard(limits);
+  return parse(tarGz, (entry, abort) => {
+    const problem = refusal(entry);
+    if (problem) abort(problem);
+    entry.resume();
+  });
+}
+
+/** Counts an archive's entries as they come: the BundleError of the first one past the limits. */
+function archiveGuard(limits: { maxBytes: number; maxEntries: number }) {
   let entries = 0;
   let bytes = 0;
-  return parse(tarGz, (entry, abort) => {
+  return (entry: ReadEntry): BundleError | undefined => {
     entries++;
     bytes += entry.size ?? 0;
     if (entries > limits.maxEntries)
-      abort(new BundleError(`the archive holds more than ${limits.maxEntries} entries`));
-    else if (bytes > limits.maxBytes)
-      abort(new BundleError(`the archive unpacks to more than ${limits.maxBytes / 1024 / 1024} MiB`));
-    else if (entry.type !== 'File' && entry.type !== 'Directory')
-      abort(new BundleError(`${entry.path} is a ${entry.type}: only files and directories are accepted`));
-    entry.resume();
-  }).then(() => undefined);
+      return new BundleError(`the archive holds more than ${limits.maxEntries} entries`);
+    if (bytes > limits.maxBytes)
+      return new BundleError(`the archive unpacks to more than ${limits.maxBytes / 1024 / 1024} MiB`);
+    if (entry.type !== 'File' && entry.type !== 'Directory')
+      return new BundleError(`${entry.path} is a ${entry.type}: only files and directories are accepted`);
+    return undefined;
+  };
 }
 
-/** The bundle files (BUNDLE_FILES) of a built bundle, within ARCHIVE_LIMITS. */
+/** The bundle files (BUNDLE_FILES) of a built bundle, within ARCHIVE_LIMITS, in one pass. */
 async function untar(tarGz: Uint8Array): Promise<Map<string, Uint8Array>> {
-  await checkArchive(tarGz);
+  const refusal = archiveGuard(ARCHIVE_LIMITS);
   const files = new Map<string, Uint8Array>();
   await parse(tarGz, (entry, abort) => {
+    const problem = refusal(entry);
+    if (problem) {
+      abort(problem);
+      return;
+    }
     const path = normalize(entry.path);
     if (!BUNDLE_FILES.has(path)) {
       entry.resume();

@@ -13,7 +13,7 @@ import { readCliEnv } from './env.ts';
 import { allRows, DUMP_FILES, databaseSource, exportSource } from './ledger-source.ts';
 import { maintainPartitions } from './maintenance.ts';
 import { csvLine, queryView, VIEWS } from './query.ts';
-import { verifyLedger } from './verify.ts';
+import { DEFAULT_RETENTION_DAYS, verifyLedger } from './verify.ts';
 
 const usage = `usage: portcullis ledger <command> [options]
 
@@ -66,7 +66,7 @@ async function main(argv: string[]): Promise<number> {
       limit: { type: 'string' },
       'page-size': { type: 'string', default: '1000' },
       'days-ahead': { type: 'string', default: '3' },
-      'retention-days': { type: 'string', default: '400' },
+      'retention-days': { type: 'string', default: String(DEFAULT_RETENTION_DAYS) },
     },
   });
   const [command] = positionals;

@@ -1,5 +1,6 @@
 import { commonServiceEnv, env, loadEnv } from '@portcullis/config';
 import { z } from 'zod';
+import { DEFAULT_RETENTION_DAYS } from './verify.ts';
 
 // The only module of the audit service that reads process.env.
 export const AuditEnv = z
@@ -20,7 +21,7 @@ export const AuditEnv = z
     RETENTION_DAYS: env
       .positiveInt('days of ledger kept attached; older day partitions are detached (not dropped)')
       .min(7, 'at least 7: the ledger refuses to detach the last week')
-      .default(400),
+      .default(DEFAULT_RETENTION_DAYS),
     PARTITIONS_AHEAD_DAYS: env.positiveInt('day partitions created ahead of need').max(31).default(3),
     MAINTENANCE_INTERVAL_MS: env
       .positiveInt('how often partitions are created ahead and retention applied')

@@ -47,7 +47,7 @@ export interface VerifyOptions {
   retentionDays?: number;
 }
 
-/** The audit service's default RETENTION_DAYS. */
+/** The audit service's default RETENTION_DAYS (env.ts), and what `verify` assumes unless told. */
 export const DEFAULT_RETENTION_DAYS = 400;
 /** A maintenance run may come this long after the newest checkpoint (checkpoints are frequent). */
 const RETENTION_SLACK_DAYS = 2;

@@ -114,15 +114,11 @@ export class DirectoryPublisher {
       id: 'current',
       data: { revision: snapshot.revision },
     };
+    messages.push({ key: 'revision:current', value: JSON.stringify(marker) });
     // In sends of bounded size (a broker takes at most max.message.bytes, 1 MB by default, per
     // record batch: the first publication of a large directory is several), the marker in the last.
     for (const chunk of chunkMessages(messages))
       await this.#producer.send({ topic: this.#topic, acks: -1, messages: chunk });
-    await this.#producer.send({
-      topic: this.#topic,
-      acks: -1,
-      messages: [{ key: 'revision:current', value: JSON.stringify(marker) }],
-    });
     this.#published.clear();
     for (const [key, value] of next) this.#published.set(key, value);
     this.#revision = snapshot.revision;

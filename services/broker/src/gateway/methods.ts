@@ -472,8 +472,8 @@ async function subscribe(
     throw unknown('resource', uri);
   const { subscriptions } = session.record;
   // Each subscription is replayed to every fresh upstream session: the count must stay bounded.
-  // (Checked against this replica's copy of the session: two replicas subscribing at the same
-  // moment may each take the last place, a bound off by the number of replicas at most.)
+  // (Checked against this replica's copy of the session before the upstream answers: subscribes
+  // in flight at the same moment, here or on another replica, may each take the last place.)
   if (on && !subscriptions.includes(uri) && subscriptions.length >= SessionStore.MAX_SUBSCRIPTIONS)
     throw new RpcError(
       RpcCode.InvalidParams,
