@@ -116,24 +116,27 @@ test('an unreadable connection record removes the app (fail closed) instead of k
   assert.deepEqual(heard, [['beta']]);
 });
 
+/** An agent's directory record, keyed as the publisher keys it; `state` may be one no broker knows. */
+const agentRecord = (id: string, revision: number, state: string) => ({
+  key: `agent:${id}`,
+  value: {
+    ...base,
+    revision,
+    kind: 'agent',
+    id,
+    name: id,
+    data: { state, owner: 'o@example.com' },
+    keys: [],
+    oauthClients: [],
+  },
+});
+
 const entitlementsOf = (agentId: string) =>
   ((engine.directory?.entitlements ?? {}) as Record<string, unknown>)[agentId];
 
 test('an unreadable agent or entitlements record removes them (fail closed) instead of keeping the last state', async () => {
   await send([
-    {
-      key: 'agent:agt_x',
-      value: {
-        ...base,
-        revision: 6,
-        kind: 'agent',
-        id: 'agt_x',
-        name: 'x',
-        data: { state: 'active', owner: 'o@example.com' },
-        keys: [],
-        oauthClients: [],
-      },
-    },
+    agentRecord('agt_x', 6, 'active'),
     {
       key: 'entitlements:agt_x',
       value: {
@@ -151,19 +154,7 @@ test('an unreadable agent or entitlements record removes them (fail closed) inst
   assert.ok(entitlementsOf('agt_x'));
   // Records this version cannot read: a grant expiring before 1970, an agent in a state it does not know.
   await send([
-    {
-      key: 'agent:agt_x',
-      value: {
-        ...base,
-        revision: 7,
-        kind: 'agent',
-        id: 'agt_x',
-        name: 'x',
-        data: { state: 'dormant', owner: 'o@example.com' },
-        keys: [],
-        oauthClients: [],
-      },
-    },
+    agentRecord('agt_x', 7, 'dormant'),
     {
       key: 'entitlements:agt_x',
       value: {
@@ -182,21 +173,7 @@ test('an unreadable agent or entitlements record removes them (fail closed) inst
 });
 
 test('a publication takes effect as a whole, when its revision marker arrives', async () => {
-  await send([
-    {
-      key: 'agent:agt_y',
-      value: {
-        ...base,
-        revision: 8,
-        kind: 'agent',
-        id: 'agt_y',
-        name: 'y',
-        data: { state: 'active', owner: 'o@example.com' },
-        keys: [],
-        oauthClients: [],
-      },
-    },
-  ]);
+  await send([agentRecord('agt_y', 8, 'active')]);
   // The rest of the publication (its last batch, with the marker) has not arrived yet.
   await new Promise((resolve) => setTimeout(resolve, 750));
   assert.equal(feed.agent('agt_y'), undefined, 'applied before its publication was complete');
