@@ -68,7 +68,7 @@ database_url="$(node -e 'const u = new URL(process.env.PORTCULLIS_DATABASE_URL);
 sql() {
   local database="$1"
   shift
-  PGPASSWORD="$(tr -d '\n' <"$PG_PASSWORD_FILE")" psql -X -h 127.0.0.1 -p "$PORTCULLIS_PG_PORT" -U "$PG_ROLE" -d "$database" "$@"
+  PGPASSWORD="$(pg_password)" psql -X -h 127.0.0.1 -p "$PORTCULLIS_PG_PORT" -U "$PG_ROLE" -d "$database" "$@"
 }
 if ! sql postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'portcullis'" | grep -q 1; then
   sql postgres -qc 'CREATE DATABASE portcullis'
