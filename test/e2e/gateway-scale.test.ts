@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Progress } from '@modelcontextprotocol/sdk/types.js';
+import { stackEnv } from '@portcullis/testing';
+import { Redis } from 'ioredis';
+import { rawInitialize } from '../support/agent.ts';
 import { capableClient } from '../support/everything.ts';
 import { RoundRobinProxy } from '../support/round-robin-proxy.ts';
 import { TestStack } from '../support/stack.ts';
@@ -168,6 +172,39 @@ describe('session lifetime', () => {
       await expired.body?.cancel();
     } finally {
       await listening.client.close().catch(() => undefined);
+      await short.process.stop('SIGTERM');
+    }
+  });
+
+  it('a listening stream whose session is gone from Redis ends, though no message said so', async () => {
+    const short = await stack.startBroker({
+      UPSTREAM_APP_ID: APP,
+      INSTANCE_ID: 'replica-lost-message',
+      SESSION_TTL_SECONDS: '3',
+    });
+    const redis = new Redis(stackEnv().redisUrl);
+    try {
+      const opened = await rawInitialize(short.url, key);
+      const sessionId = opened.headers.get('mcp-session-id') ?? '';
+      await opened.body?.cancel();
+      const stream = await fetch(`${short.url}/mcp`, {
+        headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream', 'mcp-session-id': sessionId },
+      });
+      assert.equal(stream.status, 200);
+      const ended = (async () => {
+        for await (const _ of stream.body ?? []) {
+          // keep-alive comments and notifications until the stream ends
+        }
+      })();
+      // Held open across a keep-alive period: the session is alive.
+      const early = await Promise.race([ended.then(() => 'ended'), sleep(2500).then(() => 'open')]);
+      assert.equal(early, 'open');
+      // Ended elsewhere, and the session-closed message never reached this replica.
+      assert.equal(await redis.del(`${stack.prefix}:portcullis:mcp:session:${sessionId}`), 1);
+      const late = await Promise.race([ended.then(() => 'ended'), sleep(8000).then(() => 'open')]);
+      assert.equal(late, 'ended', 'the stream of a session gone from Redis stayed open');
+    } finally {
+      redis.disconnect();
       await short.process.stop('SIGTERM');
     }
   });

@@ -18,6 +18,11 @@ export const BrokerEnv = z
       .regex(/^[\w.:-]*$/, 'letters, digits, dot, colon, dash and underscore only')
       .default('')
       .describe('prefix for every Redis key this broker writes'),
+    REDIS_COMMAND_TIMEOUT_MS: env
+      .positiveInt(
+        'longest wait for one Redis command; past it the request that needed it is refused as retryable',
+      )
+      .default(1000),
     POLICY_BUNDLE_PATH: z
       .preprocess((value) => (value === '' ? undefined : value), z.string().min(1).optional())
       .describe('a local bundle.tar.gz (rego/build.sh) used until an activation arrives on the policy topic'),

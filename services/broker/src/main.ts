@@ -56,6 +56,9 @@ await runService(
       maxRetriesPerRequest: 2,
       enableOfflineQueue: false,
       connectTimeout: 3000,
+      // A Redis that stops answering (connection open, no reply) fails commands instead of
+      // hanging every call that needs it.
+      commandTimeout: env.REDIS_COMMAND_TIMEOUT_MS,
       lazyConnect: true,
     });
     // Without an error listener ioredis would crash the process on a dropped connection.

@@ -13,14 +13,24 @@ import {
 } from '../upstream/connection.ts';
 import type { Caller } from './enforcement.ts';
 import { BodyError, type BodyLimits, readJsonBody } from './http-body.ts';
-import { classify, errorResponse, RpcCode, RpcError, resultResponse } from './json-rpc.ts';
+import {
+  type ClassifiedMessage,
+  classify,
+  errorResponse,
+  RpcCode,
+  RpcError,
+  resultResponse,
+  STORE_RETRY_AFTER_MS,
+  sessionNotFound,
+  sessionStoreUnavailable,
+} from './json-rpc.ts';
 import { LiveSession, type LiveSessionDeps, upstreamRpcError } from './live-session.ts';
 import { METHODS, type MethodDeps } from './methods.ts';
 import { aggregateNamespace, appNamespace } from './namespacing.ts';
 import type { BusMessage, ReplicaBus } from './replica-bus.ts';
 import { NotificationStream, ReplyChannel } from './reply.ts';
 import type { SessionRefusal } from './session-admission.ts';
-import type { SessionRecord, SessionScope } from './session-store.ts';
+import { type SessionRecord, type SessionScope, SessionStoreUnavailable } from './session-store.ts';
 
 export interface GatewayOptions {
   sessionDeps: LiveSessionDeps;
@@ -121,7 +131,10 @@ export class Gateway {
     res.once('close', () => this.#inFlight--);
     const scope: SessionScope = match[1] ? { kind: 'app', appId: match[1] } : { kind: 'aggregate' };
     this.#serve(req, res, scope).catch((error) => {
-      this.#options.sessionDeps.logger.error({ err: error }, 'mcp request failed');
+      if (error instanceof SessionStoreUnavailable) {
+        this.#options.sessionDeps.logger.warn({ err: error.cause }, 'session store did not answer');
+        if (!res.headersSent) return sendStoreUnavailable(res, null);
+      } else this.#options.sessionDeps.logger.error({ err: error }, 'mcp request failed');
       if (!res.headersSent)
         sendRpcError(res, 500, null, new RpcError(RpcCode.InternalError, 'Internal error'));
       else res.destroy();
@@ -188,6 +201,24 @@ export class Gateway {
     }
     const classified = classify(body);
     if (classified instanceof RpcError) return sendRpcError(res, 400, idOf(body), classified);
+    try {
+      await this.#message(req, res, scope, caller, classified, idOf(body));
+    } catch (error) {
+      // Answered with the request's id, so that the client matches the refusal to its request.
+      if (!(error instanceof SessionStoreUnavailable) || res.headersSent) throw error;
+      this.#options.sessionDeps.logger.warn({ err: error.cause }, 'session store did not answer');
+      sendStoreUnavailable(res, idOf(body));
+    }
+  }
+
+  async #message(
+    req: IncomingMessage,
+    res: ServerResponse,
+    scope: SessionScope,
+    caller: Caller,
+    classified: Exclude<ClassifiedMessage, RpcError>,
+    id: JsonRpcId | null,
+  ): Promise<void> {
     const sessionId = header(req.headers, 'mcp-session-id');
     const accepts = header(req.headers, 'accept') ?? '*/*';
     const streams = /text\/event-stream|\*\/\*/i.test(accepts);
@@ -206,14 +237,14 @@ export class Gateway {
       return sendRpcError(
         res,
         400,
-        idOf(body),
+        id,
         new RpcError(
           RpcCode.InvalidRequest,
           'No session: send an initialize request first (Mcp-Session-Id missing)',
         ),
       );
     const session = await this.#session(sessionId, caller, scope);
-    if (!session) return sendRpcError(res, 404, idOf(body), sessionNotFound());
+    if (!session) return sendRpcError(res, 404, id, sessionNotFound());
     session.lastUsed = performance.now();
 
     if (classified.kind === 'notification') {
@@ -247,6 +278,8 @@ export class Gateway {
       return 'jsonrpc' in outcome ? (outcome as JsonRpcResponse) : resultResponse(request.id, outcome);
     } catch (error) {
       if (error instanceof RpcError) return errorResponse(request.id, error.toObject());
+      if (error instanceof SessionStoreUnavailable)
+        return errorResponse(request.id, sessionStoreUnavailable().toObject());
       if (error instanceof UpstreamError)
         return errorResponse(request.id, upstreamRpcError(error.appId, error).toObject());
       this.#options.sessionDeps.logger.error({ err: error, method: request.method }, 'request failed');
@@ -598,9 +631,18 @@ export class Gateway {
         // A client that only listens sends nothing that would refresh its session in Redis.
         if (now - local.keptAlive >= this.#options.streamKeepAliveMs) {
           local.keptAlive = now;
-          store.keepAlive(id, session.record.agentId).catch((error: unknown) => {
-            logger.warn({ err: error, session: id }, 'a streaming session not kept alive');
-          });
+          store.keepAlive(id, session.record.agentId).then(
+            (alive) => {
+              // Gone from Redis: ended on another replica (its message lost) or expired. Let go
+              // as the session-closed message would have; the client's stream ends with it.
+              if (alive || this.#local.get(id) !== local) return;
+              this.#local.delete(id);
+              void session.release();
+            },
+            (error: unknown) => {
+              logger.warn({ err: error, session: id }, 'a streaming session not kept alive');
+            },
+          );
         }
       } else if (session.inflight.size === 0 && now - session.lastUsed > this.#options.localIdleMs) {
         this.#local.delete(id);
@@ -630,10 +672,10 @@ function idOf(body: unknown): JsonRpcId | null {
   return typeof id === 'string' || typeof id === 'number' ? id : null;
 }
 
-function sessionNotFound(): RpcError {
-  return new RpcError(RpcCode.SessionNotFound, 'Session not found; initialize a new session', {
-    code: 'session_not_found',
-  });
+/** 503 with Retry-After: Redis did not answer, so nothing about the session could be known or done. */
+function sendStoreUnavailable(res: ServerResponse, id: JsonRpcId | null): void {
+  res.setHeader('retry-after', String(STORE_RETRY_AFTER_MS / 1000));
+  sendRpcError(res, 503, id, sessionStoreUnavailable());
 }
 
 function sendRpcError(res: ServerResponse, status: number, id: JsonRpcId | null, error: RpcError): void {

@@ -49,6 +49,25 @@ export class RpcError extends Error {
   }
 }
 
+/** The session is unknown, expired, ended, or not the caller's: the client initializes again. */
+export function sessionNotFound(): RpcError {
+  return new RpcError(RpcCode.SessionNotFound, 'Session not found; initialize a new session', {
+    code: 'session_not_found',
+  });
+}
+
+/** How long a client is asked to wait before retrying when Redis did not answer. */
+export const STORE_RETRY_AFTER_MS = 1000;
+
+/** Redis did not answer a session operation: nothing was done; the client retries shortly. */
+export function sessionStoreUnavailable(): RpcError {
+  return new RpcError(
+    RpcCode.InternalError,
+    'The session store did not answer: the request was not executed. Retry shortly.',
+    { code: 'session_store_unavailable', retryable: true, retryAfterMs: STORE_RETRY_AFTER_MS },
+  );
+}
+
 export function errorResponse(id: JsonRpcId | null, error: JsonRpcErrorObject): JsonRpcErrorResponse {
   return { jsonrpc: '2.0', id, error };
 }

@@ -13,7 +13,7 @@ import {
   type Operation,
   type RefusedCall,
 } from './enforcement.ts';
-import { RpcCode, RpcError } from './json-rpc.ts';
+import { RpcCode, RpcError, sessionNotFound } from './json-rpc.ts';
 import { type LiveSession, upstreamRpcError } from './live-session.ts';
 import type { ReplyChannel } from './reply.ts';
 import { SessionStore } from './session-store.ts';
@@ -470,31 +470,41 @@ async function subscribe(
   const target = session.namespace.resolveUri(uri);
   if (!target || !context.apps.includes(target.appId) || !readable(deps, context, target.appId))
     throw unknown('resource', uri);
-  const { subscriptions } = session.record;
+  const method = on ? 'resources/subscribe' : 'resources/unsubscribe';
+  // The upstream's own URI and nothing else the agent put in the params (the method has no other).
+  const upstreamParams = { uri: target.uri };
+  if (!on) {
+    const response = await relayed(deps, context, target.appId, method, upstreamParams);
+    if ('error' in response) return response;
+    await deps.store.unsubscribed(session.id, uri);
+    session.record = {
+      ...session.record,
+      subscriptions: session.record.subscriptions.filter((each) => each !== uri),
+    };
+    return response;
+  }
   // Each subscription is replayed to every fresh upstream session: the count must stay bounded.
-  // (Checked against this replica's copy of the session before the upstream answers: subscribes
-  // in flight at the same moment, here or on another replica, may each take the last place.)
-  if (on && !subscriptions.includes(uri) && subscriptions.length >= SessionStore.MAX_SUBSCRIPTIONS)
+  // Its place is taken in Redis before the upstream is asked, so that subscribes arriving at once,
+  // on any replica, cannot each take the last one; taken back if the upstream does not subscribe.
+  const reservation = await deps.store.reserveSubscription(session.id, uri);
+  if (reservation === 'gone') throw sessionNotFound();
+  if (reservation === 'full')
     throw new RpcError(
       RpcCode.InvalidParams,
       `Too many subscriptions: a session holds at most ${SessionStore.MAX_SUBSCRIPTIONS}; unsubscribe first`,
       { code: 'too_many_subscriptions', limit: SessionStore.MAX_SUBSCRIPTIONS },
     );
-  const response = await relayed(
-    deps,
-    context,
-    target.appId,
-    on ? 'resources/subscribe' : 'resources/unsubscribe',
-    // The upstream's own URI and nothing else the agent put in the params (the method has no other).
-    { uri: target.uri },
-  );
+  let response: JsonRpcResponse | undefined;
+  try {
+    response = await relayed(deps, context, target.appId, method, upstreamParams);
+  } finally {
+    if (reservation === 'added' && (response === undefined || 'error' in response))
+      await deps.store.unsubscribed(session.id, uri).catch(() => undefined);
+  }
   if ('error' in response) return response;
-  await deps.store.setSubscribed(session.id, uri, on);
   session.record = {
     ...session.record,
-    subscriptions: on
-      ? [...new Set([...session.record.subscriptions, uri])]
-      : session.record.subscriptions.filter((each) => each !== uri),
+    subscriptions: [...new Set([...session.record.subscriptions, uri])],
   };
   return response;
 }

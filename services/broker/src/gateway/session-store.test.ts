@@ -91,10 +91,36 @@ test('a write racing the end of a session does not bring it back', async () => {
   await store.create(newSession('raced')); // the bound is 1: the first one ends
   // What a replica still serving the first session from its local copy may write meanwhile.
   await store.setLogLevel(first.record.id, 'debug');
-  await store.setSubscribed(first.record.id, 'demo://r/1', true);
+  assert.equal(await store.reserveSubscription(first.record.id, 'demo://r/1'), 'gone');
   await store.setUpstream(first.record.id, 'demo', { sessionId: 'u', initializeResult: {} });
   const claimed = { sessionId: 'u2', initializeResult: {} };
   assert.deepEqual(await store.claimUpstream(first.record.id, 'demo', claimed), claimed);
   assert.equal(await redis.exists(`${prefix}portcullis:mcp:session:${first.record.id}`), 0);
   assert.equal(await store.load(first.record.id), undefined);
+});
+
+test('subscriptions arriving at once never take a session past its bound', async () => {
+  const store = new SessionStore(redis, prefix, 3600);
+  const { record } = await store.create(newSession('subscriber'));
+  const max = SessionStore.MAX_SUBSCRIPTIONS;
+  // Every subscribe in flight at once, as from many replicas: each sees the others' places.
+  const outcomes = await Promise.all(
+    Array.from({ length: max + 30 }, (_, i) => store.reserveSubscription(record.id, `demo://r/${i}`)),
+  );
+  assert.equal(outcomes.filter((outcome) => outcome === 'added').length, max);
+  assert.equal(outcomes.filter((outcome) => outcome === 'full').length, 30);
+  assert.equal((await store.load(record.id))?.subscriptions.length, max);
+  // One already held is no new place; one given back makes room for another.
+  assert.equal(await store.reserveSubscription(record.id, 'demo://r/0'), 'held');
+  assert.equal(await store.reserveSubscription(record.id, 'demo://r/new'), 'full');
+  await store.unsubscribed(record.id, 'demo://r/0');
+  assert.equal(await store.reserveSubscription(record.id, 'demo://r/new'), 'added');
+});
+
+test('keeping a session alive says whether it still exists', async () => {
+  const store = new SessionStore(redis, prefix, 3600, 1);
+  const first = await store.create(newSession('listener'));
+  assert.equal(await store.keepAlive(first.record.id, 'listener'), true);
+  await store.create(newSession('listener')); // the bound is 1: the first one ends
+  assert.equal(await store.keepAlive(first.record.id, 'listener'), false);
 });

@@ -80,6 +80,44 @@ end
 return redis.call('HGET', KEYS[1], ARGV[2])
 `;
 
+/**
+ * Redis did not answer a session operation (away, or slower than the command timeout). Nothing
+ * about the session is known: the request is refused as retryable, never guessed at.
+ */
+export class SessionStoreUnavailable extends Error {
+  constructor(cause: unknown) {
+    super('the session store (Redis) did not answer', { cause });
+    this.name = 'SessionStoreUnavailable';
+  }
+}
+
+/** Runs one store operation; whatever Redis throws becomes SessionStoreUnavailable. */
+async function reaching<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    throw new SessionStoreUnavailable(error);
+  }
+}
+
+// KEYS[1]: a session's hash. ARGV: the subscription's field, the most a session may hold. Adds a
+// subscription unless the session is gone or already holds as many as it may: counted and added in
+// one script, so subscribes arriving at once (on any replica) cannot each take the last place.
+const SUBSCRIBE_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'held' end
+local held = 0
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 4) == 'sub:' then held = held + 1 end
+end
+if held >= tonumber(ARGV[2]) then return 'full' end
+redis.call('HSET', KEYS[1], ARGV[1], '1')
+return 'added'
+`;
+
+/** What reserving a subscription did: see SessionStore.reserveSubscription. */
+export type SubscriptionReservation = 'added' | 'held' | 'full' | 'gone';
+
 interface SessionScripts {
   portcullisReserveSession(
     keyCount: 1,
@@ -96,6 +134,7 @@ interface SessionScripts {
     field: string,
     value: string,
   ): Promise<string | null>;
+  portcullisSubscribe(keyCount: 1, key: string, field: string, max: number): Promise<SubscriptionReservation>;
 }
 
 /**
@@ -123,6 +162,7 @@ export class SessionStore {
       redis.defineCommand('portcullisReserveSession', { lua: RESERVE_LUA });
       redis.defineCommand('portcullisTouchSession', { lua: TOUCH_LUA });
       redis.defineCommand('portcullisWriteSession', { lua: WRITE_LUA });
+      redis.defineCommand('portcullisSubscribe', { lua: SUBSCRIBE_LUA });
     }
     this.#redis = redis as Redis & SessionScripts;
     this.#prefix = `${prefix}portcullis:mcp:session:`;
@@ -137,6 +177,10 @@ export class SessionStore {
 
   /** Stores a new session, taking out the agent's least recently used ones beyond its bound. */
   async create(record: Omit<SessionRecord, 'id' | 'upstreams' | 'subscriptions'>): Promise<CreatedSession> {
+    return reaching(() => this.#create(record));
+  }
+
+  async #create(record: Omit<SessionRecord, 'id' | 'upstreams' | 'subscriptions'>): Promise<CreatedSession> {
     const id = SessionStore.newId();
     const key = this.#key(id);
     // The hash first, its place in the agent's set second: a concurrent initialize that takes this
@@ -173,17 +217,21 @@ export class SessionStore {
   }
 
   /**
-   * Reads and deletes sessions the agent's set no longer holds. One key per command: session
-   * hashes are keyed by id alone and need not share a cluster slot. A failure leaves that session
-   * to its idle expiry rather than failing the initialize that displaced it.
+   * Reads and deletes sessions the agent's set no longer holds, each in one transaction: an
+   * upstream session another replica records between a separate read and delete would be deleted
+   * unread, and never closed. One key per transaction: session hashes are keyed by id alone and
+   * need not share a cluster slot. A failure leaves that session to its idle expiry rather than
+   * failing the initialize that displaced it.
    */
   async #takeOut(ids: readonly string[]): Promise<SessionRecord[]> {
     const ended: SessionRecord[] = [];
     for (const id of ids) {
       try {
-        const hash = await this.#redis.hgetall(this.#key(id));
-        await this.#redis.del(this.#key(id));
-        if (hash.agent) ended.push(recordOf(id, hash));
+        const key = this.#key(id);
+        const [read] = (await this.#redis.multi().hgetall(key).del(key).exec()) ?? [];
+        const [error, hash] = (read ?? []) as [Error | null, Record<string, string> | undefined];
+        if (error) throw error;
+        if (hash?.agent) ended.push(recordOf(id, hash));
       } catch {
         // Redis away for a moment: the hash expires on its own.
       }
@@ -195,10 +243,13 @@ export class SessionStore {
   async load(id: string): Promise<SessionRecord | undefined> {
     if (!/^[\w-]{32}$/.test(id)) return undefined;
     const key = this.#key(id);
-    const results = await this.#redis.pipeline().hgetall(key).pexpire(key, this.#ttlMs).exec();
-    const [error, fields] = results?.[0] ?? [];
-    if (error) throw error;
-    const hash = fields as Record<string, string>;
+    const hash = await reaching(async () => {
+      const results = await this.#redis.pipeline().hgetall(key).pexpire(key, this.#ttlMs).exec();
+      // A pipeline reports each command's failure in its results rather than rejecting.
+      const [error, fields] = results?.[0] ?? [];
+      if (error) throw error;
+      return fields as Record<string, string>;
+    });
     if (!hash.agent) return undefined;
     this.#touch(hash.agent, id);
     return recordOf(id, hash);
@@ -207,10 +258,14 @@ export class SessionStore {
   /**
    * Marks a session in use without reading it — an open standalone stream is use, though no
    * request comes: refreshes its idle timeout and its place in its agent's eviction order.
+   * False when the session is gone from Redis (ended elsewhere, or expired): the caller lets go of
+   * its copy, since the message that would have told it may have been lost.
    */
-  async keepAlive(id: string, agentId: string): Promise<void> {
-    await this.#redis.pexpire(this.#key(id), this.#ttlMs);
+  async keepAlive(id: string, agentId: string): Promise<boolean> {
+    const refreshed = await reaching(() => this.#redis.pexpire(this.#key(id), this.#ttlMs));
+    if (refreshed === 0) return false;
     this.#touch(agentId, id);
+    return true;
   }
 
   /**
@@ -219,12 +274,8 @@ export class SessionStore {
    * not leave the agent with two upstream sessions.
    */
   async claimUpstream(id: string, appId: string, upstream: StoredUpstream): Promise<StoredUpstream> {
-    const stored = await this.#redis.portcullisWriteSession(
-      1,
-      this.#key(id),
-      'setnx',
-      `up:${appId}`,
-      JSON.stringify(upstream),
+    const stored = await reaching(() =>
+      this.#redis.portcullisWriteSession(1, this.#key(id), 'setnx', `up:${appId}`, JSON.stringify(upstream)),
     );
     // Null: the session ended meanwhile; its next request gets "session not found".
     return typeof stored === 'string' ? (JSON.parse(stored) as StoredUpstream) : upstream;
@@ -232,7 +283,7 @@ export class SessionStore {
 
   async setUpstream(id: string, appId: string, upstream: StoredUpstream | undefined): Promise<void> {
     if (upstream) await this.#write(id, `up:${appId}`, JSON.stringify(upstream));
-    else await this.#redis.hdel(this.#key(id), `up:${appId}`);
+    else await reaching(() => this.#redis.hdel(this.#key(id), `up:${appId}`));
   }
 
   async setLogLevel(id: string, level: string): Promise<void> {
@@ -242,22 +293,34 @@ export class SessionStore {
   /** Most resource subscriptions one session may hold (each is replayed to a fresh upstream). */
   static readonly MAX_SUBSCRIPTIONS = 100;
 
-  async setSubscribed(id: string, uri: string, subscribed: boolean): Promise<void> {
-    if (subscribed) await this.#write(id, `sub:${uri}`, '1');
-    else await this.#redis.hdel(this.#key(id), `sub:${uri}`);
+  /**
+   * Records a subscription before it is made upstream: `added`, or `held` if the session already
+   * had it; `full` at MAX_SUBSCRIPTIONS, `gone` if the session ended. The caller takes an `added`
+   * one back (unsubscribed) when the upstream refuses it.
+   */
+  async reserveSubscription(id: string, uri: string): Promise<SubscriptionReservation> {
+    return reaching(() =>
+      this.#redis.portcullisSubscribe(1, this.#key(id), `sub:${uri}`, SessionStore.MAX_SUBSCRIPTIONS),
+    );
+  }
+
+  async unsubscribed(id: string, uri: string): Promise<void> {
+    await reaching(() => this.#redis.hdel(this.#key(id), `sub:${uri}`));
   }
 
   async drop(id: string, agentId: string): Promise<void> {
     // Two commands, not a transaction: the keys need not share a cluster slot. If the second fails,
     // the set keeps a member for a session that is gone until its score expires: it only makes room
     // for one session fewer meanwhile.
-    await this.#redis.del(this.#key(id));
-    await this.#redis.zrem(this.#agentKey(agentId), id);
+    await reaching(async () => {
+      await this.#redis.del(this.#key(id));
+      await this.#redis.zrem(this.#agentKey(agentId), id);
+    });
   }
 
   /** Sets one field of a session that still exists (see WRITE_LUA). */
   async #write(id: string, field: string, value: string): Promise<void> {
-    await this.#redis.portcullisWriteSession(1, this.#key(id), 'set', field, value);
+    await reaching(() => this.#redis.portcullisWriteSession(1, this.#key(id), 'set', field, value));
   }
 
   /**
