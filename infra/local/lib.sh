@@ -26,6 +26,12 @@ readonly PORTCULLIS_KAFKA_ARTIFACTS=(
   "org.slf4j:slf4j-reload4j:1.7.36"
   "ch.qos.reload4j:reload4j:1.2.25"
 )
+# PostgreSQL and Redis come from the distribution's packages (Debian 12: PostgreSQL 15, Redis
+# 7.0), pinned to their major version — the compatibility boundary. Not to an exact package version:
+# Debian's security archive keeps only the newest build of each, so an exact pin would stop
+# installing on a fresh machine at the next security update. up.sh refuses any other major.
+readonly PORTCULLIS_PG_MAJOR="15"
+readonly PORTCULLIS_REDIS_MAJOR="7"
 # Pinned so `mvn` does not resolve "latest" from the plugin metadata on every fresh machine.
 readonly PORTCULLIS_MAVEN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
@@ -143,7 +149,7 @@ pid_from_file() {
 }
 
 # PostgreSQL's bin dir. The existing cluster's major version wins (a cluster can only be run by
-# the major version that created it); otherwise the newest installed Debian PostgreSQL.
+# the major version that created it); otherwise the pinned major's (PORTCULLIS_PG_MAJOR).
 pg_bin_dir() {
   if [ -n "${PORTCULLIS_PG_BIN:-}" ]; then
     printf '%s' "$PORTCULLIS_PG_BIN"
@@ -157,8 +163,8 @@ pg_bin_dir() {
     printf '%s' "/usr/lib/postgresql/$major/bin"
     return 0
   fi
-  dir="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)"
-  [ -n "$dir" ] && [ -x "$dir/initdb" ] || return 1
+  dir="/usr/lib/postgresql/$PORTCULLIS_PG_MAJOR/bin"
+  [ -x "$dir/initdb" ] || return 1
   printf '%s' "$dir"
 }
 
@@ -170,6 +176,12 @@ as_postgres() { (cd / && close_lock_fds && exec runuser -u postgres -- "$@"); }
 # The postmaster's pid if this stack's cluster is running (postmaster.pid line 1 is the pid;
 # pg_ctl starts it with "-D <data dir>", which tells it apart from any other cluster).
 pg_pid() { pid_from_file "$PG_DATA/postmaster.pid" "$PG_DATA"; }
+
+# The installed redis-server's major version ("7" for 7.0.15), empty if there is none.
+redis_major() {
+  command -v redis-server >/dev/null || return 0
+  redis-server --version | sed -n 's/.* v=\([0-9]*\)\..*/\1/p'
+}
 
 pg_password() { [ -r "$PG_PASSWORD_FILE" ] && tr -d '\n' <"$PG_PASSWORD_FILE"; }
 

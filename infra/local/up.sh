@@ -29,12 +29,17 @@ trap cleanup EXIT
 
 ensure_packages() {
   local missing=()
-  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+  [ -x "/usr/lib/postgresql/$PORTCULLIS_PG_MAJOR/bin/initdb" ] || missing+=("postgresql-$PORTCULLIS_PG_MAJOR")
   { command -v redis-server && command -v redis-cli; } >/dev/null || missing+=(redis-server)
+  # The quickstart and health probes of scripts/ use it.
+  command -v curl >/dev/null || missing+=(curl)
   command -v "$PORTCULLIS_JAVA" >/dev/null || missing+=(openjdk-17-jre-headless)
   # Maven is only needed to fetch the Kafka jars once; a machine with the cache can skip it.
   [ -f "$KAFKA_MARKER_JAR" ] || command -v mvn >/dev/null || missing+=(maven)
-  [ "${#missing[@]}" -gt 0 ] || return 0
+  [ "${#missing[@]}" -gt 0 ] || {
+    check_package_versions
+    return 0
+  }
 
   local apt_log="$PORTCULLIS_LOG_DIR/apt.log"
   log "installing ${missing[*]} (apt-get, a minute or two; log: $apt_log)…"
@@ -46,8 +51,19 @@ ensure_packages() {
     show_log_tail "$apt_log"
     die "apt-get could not install ${missing[*]}; see $apt_log"
   fi
-  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || die "postgresql installed but no /usr/lib/postgresql/*/bin/initdb"
+  [ -x "/usr/lib/postgresql/$PORTCULLIS_PG_MAJOR/bin/initdb" ] ||
+    die "postgresql-$PORTCULLIS_PG_MAJOR installed but no /usr/lib/postgresql/$PORTCULLIS_PG_MAJOR/bin/initdb"
   command -v "$PORTCULLIS_JAVA" >/dev/null || die "java still not found after installing openjdk-17-jre-headless"
+  check_package_versions
+}
+
+# The distribution's Redis must be the pinned major (apt offers one version per release; a
+# machine on another release gets a clear refusal, not a silently different server).
+check_package_versions() {
+  local major
+  major="$(redis_major)"
+  [ "$major" = "$PORTCULLIS_REDIS_MAJOR" ] ||
+    die "redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') is installed; this stack is pinned to Redis $PORTCULLIS_REDIS_MAJOR.x (PORTCULLIS_REDIS_MAJOR in infra/local/lib.sh)"
 }
 
 prepare_dirs() {
@@ -185,7 +201,7 @@ pg_ensure_role() { # <bin dir>
 
 start_postgres() {
   local bin pid sock
-  bin="$(pg_bin_dir)" || die "no PostgreSQL found under /usr/lib/postgresql/*/bin (set PORTCULLIS_PG_BIN)"
+  bin="$(pg_bin_dir)" || die "no PostgreSQL $PORTCULLIS_PG_MAJOR found under /usr/lib/postgresql/$PORTCULLIS_PG_MAJOR/bin (set PORTCULLIS_PG_BIN)"
   id postgres >/dev/null 2>&1 || die "there is no 'postgres' OS user (the postgresql package creates it)"
   as_postgres test -x "$PG_DIR" ||
     die "the postgres OS user cannot reach $PG_DIR: every parent directory needs o+x (a state dir under /root does not work); set PORTCULLIS_STATE_DIR elsewhere"
