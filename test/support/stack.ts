@@ -137,7 +137,7 @@ export class TestStack {
   }
 
   /** Starts the decision service with an admin API token; it migrates and publishes the directory. */
-  async startDecision(): Promise<ServiceProcess> {
+  async startDecision(extraEnv: Record<string, string> = {}): Promise<ServiceProcess> {
     const { port, process } = await this.#start('decision', 'services/decision/src/main.ts', {
       API_TOKENS: JSON.stringify([
         {
@@ -153,6 +153,7 @@ export class TestStack {
       ]),
       OPA_BIN: process_.env.PORTCULLIS_OPA_BIN || 'opa',
       DIRECTORY_PUBLISH_INTERVAL_MS: '100',
+      ...extraEnv,
     });
     this.decisionUrl = `http://127.0.0.1:${port}`;
     return process;

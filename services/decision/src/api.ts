@@ -419,7 +419,8 @@ export function createApi(deps: ApiDeps): Router {
       const id = parse(z.coerce.number().int().positive(), req.params.id);
       const result = await deps.bundles.activate(id, `api:${req.caller!.name}`);
       await deps.onActivated();
-      res.json({ bundleId: id, ...result });
+      // 202: recorded, and on its way to the brokers once Kafka acknowledges (retried until it does).
+      res.status(result.published ? 200 : 202).json({ bundleId: id, ...result });
     }),
   );
 
@@ -455,7 +456,7 @@ export function createApi(deps: ApiDeps): Router {
     wrap(async (req, res) => {
       const result = await deps.bundles.rollback(`api:${req.caller!.name}`);
       await deps.onActivated();
-      res.json(result);
+      res.status(result.published ? 200 : 202).json(result);
     }),
   );
 

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -13,7 +13,7 @@ import {
   PolicyEngine,
   readBundle,
 } from '@portcullis/policy-engine';
-import { AppError } from '@portcullis/runtime';
+import { AppError, type Logger } from '@portcullis/runtime';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import { x as extract } from 'tar';
@@ -38,7 +38,17 @@ export interface Validation {
   smoke: { name: string; expected: string; actual: string }[];
 }
 
-/** One activation at a time, so the topic and the history agree on the order. */
+/** What an activation or a rollback did: recorded always; `published` once Kafka acknowledged it. */
+export interface ActivationOutcome {
+  activationId: number;
+  revision: string;
+  published: boolean;
+}
+
+/** The advisory lock that makes one publication of the newest activation at a time, across replicas. */
+const PUBLISH_LOCK = 'portcullis.policy-activation.publish';
+
+/** One activation at a time, so that the history's order is the order they were made in. */
 async function lockActivations(client: pg.PoolClient): Promise<void> {
   await client.query('LOCK TABLE directory.policy_activations IN EXCLUSIVE MODE');
 }
@@ -52,21 +62,38 @@ function invalid(step: string, detail: string): AppError {
 
 /**
  * The policy bundle lifecycle: validate → store (revision, digest, author) → activate / roll back.
- * A bundle is activated by publishing it on the compacted policy topic, which every broker follows;
- * the activation row is written in the same transaction, which commits only after Kafka acked.
+ * A bundle is activated by recording the activation, then publishing it on the compacted policy
+ * topic, which every broker follows. The history is the outbox: what it records as active is what
+ * the topic ends on, even when Kafka is away at the moment of activation.
  */
 export class BundleService {
   readonly #pool: pg.Pool;
   readonly #producer: Producer;
   readonly #topic: string;
   readonly #opa: string;
+  readonly #logger: Logger;
+  readonly #publishWaitMs: number;
   #restricted: Promise<string> | undefined;
+  /** The publication passes of this process, one after another (see publishPending). */
+  #passes: Promise<unknown> = Promise.resolve();
+  #queuedPasses = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
 
-  constructor(pool: pg.Pool, producer: Producer, prefix: string, opaBin: string) {
-    this.#pool = pool;
-    this.#producer = producer;
-    this.#topic = topicName(prefix, Topics.policy);
-    this.#opa = opaBin;
+  constructor(options: {
+    pool: pg.Pool;
+    producer: Producer;
+    topicPrefix: string;
+    opaBin: string;
+    logger: Logger;
+    /** How long an activation waits for Kafka's acknowledgement before answering `published: false`. */
+    publishWaitMs?: number;
+  }) {
+    this.#pool = options.pool;
+    this.#producer = options.producer;
+    this.#topic = topicName(options.topicPrefix, Topics.policy);
+    this.#opa = options.opaBin;
+    this.#logger = options.logger;
+    this.#publishWaitMs = options.publishWaitMs ?? 5000;
   }
 
   /**
@@ -157,17 +184,22 @@ export class BundleService {
     return rows[0].bundle;
   }
 
-  /** Activates a stored bundle: publishes it to every broker, then records the activation. */
-  async activate(id: number, by: string): Promise<{ activationId: number; revision: string }> {
-    return withTransaction(this.#pool, async (client) => {
+  /**
+   * Activates a stored bundle: records the activation, then publishes it to every broker. The
+   * record is what counts: if Kafka does not acknowledge within `publishWaitMs`, the answer says
+   * `published: false` and the publication goes on (and is retried) in the background.
+   */
+  async activate(id: number, by: string): Promise<ActivationOutcome> {
+    const activation = await withTransaction(this.#pool, async (client) => {
       await lockActivations(client);
-      return this.#activateLocked(client, id, by);
+      return this.#recordActivation(client, id, by);
     });
+    return { ...activation, published: await this.#publishedWithin(activation.activationId) };
   }
 
   /** Re-activates the bundle that was active before the current one. */
-  async rollback(by: string): Promise<{ activationId: number; revision: string; bundleId: number }> {
-    return withTransaction(this.#pool, async (client) => {
+  async rollback(by: string): Promise<ActivationOutcome & { bundleId: number }> {
+    const activation = await withTransaction(this.#pool, async (client) => {
       // The history is read under the lock: an activation committed meanwhile is the current one,
       // never silently undone by re-activating what came before it.
       await lockActivations(client);
@@ -180,20 +212,21 @@ export class BundleService {
         throw new AppError('nothing_to_roll_back', 'there is no earlier bundle to roll back to', {
           status: 409,
         });
-      const result = await this.#activateLocked(client, Number(previous.bundle_id), by, Number(current.id));
-      return { ...result, bundleId: Number(previous.bundle_id) };
+      const bundleId = Number(previous.bundle_id);
+      return { ...(await this.#recordActivation(client, bundleId, by, Number(current.id))), bundleId };
     });
+    return { ...activation, published: await this.#publishedWithin(activation.activationId) };
   }
 
-  /** Records and publishes an activation; the caller holds the activations lock (lockActivations). */
-  async #activateLocked(
+  /** Records an activation; the caller holds the activations lock (lockActivations). */
+  async #recordActivation(
     client: pg.PoolClient,
     id: number,
     by: string,
     rollbackOf?: number,
   ): Promise<{ activationId: number; revision: string }> {
-    const { rows } = await client.query<{ revision: string; digest: string; bundle: Buffer }>(
-      'SELECT revision, digest, bundle FROM directory.policy_bundles WHERE id = $1',
+    const { rows } = await client.query<{ revision: string }>(
+      'SELECT revision FROM directory.policy_bundles WHERE id = $1',
       [id],
     );
     const bundle = rows[0];
@@ -202,24 +235,114 @@ export class BundleService {
       'INSERT INTO directory.policy_activations (bundle_id, activated_by, rollback_of) VALUES ($1, $2, $3) RETURNING id',
       [id, by, rollbackOf ?? null],
     );
-    const event: PolicyActivatedV1 = {
-      type: 'policy.activated',
-      version: 1,
-      eventId: randomUUID(),
-      occurredAt: new Date().toISOString(),
-      bundleId: id,
-      revision: bundle.revision,
-      digest: bundle.digest,
-      activatedBy: by,
-      ...(rollbackOf ? { rollbackOf: String(rollbackOf) } : {}),
-      bundleBase64: bundle.bundle.toString('base64'),
-    };
-    await this.#producer.send({
-      topic: this.#topic,
-      acks: -1,
-      messages: [{ key: 'active', value: JSON.stringify(event) }],
-    });
     return { activationId: Number(inserted.rows[0]!.id), revision: bundle.revision };
+  }
+
+  /** Whether activation `activationId` (or a newer one) reached Kafka within publishWaitMs. */
+  async #publishedWithin(activationId: number): Promise<boolean> {
+    const publishing = this.publishPending().then(
+      (published) => published !== undefined && published >= activationId,
+      (error: unknown) => {
+        this.#logger.warn({ err: error, activationId }, 'policy activation not published yet; will retry');
+        return false;
+      },
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.#publishWaitMs);
+    });
+    try {
+      return await Promise.race([publishing, waited]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Publishes the newest activation unless it already was; resolves to the id of the newest
+   * activation now published (undefined: none yet). Passes run one after another in this process,
+   * and under an advisory lock across replicas: whichever publishes last publishes the newest, so
+   * the topic ends on what the history says is active. Throws if Kafka does not acknowledge.
+   */
+  publishPending(): Promise<number | undefined> {
+    this.#queuedPasses++;
+    const pass = this.#passes
+      .then(() => this.#publishNewest())
+      .finally(() => {
+        this.#queuedPasses--;
+      });
+    this.#passes = pass.catch(() => undefined);
+    return pass;
+  }
+
+  /**
+   * Publishes what an earlier attempt left behind (Kafka away, a crash between commit and
+   * publication), now and every `intervalMs`, unless a pass is already under way.
+   */
+  startPublishing(intervalMs: number): void {
+    const retry = () => {
+      if (this.#queuedPasses > 0) return;
+      this.publishPending().catch((error: unknown) =>
+        this.#logger.warn({ err: error }, 'policy activation not published yet; will retry'),
+      );
+    };
+    retry();
+    this.#retryTimer = setInterval(retry, intervalMs);
+  }
+
+  /** Stops the retries and waits for a pass under way (its publication is kept or retried later). */
+  async stopPublishing(): Promise<void> {
+    clearInterval(this.#retryTimer);
+    await this.#passes;
+  }
+
+  async #publishNewest(): Promise<number | undefined> {
+    return withTransaction(this.#pool, async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [PUBLISH_LOCK]);
+      const { rows } = await client.query<{
+        id: string;
+        event_id: string;
+        bundle_id: string;
+        activated_by: string;
+        rollback_of: string | null;
+        activated_at: Date;
+        published_at: Date | null;
+        revision: string;
+        digest: string;
+        bundle: Buffer;
+      }>(
+        `SELECT a.id, a.event_id, a.bundle_id, a.activated_by, a.rollback_of, a.activated_at,
+                a.published_at, b.revision, b.digest, b.bundle
+           FROM directory.policy_activations a JOIN directory.policy_bundles b ON b.id = a.bundle_id
+          ORDER BY a.id DESC LIMIT 1`,
+      );
+      const newest = rows[0];
+      if (!newest) return undefined;
+      if (newest.published_at) return Number(newest.id);
+      const event: PolicyActivatedV1 = {
+        type: 'policy.activated',
+        version: 1,
+        eventId: newest.event_id,
+        occurredAt: newest.activated_at.toISOString(),
+        bundleId: Number(newest.bundle_id),
+        revision: newest.revision,
+        digest: newest.digest,
+        activatedBy: newest.activated_by,
+        ...(newest.rollback_of ? { rollbackOf: newest.rollback_of } : {}),
+        bundleBase64: newest.bundle.toString('base64'),
+      };
+      await this.#producer.send({
+        topic: this.#topic,
+        acks: -1,
+        messages: [{ key: 'active', value: JSON.stringify(event) }],
+      });
+      // Older ones never published are superseded: the topic's one key now holds the newest.
+      await client.query(
+        'UPDATE directory.policy_activations SET published_at = now() WHERE id <= $1 AND published_at IS NULL',
+        [newest.id],
+      );
+      return Number(newest.id);
+    });
   }
 
   async #buildFromSource(bytes: Buffer): Promise<{ bundle: Buffer; validation: string }> {

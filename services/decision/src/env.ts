@@ -30,6 +30,9 @@ export const DecisionEnv = z.object({
       'postgresql',
     ])
     .optional(),
+  POLICY_PUBLISH_RETRY_MS: env
+    .positiveInt('how often an activation not yet acknowledged by Kafka is published again')
+    .default(5000),
   DIRECTORY_PUBLISH_INTERVAL_MS: env
     .positiveInt('how often the directory revision is checked for changes to publish')
     .default(200),

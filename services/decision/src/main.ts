@@ -68,7 +68,16 @@ await runService(
     health.addCheck('kafka', kafkaHealth.check);
     shutdown.add('close', 'kafka admin', kafkaHealth.close);
 
-    const bundles = new BundleService(pool, producer, env.KAFKA_TOPIC_PREFIX, env.OPA_BIN);
+    const bundles = new BundleService({
+      pool,
+      producer,
+      topicPrefix: env.KAFKA_TOPIC_PREFIX,
+      opaBin: env.OPA_BIN,
+      logger,
+    });
+    // Publishes an activation an earlier attempt left unpublished (Kafka away, a crash).
+    bundles.startPublishing(env.POLICY_PUBLISH_RETRY_MS);
+    shutdown.add('stop-intake', 'policy activation publisher', () => bundles.stopPublishing());
     // The Data API's engine: the active bundle with the directory as last published.
     const engine = new PolicyEngine();
     const loadActive = async () => {

@@ -216,15 +216,24 @@ async function main(argv: string[]): Promise<number> {
       if (!argument) throw new Error('activate needs a bundle id');
       // What-if first: the author sees what the activation changes before it happens.
       if (!values['no-simulate']) await printSimulation(argument, { last: Number(values.last ?? 1000) });
-      console.log(JSON.stringify(await api('POST', `/v1/bundles/${argument}/activate`)));
+      reportActivation(await api('POST', `/v1/bundles/${argument}/activate`));
       return 0;
     case 'rollback':
-      console.log(JSON.stringify(await api('POST', '/v1/policy/rollback')));
+      reportActivation(await api('POST', '/v1/policy/rollback'));
       return 0;
     default:
       console.error(`portcullis policy: unknown command ${command}\n\n${usage}`);
       return 2;
   }
+}
+
+/** Prints an activation's outcome; says so when the brokers do not have it yet. */
+function reportActivation(outcome: unknown): void {
+  console.log(JSON.stringify(outcome));
+  if ((outcome as { published?: boolean }).published === false)
+    console.error(
+      'portcullis policy: recorded as active, but Kafka has not acknowledged it yet: the brokers get it once it does (the decision service retries)',
+    );
 }
 
 try {
