@@ -290,10 +290,12 @@ export class BundleService {
     this.#retryTimer = setInterval(retry, intervalMs);
   }
 
-  /** Stops the retries and waits for a pass under way (its publication is kept or retried later). */
-  async stopPublishing(): Promise<void> {
+  /**
+   * Stops the retries. A pass under way is not waited for: with Kafka away it could outlast the
+   * shutdown; if it does not finish, the activation stays unpublished and the next start sends it.
+   */
+  stopPublishing(): void {
     clearInterval(this.#retryTimer);
-    await this.#passes;
   }
 
   async #publishNewest(): Promise<number | undefined> {

@@ -77,7 +77,7 @@ await runService(
     });
     // Publishes an activation an earlier attempt left unpublished (Kafka away, a crash).
     bundles.startPublishing(env.POLICY_PUBLISH_RETRY_MS);
-    shutdown.add('stop-intake', 'policy activation publisher', () => bundles.stopPublishing());
+    shutdown.add('stop-intake', 'policy activation publisher', async () => bundles.stopPublishing());
     // The Data API's engine: the active bundle with the directory as last published.
     const engine = new PolicyEngine();
     const loadActive = async () => {
