@@ -6,17 +6,8 @@
  * without a sample here fails loudly.
  */
 
-/** A small seeded PRNG (mulberry32), so a failure names a reproducible case. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG every generator here takes, so a failure names a reproducible case. */
+export { seededRandom as random } from '@portcullis/testing';
 
 export type Rand = () => number;
 const pick = <T>(rand: Rand, items: readonly T[]): T => items[Math.floor(rand() * items.length)]!;

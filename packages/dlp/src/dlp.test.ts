@@ -1,21 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { seededRandom } from '@portcullis/testing';
 import { type DetectorType, luhnValid, scanText } from './detectors.ts';
 import { fakes } from './fixtures.ts';
 import { countByType, DlpLimitError, scanJson } from './scan.ts';
 
 const typesIn = (text: string) => scanText(text).map((f) => f.type);
-
-/** A deterministic PRNG (mulberry32), so the property tests are reproducible and cannot flake. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('true positives, each inside ordinary text', () => {
   const cases: [string, DetectorType][] = [
@@ -158,7 +148,7 @@ describe('tricky negatives', () => {
   }
 
   test('random base64 and hex blobs produce no findings (seeded property test)', () => {
-    const next = random(42);
+    const next = seededRandom(42);
     const alphabets = {
       base64: 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/',
       hex: '0123456789abcdef',
@@ -178,7 +168,7 @@ describe('Luhn', () => {
   test('valid and invalid numbers; every single-digit change is caught', () => {
     assert.equal(luhnValid('79927398713'), true);
     assert.equal(luhnValid('79927398710'), false);
-    const next = random(7);
+    const next = seededRandom(7);
     for (let round = 0; round < 200; round++) {
       const base = fakes.visa.split('');
       const i = Math.floor(next() * base.length);

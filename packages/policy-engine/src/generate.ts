@@ -2,18 +2,7 @@
  * Deterministic generators of directories and policy inputs, shared by the differential test and
  * the benchmark. A seeded PRNG makes every failure reproducible from its seed.
  */
-
-/** mulberry32: a tiny, fast, seedable PRNG; good enough for test data, not for secrets. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '@portcullis/testing';
 
 export interface GeneratedDirectory {
   directory: Record<string, unknown>;
