@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -328,6 +329,77 @@ test("revoking the key that opened a stream ends that stream; the agent's other 
   await new Promise((resolve) => setTimeout(resolve, 1000));
   assert.equal(spareChanged.length, spareBefore, "the revoked key's stream still carried a notification");
   await spare.close().catch(() => undefined);
+});
+
+test('a request whose body arrives after its key was revoked is refused, and reaches no upstream', async () => {
+  const slowKey = ((await ok(await stack.api('POST', `/v1/agents/${AGENT}/keys`), 201)) as { key: string })
+    .key;
+  const headers = {
+    authorization: `Bearer ${slowKey}`,
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+  };
+  const post = (body: object, sessionId?: string) =>
+    fetch(`${brokerUrl}/mcp`, {
+      method: 'POST',
+      headers: { ...headers, ...(sessionId ? { 'mcp-session-id': sessionId } : {}) },
+      body: JSON.stringify(body),
+    });
+  const initialize = {
+    jsonrpc: '2.0',
+    id: 0,
+    method: 'initialize',
+    params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'slow', version: '1' } },
+  };
+  const opened = await waitFor('the new key to reach the broker', async () => {
+    const response = await post(initialize);
+    return response.status === 200 ? response : undefined;
+  });
+  const sessionId = opened.headers.get('mcp-session-id') ?? '';
+  await opened.body?.cancel();
+
+  // Headers (with the key) now, the body's second half after the revocation: a slow client.
+  let releaseBody = () => {};
+  const body = JSON.stringify({
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'tools/call',
+    params: { name: 'notes__read_note', arguments: { text: 'sent after the revocation' } },
+  });
+  const held = new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const request = httpRequest(
+      `${brokerUrl}/mcp`,
+      {
+        method: 'POST',
+        headers: { ...headers, 'mcp-session-id': sessionId, 'content-length': Buffer.byteLength(body) },
+      },
+      (response) => {
+        let text = '';
+        response.on('data', (chunk) => {
+          text += chunk;
+        });
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
+      },
+    );
+    request.on('error', reject);
+    request.write(body.slice(0, 20));
+    releaseBody = () => request.end(body.slice(20));
+  });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const callsBefore = notes.calls.length;
+
+  const keyId = parseAgentKey(slowKey)?.keyId;
+  await ok(await stack.api('DELETE', `/v1/agents/${AGENT}/keys/${keyId}`), 204);
+  await waitFor('the revocation to apply', async () => {
+    const response = await post({ jsonrpc: '2.0', id: 2, method: 'ping' }, sessionId);
+    await response.body?.cancel();
+    return response.status === 401;
+  });
+  releaseBody();
+  const answer = await held;
+  assert.equal(answer.status, 401, answer.text);
+  assert.equal((JSON.parse(answer.text) as { code: string }).code, 'credentials_no_longer_valid');
+  assert.equal(notes.calls.length, callsBefore, 'the call reached the upstream after the revocation');
 });
 
 test("a session displaced by its agent's bound is ended upstream too, as DELETE ends one", async () => {

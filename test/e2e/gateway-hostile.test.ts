@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { LoggingMessageNotificationSchema, type McpError } from '@modelcontextprotocol/sdk/types.js';
 import { waitFor } from '@portcullis/testing';
 import pg from 'pg';
 import { capableClient } from '../support/everything.ts';
@@ -378,7 +378,7 @@ describe('a hostile upstream', () => {
 
 // Last in the file: it suspends the agent the tests above use.
 describe('a suspension mid-call', () => {
-  it("ends the agent's calls in flight: cancelled upstream, answered at once", async () => {
+  it("ends the agent's calls in flight: cancelled upstream, answered at once with agent_suspended", async () => {
     const agent = await capableClient(`${brokerUrl}/mcp/apps/${HOSTILE_APP}`, {
       Authorization: `Bearer ${key}`,
     });
@@ -397,7 +397,10 @@ describe('a suspension mid-call', () => {
       const outcome = await call;
       assert.ok(performance.now() - started < 8000, 'answered before the tool would have finished');
       assert.ok('error' in outcome, `the call ended with an error, got ${JSON.stringify(outcome)}`);
-      assert.match(String(outcome.error), /cancel/i);
+      // Told why, not merely "cancelled": not retryable.
+      const error = outcome.error as McpError;
+      assert.equal(error.code, -32016);
+      assert.deepEqual(error.data, { code: 'agent_suspended', retryable: false });
       await waitFor('the upstream to hear of the cancellation', () =>
         hostileUpstream.cancelled.includes('slow: long'),
       );

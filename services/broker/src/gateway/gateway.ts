@@ -17,6 +17,7 @@ import {
   type ClassifiedMessage,
   classify,
   errorResponse,
+  noLongerAuthorized,
   RpcCode,
   RpcError,
   resultResponse,
@@ -179,7 +180,7 @@ export class Gateway {
     }
     switch (req.method) {
       case 'POST':
-        return this.#post(req, res, scope, caller);
+        return this.#post(req, res, scope, caller, auth.credential);
       case 'GET':
         return this.#get(req, res, scope, caller, auth.credential);
       case 'DELETE':
@@ -191,7 +192,13 @@ export class Gateway {
     }
   }
 
-  async #post(req: IncomingMessage, res: ServerResponse, scope: SessionScope, caller: Caller): Promise<void> {
+  async #post(
+    req: IncomingMessage,
+    res: ServerResponse,
+    scope: SessionScope,
+    caller: Caller,
+    credential: Credential,
+  ): Promise<void> {
     let body: unknown;
     try {
       body = await readJsonBody(req, this.#options.limits);
@@ -199,10 +206,13 @@ export class Gateway {
       if (error instanceof BodyError) return sendRpcError(res, error.status, null, error);
       throw error;
     }
+    // The credential was checked when the headers arrived; a slow client's body may come minutes
+    // later, after its key was revoked or its agent suspended. Checked again before acting on it.
+    if (!this.#options.authenticator.stillValid(credential)) return refuseStaleCredential(res);
     const classified = classify(body);
     if (classified instanceof RpcError) return sendRpcError(res, 400, idOf(body), classified);
     try {
-      await this.#message(req, res, scope, caller, classified, idOf(body));
+      await this.#message(req, res, scope, caller, credential, classified, idOf(body));
     } catch (error) {
       // Answered with the request's id, so that the client matches the refusal to its request.
       if (!(error instanceof SessionStoreUnavailable) || res.headersSent) throw error;
@@ -216,6 +226,7 @@ export class Gateway {
     res: ServerResponse,
     scope: SessionScope,
     caller: Caller,
+    credential: Credential,
     classified: Exclude<ClassifiedMessage, RpcError>,
     id: JsonRpcId | null,
   ): Promise<void> {
@@ -256,12 +267,13 @@ export class Gateway {
       return this.#clientResponse(session, classified.message);
     }
     const channel = new ReplyChannel(res, { 'mcp-session-id': session.id }, streams);
-    channel.finish(await this.#request(session, caller, scope, classified.message, channel));
+    channel.finish(await this.#request(session, caller, credential, scope, classified.message, channel));
   }
 
   async #request(
     session: LiveSession,
     caller: Caller,
+    credential: Credential,
     scope: SessionScope,
     request: JsonRpcRequest,
     channel: ReplyChannel,
@@ -274,7 +286,10 @@ export class Gateway {
       });
     const apps = this.#appsFor(scope, caller.agent.id);
     try {
-      const outcome = await handler(this.#options.methodDeps, { session, caller, apps, request, channel });
+      const { authenticator } = this.#options;
+      const stillValid = () => authenticator.stillValid(credential);
+      const context = { session, caller, apps, request, channel, stillValid };
+      const outcome = await handler(this.#options.methodDeps, context);
       return 'jsonrpc' in outcome ? (outcome as JsonRpcResponse) : resultResponse(request.id, outcome);
     } catch (error) {
       if (error instanceof RpcError) return errorResponse(request.id, error.toObject());
@@ -377,14 +392,7 @@ export class Gateway {
     if (!session) return;
     // The directory may have changed while the session was loaded: a revocation or suspension
     // applied then found no stream to close. Check again now, synchronously, before opening it.
-    if (!this.#options.authenticator.stillValid(credential))
-      return sendProblem(
-        res,
-        401,
-        'credentials_no_longer_valid',
-        'Unauthorized',
-        'The credential of this request is no longer accepted; authenticate again.',
-      );
+    if (!this.#options.authenticator.stillValid(credential)) return refuseStaleCredential(res);
     const stream = new NotificationStream(res, { 'mcp-session-id': session.id }, this.#options.keepAliveMs);
     this.#streamCredentials.set(stream, credential);
     // A stream lives no longer than the access token that opened it; the client reconnects with a
@@ -597,7 +605,7 @@ export class Gateway {
         // Suspended: its calls in flight end now — one held at the audit gate is never sent, one
         // running upstream is cancelled there — rather than running on after the suspension.
         for (const controller of session.inflight.values())
-          controller.abort(new Error('the agent was suspended'));
+          controller.abort(noLongerAuthorized('agent_suspended'));
         // Authentication runs on every request, but a standalone stream opened before would go on
         // carrying upstream notifications and server-initiated requests. The client's
         // reconnection is a new request, and is refused (403 agent_suspended).
@@ -670,6 +678,17 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
 function idOf(body: unknown): JsonRpcId | null {
   const id = (body as { id?: unknown } | null)?.id;
   return typeof id === 'string' || typeof id === 'number' ? id : null;
+}
+
+/** 401: the request's credential was revoked, or its agent suspended, since it was authenticated. */
+function refuseStaleCredential(res: ServerResponse): void {
+  sendProblem(
+    res,
+    401,
+    'credentials_no_longer_valid',
+    'Unauthorized',
+    'The credential of this request is no longer accepted; authenticate again.',
+  );
 }
 
 /** 503 with Retry-After: Redis did not answer, so nothing about the session could be known or done. */

@@ -30,6 +30,8 @@ export const RpcCode = {
   ToolBlocked: -32014,
   /** Gateway: DLP found data the policy says must not pass. */
   DlpBlocked: -32015,
+  /** Gateway: the agent was suspended, or the request's credential revoked, while the call waited or ran. */
+  NoLongerAuthorized: -32016,
 } as const;
 
 /** An error the relay answers with; `data.code` is the stable machine-readable reason. */
@@ -54,6 +56,20 @@ export function sessionNotFound(): RpcError {
   return new RpcError(RpcCode.SessionNotFound, 'Session not found; initialize a new session', {
     code: 'session_not_found',
   });
+}
+
+/**
+ * Ends a call whose agent was suspended, or whose credential was revoked, after the request was
+ * authenticated: never sent upstream if it had not been yet, cancelled there if it had.
+ */
+export function noLongerAuthorized(code: 'agent_suspended' | 'credentials_no_longer_valid'): RpcError {
+  return new RpcError(
+    RpcCode.NoLongerAuthorized,
+    code === 'agent_suspended'
+      ? 'The agent was suspended: the call was stopped'
+      : "The request's credential is no longer accepted: the call was stopped",
+    { code, retryable: false },
+  );
 }
 
 /** How long a client is asked to wait before retrying when Redis did not answer. */

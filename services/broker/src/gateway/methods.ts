@@ -13,7 +13,7 @@ import {
   type Operation,
   type RefusedCall,
 } from './enforcement.ts';
-import { RpcCode, RpcError, sessionNotFound } from './json-rpc.ts';
+import { noLongerAuthorized, RpcCode, RpcError, sessionNotFound } from './json-rpc.ts';
 import { type LiveSession, upstreamRpcError } from './live-session.ts';
 import type { ReplyChannel } from './reply.ts';
 import { SessionStore } from './session-store.ts';
@@ -39,6 +39,8 @@ export interface RequestContext {
   apps: readonly string[];
   request: JsonRpcRequest;
   channel: ReplyChannel;
+  /** Whether the request's credential is still accepted (not revoked, its agent not suspended). */
+  stillValid(): boolean;
 }
 
 type Handler = (
@@ -387,6 +389,10 @@ async function forward(
   const controller = new AbortController();
   session.inflight.set(request.id, controller);
   channel.onAbandoned(() => controller.abort(new Error('the client went away')));
+  // A suspension or revocation aborts the calls registered in `inflight`; one that came while this
+  // call waited for its admission (the rate limiter) found nothing to abort: checked here, once
+  // registered, so that no change can fall between the two.
+  if (!context.stillValid()) controller.abort(noLongerAuthorized('credentials_no_longer_valid'));
   let response: JsonRpcResponse;
   // The upstream step starts when the request may go out, not while it waits for the admission.
   let released: number | undefined;
@@ -412,7 +418,9 @@ async function forward(
     const sentAt = released;
     // Not admitted after all (the audit path refused it): nothing was sent, the refusal is thrown.
     const admitted = await admission;
-    const failure = upstreamRpcError(appId, error);
+    // Stopped by a suspension or revocation: the agent learns that, not "cancelled".
+    const reason: unknown = controller.signal.reason;
+    const failure = reason instanceof RpcError ? reason : upstreamRpcError(appId, error);
     if (sentAt !== undefined) deps.metrics?.step('upstream', performance.now() - sentAt);
     admitted.finish(sentAt === undefined ? 'not_executed' : 'failed', {
       error: { code: String(failure.data?.code), message: failure.message },
