@@ -275,6 +275,23 @@ describe('OAuth access tokens — refused', () => {
     const token = await idp.clientCredentialsToken(triage, RESOURCE);
     refused(await down.authenticate(bearer(token)), 503, 'auth_unavailable');
   });
+
+  test("metadata with an unparsable jwks_uri is the IdP's fault: 503, not invalid_token", async () => {
+    const metadata: Record<string, string> = {};
+    const server = await serveJson(metadata);
+    try {
+      metadata.issuer = new URL(server.url).origin;
+      metadata.jwks_uri = 'http://[not a url';
+      const broken = createAuthenticator({
+        directory,
+        oauth: { issuer: metadata.issuer, audience: RESOURCE, fetchTimeoutMs: 500 },
+      });
+      const token = await idp.clientCredentialsToken(triage, RESOURCE);
+      refused(await broken.authenticate(bearer(token)), 503, 'auth_unavailable');
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe('claims as other IdPs write them', () => {

@@ -1,8 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { parseAgentKey, secretHashesEqual } from '@portcullis/contracts';
-import { createRemoteJWKSet, errors, type JWTPayload, jwtVerify } from 'jose';
+import { errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import type { Agent } from '../directory.ts';
 import { bearerChallenge } from './challenge.ts';
+import { IdpUnavailable, IssuerKeys } from './issuer-keys.ts';
 import { resourceMetadataUrl } from './protected-resource.ts';
 
 // Invariants (security-critical; see docs/adr/0040-agent-authentication-oauth.md):
@@ -180,6 +181,9 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     // RFC 9068 §4: without the type check an ID token of the same issuer could be replayed here.
     if (!typeAccepted)
       return refuse(401, 'invalid_token', 'The token is not an access token (typ at+jwt)', 'invalid_token');
+    // jose requires `sub` to be present, not to be a string; it becomes a client or user id below.
+    if (typeof payload.sub !== 'string')
+      return refuse(401, 'invalid_token', "The access token's sub claim is not valid", 'invalid_token');
 
     // RFC 9068's client_id first; then what IdPs that predate it write: azp (OpenID, Keycloak),
     // cid (Okta), appid (Entra v1); and sub, which is the client in a client-credentials token.
@@ -256,7 +260,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
         'invalid_token',
       );
     }
-    if (error instanceof DiscoveryError || error instanceof errors.JWKSTimeout || isFetchFailure(error))
+    if (error instanceof IdpUnavailable)
       return refuse(503, 'auth_unavailable', 'The identity provider cannot be reached; retry shortly');
     if (error instanceof errors.JOSEAlgNotAllowed)
       return refuse(
@@ -351,43 +355,26 @@ function delegatingUser(
 
 // --- the issuer's key set ------------------------------------------------------------------------
 
-class DiscoveryError extends Error {}
-
 interface KeySource {
-  get(): Promise<ReturnType<typeof createRemoteJWKSet>>;
-}
-
-function isFetchFailure(error: unknown): boolean {
-  // undici raises TypeError('fetch failed') for refused connections and DNS failures; jose raises a
-  // generic JOSEError for a non-200 key-set response.
-  return (
-    (error instanceof TypeError && error.message === 'fetch failed') ||
-    (error instanceof errors.JOSEError && error.code === 'ERR_JOSE_GENERIC') ||
-    (error instanceof Error && error.name === 'TimeoutError')
-  );
+  get(): Promise<JWTVerifyGetKey>;
 }
 
 /**
- * The issuer's JWKS, resolved once: from OAUTH_JWKS_URL, or from the issuer's metadata (RFC 8414
- * first, then OpenID discovery). jose caches the keys, refetches when a token names an unknown
- * kid (a key rotation), at most once per cooldown, and re-reads them after cacheMaxAge. A failed
- * discovery is retried on a later request, at most every DISCOVERY_RETRY_MS.
+ * The issuer's JWKS, its URL resolved once: from OAUTH_JWKS_URL, or from the issuer's metadata
+ * (RFC 8414 first, then OpenID discovery). The keys are fetched, refreshed and throttled by
+ * IssuerKeys. A failed discovery is retried on a later request, at most every DISCOVERY_RETRY_MS.
  */
 function createKeySource(settings: OAuthOptions): KeySource {
   const timeoutMs = settings.fetchTimeoutMs ?? 5000;
-  let resolved: Promise<ReturnType<typeof createRemoteJWKSet>> | undefined;
+  let resolved: Promise<JWTVerifyGetKey> | undefined;
   let failedAt = 0;
   const build = (url: string) =>
-    createRemoteJWKSet(new URL(url), {
-      timeoutDuration: timeoutMs,
-      cooldownDuration: settings.jwksCooldownMs ?? 30_000,
-      cacheMaxAge: 10 * 60_000,
-    });
+    new IssuerKeys(url, { timeoutMs, cooldownMs: settings.jwksCooldownMs ?? 30_000 }).getKey;
   return {
     get() {
       if (resolved) return resolved;
       if (Date.now() - failedAt < DISCOVERY_RETRY_MS)
-        return Promise.reject(new DiscoveryError('issuer metadata unavailable (retrying shortly)'));
+        return Promise.reject(new IdpUnavailable('issuer metadata unavailable (retrying shortly)'));
       const attempt = settings.jwksUrl
         ? Promise.resolve(build(settings.jwksUrl))
         : discoverJwksUri(settings.issuer, timeoutMs).then(build);
@@ -428,10 +415,13 @@ async function discoverJwksUri(issuer: string, timeoutMs: number): Promise<strin
     }
     // RFC 8414 §3.3: metadata naming another issuer is ignored (mix-up protection).
     if (metadata.issuer !== issuer || typeof metadata.jwks_uri !== 'string') continue;
+    // An unparsable jwks_uri is the metadata's fault: try the next document (503 if none), never
+    // blame the agent's token for it.
+    if (!URL.canParse(metadata.jwks_uri)) continue;
     const jwksUri = new URL(metadata.jwks_uri);
     if (jwksUri.protocol !== 'https:' && !['127.0.0.1', 'localhost', '[::1]'].includes(jwksUri.hostname))
       continue;
     return jwksUri.href;
   }
-  throw new DiscoveryError(`no usable metadata for issuer ${issuer}`);
+  throw new IdpUnavailable(`no usable metadata for issuer ${issuer}`);
 }
