@@ -11,7 +11,7 @@ import {
 } from '../upstream/connection.ts';
 import type { Catalog, ListKind } from './catalog.ts';
 import { redacted } from './content-guard.ts';
-import { RpcCode, RpcError } from './json-rpc.ts';
+import { RpcCode, RpcError, sessionNotFound } from './json-rpc.ts';
 import type { Namespace } from './namespacing.ts';
 import type { NotificationStream, ReplyChannel } from './reply.ts';
 import type { SessionRecord, SessionStore } from './session-store.ts';
@@ -73,6 +73,8 @@ export class LiveSession {
   #followed = new Set<string>();
   #stream: NotificationStream | undefined;
   #sequence = 0;
+  /** Closed or released: no upstream is opened any more (nobody would close it). */
+  #closed = false;
   lastUsed = performance.now();
 
   constructor(record: SessionRecord, namespace: Namespace, deps: LiveSessionDeps) {
@@ -107,6 +109,9 @@ export class LiveSession {
   }
 
   upstream(appId: string): Promise<UpstreamSession> {
+    // A request still running when the session ended (DELETE, eviction, this replica letting go)
+    // must not open an upstream: its child or upstream session would outlive the session.
+    if (this.#closed) return Promise.reject(sessionNotFound());
     let opening = this.#upstreams.get(appId);
     if (!opening) {
       opening = this.#open(appId);
@@ -143,37 +148,46 @@ export class LiveSession {
       }
     };
     let session = await connect(stored);
-    // A session initialized here (not resumed) must learn the agent's log level and subscriptions.
-    let initializedHere = stored === undefined;
-    if (!stored && resumable && session.sessionId) {
-      const fresh = { sessionId: session.sessionId, initializeResult: session.initializeResult };
-      const winner = await store.claimUpstream(this.id, appId, fresh);
-      if (winner.sessionId !== fresh.sessionId) {
-        // Lost a race with another replica: use its upstream session, end ours.
-        void session.close();
-        session = await connect(winner);
-        initializedHere = false;
+    try {
+      // A session initialized here (not resumed) must learn the agent's log level and subscriptions.
+      let initializedHere = stored === undefined;
+      if (!stored && resumable && session.sessionId) {
+        const fresh = { sessionId: session.sessionId, initializeResult: session.initializeResult };
+        const winner = await store.claimUpstream(this.id, appId, fresh);
+        if (winner.sessionId !== fresh.sessionId) {
+          // Lost a race with another replica: use its upstream session, end ours.
+          void session.close();
+          session = await connect(winner);
+          initializedHere = false;
+        }
+        stored = winner;
+        this.record = { ...this.record, upstreams: { ...this.record.upstreams, [appId]: winner } };
       }
-      stored = winner;
-      this.record = { ...this.record, upstreams: { ...this.record.upstreams, [appId]: winner } };
+      const opened = session;
+      // Hooks through locals, not literals assigned to the properties (see the grit rule in scripts/biome).
+      const onClosed = (error: UpstreamError) => {
+        logger.info({ appId, session: this.id, failure: error.failure }, 'upstream session ended');
+        // A stdio session restarts its child by itself (then onRestarted); an HTTP one is gone.
+        if (resumable) void this.#forget(appId);
+      };
+      const onRestarted = () => {
+        this.#deps.catalog.invalidate(appId);
+        this.#replayState(appId, opened).catch((error) =>
+          logger.warn({ err: error, appId }, 'state not replayed to a restarted upstream'),
+        );
+      };
+      session.onClosed = onClosed;
+      session.onRestarted = onRestarted;
+      if (initializedHere) await this.#replayState(appId, session);
+      if (this.#stream && this.#followed.has(appId)) this.#listen(appId, session);
+      return session;
+    } catch (error) {
+      // Whatever failed after the connection (the state replay, Redis), the upstream session is
+      // nobody's: closed here, or its stdio child would run (and hold its slot) for good.
+      session.onClosed = undefined;
+      await session.close().catch(() => undefined);
+      throw error;
     }
-    // Hooks through locals, not literals assigned to the properties (see the grit rule in scripts/biome).
-    const onClosed = (error: UpstreamError) => {
-      logger.info({ appId, session: this.id, failure: error.failure }, 'upstream session ended');
-      // A stdio session restarts its child by itself (then onRestarted); an HTTP one is gone.
-      if (resumable) void this.#forget(appId);
-    };
-    const onRestarted = () => {
-      this.#deps.catalog.invalidate(appId);
-      this.#replayState(appId, session).catch((error) =>
-        logger.warn({ err: error, appId }, 'state not replayed to a restarted upstream'),
-      );
-    };
-    session.onClosed = onClosed;
-    session.onRestarted = onRestarted;
-    if (initializedHere) await this.#replayState(appId, session);
-    if (this.#stream && this.#followed.has(appId)) this.#listen(appId, session);
-    return session;
   }
 
   /** A freshly initialized upstream session learns what the agent set earlier: log level, subscriptions. */
@@ -394,6 +408,7 @@ export class LiveSession {
   }
 
   async #drop(end: (session: UpstreamSession) => Promise<void>): Promise<void> {
+    this.#closed = true;
     this.#stream?.close();
     for (const controller of this.inflight.values()) controller.abort();
     for (const gatewayId of [...this.#pending.keys()]) this.#settle(gatewayId);

@@ -46,12 +46,15 @@ export const agentInit: UpstreamSessionInit = {
  * A tiny stdio MCP server for the failure cases server-everything cannot show: it answers
  * initialize, then per method hangs, crashes, writes garbage or an oversized line, reports what it
  * received on stderr, and returns its own environment. FAKE_MODE=exit-on-initialize makes it die
- * during the handshake.
+ * during the handshake; FAKE_MODE=ignore-set-level declares logging and never answers setLevel;
+ * FAKE_PIDFILE collects the children's pids.
  */
 export const fakeStdioServer = `
 const readline = require('node:readline');
 const out = (message) => process.stdout.write(JSON.stringify(message) + '\\n');
 const received = [];
+// FAKE_PIDFILE: every child appends its pid, so a test can tell whether children are still running.
+if (process.env.FAKE_PIDFILE) require('node:fs').appendFileSync(process.env.FAKE_PIDFILE, process.pid + '\\n');
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
   const m = JSON.parse(line);
   received.push(m.method ?? 'response');
@@ -66,7 +69,11 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
         if (fs.existsSync(process.env.FAKE_MARKER)) process.exit(9);
         fs.writeFileSync(process.env.FAKE_MARKER, 'started');
       }
-      return out({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'fake', version: '1' } } });
+      return out({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: process.env.FAKE_MODE === 'ignore-set-level' ? { tools: {}, logging: {} } : { tools: {} }, serverInfo: { name: 'fake', version: '1' } } });
+    case 'logging/setLevel':
+      // FAKE_MODE=ignore-set-level: declares logging, never answers setLevel.
+      if (process.env.FAKE_MODE === 'ignore-set-level') return;
+      return out({ jsonrpc: '2.0', id: m.id, result: {} });
     case 'notifications/cancelled':
       return process.stderr.write('got cancelled ' + m.params.requestId + ' ' + m.params.reason + '\\n');
     case 'hang':

@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { isolatedRedis, waitFor } from '@portcullis/testing';
+import type { Redis } from 'ioredis';
+import { createUpstreamConnector, noUpstreamAuth } from '../upstream/connector.ts';
+import { fakeStdioServer, memoryLogger } from '../upstream/test-support.ts';
+import type { Catalog } from './catalog.ts';
+import type { RpcError } from './json-rpc.ts';
+import { LiveSession, upstreamRpcError } from './live-session.ts';
+import { appNamespace } from './namespacing.ts';
+import { SessionStore } from './session-store.ts';
+
+// A session's upstreams are closed whatever happens to the session: real stdio children (the fake
+// server of the upstream tests), the real session store on the test run's Redis.
+
+let redis: Redis;
+let prefix: string;
+let drop: () => Promise<void>;
+let dir: string;
+
+before(async () => {
+  ({ redis, prefix, drop } = await isolatedRedis('live-session'));
+  dir = await mkdtemp(join(tmpdir(), 'portcullis-live-session-'));
+});
+
+after(async () => {
+  await drop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const { logger } = memoryLogger();
+
+/** A session on app `fake`, a stdio child per open; its children's pids land in `pidFile`. */
+async function liveSession(pidFile: string, mode: string, maxStdioSessions: number) {
+  const connector = createUpstreamConnector({
+    credentials: noUpstreamAuth,
+    logger,
+    maxStdioSessions,
+    stdio: { restart: { initialMs: 50, maxMs: 500, stableMs: 10_000 }, stopGraceMs: 500 },
+  });
+  const store = new SessionStore(redis, prefix, 3600);
+  const { record } = await store.create({
+    agentId: 'agent-a',
+    scope: { kind: 'app', appId: 'fake' },
+    protocolVersion: '2025-11-25',
+    clientCapabilities: {},
+    clientInfo: { name: 'test', version: '1' },
+  });
+  const session = new LiveSession({ ...record, logLevel: 'debug' }, appNamespace('fake'), {
+    store,
+    connector,
+    catalog: { invalidate() {} } as unknown as Catalog,
+    target: (appId) => ({
+      appId,
+      transport: {
+        type: 'stdio',
+        command: process.execPath,
+        args: ['-e', fakeStdioServer],
+        env: { FAKE_MODE: mode, FAKE_PIDFILE: pidFile },
+      },
+    }),
+    logger,
+    instanceId: 'replica-1',
+    upstreamTimeoutMs: 300,
+    clientResponseTimeoutMs: 1000,
+  });
+  return { session, connector };
+}
+
+async function running(pidFile: string): Promise<number[]> {
+  const pids = (await readFile(pidFile, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
+  return pids.filter((pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+test('an upstream whose state replay fails is closed: no child left running, its slot given back', async () => {
+  const pidFile = join(dir, 'replay.pids');
+  // One stdio slot: a leaked child would refuse every later open.
+  const { session, connector } = await liveSession(pidFile, 'ignore-set-level', 1);
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await assert.rejects(session.upstream('fake'), (error: Error) => {
+        // The setLevel the replay sends is never answered: the first attempt times out; a leaked
+        // child would make the next ones unreachable (no free slot).
+        assert.equal(
+          upstreamRpcError('fake', error).data?.code,
+          'upstream_timeout',
+          `attempt ${attempt}: ${error.message}`,
+        );
+        return true;
+      });
+    }
+    await waitFor('every child stopped', async () => (await running(pidFile)).length === 0);
+  } finally {
+    await session.close();
+    await connector.close();
+  }
+});
+
+test('a closed session opens no upstream: a request still running gets session_not_found', async () => {
+  const pidFile = join(dir, 'closed.pids');
+  const { session, connector } = await liveSession(pidFile, 'normal', 4);
+  try {
+    await session.close();
+    await assert.rejects(
+      session.withUpstream('fake', (upstream) =>
+        upstream.request('tools/list', undefined, { timeoutMs: 1000 }),
+      ),
+      (error: RpcError) => error.data?.code === 'session_not_found',
+    );
+    assert.deepEqual(await running(pidFile), [], 'a child was started for a closed session');
+  } finally {
+    await connector.close();
+  }
+});
