@@ -111,6 +111,13 @@ function misbehave(path: string, id: unknown, req: http.IncomingMessage, res: ht
         error: { code: -32001, message: 'Session not found' },
       });
       return;
+    case '/sse-linger':
+      // The response, then the stream stays open, silent.
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: ${JSON.stringify({ jsonrpc: '2.0', id, result: { lingering: true } })}\n\n`);
+      keepOpen(res);
+      return;
+    case '/poll-linger':
     case '/poll':
       // 2025-11-25 polling: an event id, then the server closes; the answer comes on GET + Last-Event-ID.
       res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -123,6 +130,12 @@ function misbehave(path: string, id: unknown, req: http.IncomingMessage, res: ht
   }
 }
 let pendingPoll: unknown;
+/** Answers an upstream keeps open after their response, until the client lets go. */
+const heldOpen = new Set<http.ServerResponse>();
+function keepOpen(res: http.ServerResponse): void {
+  heldOpen.add(res);
+  res.on('close', () => heldOpen.delete(res));
+}
 /** TCP connections the upstream has accepted. */
 let connections = 0;
 
@@ -137,11 +150,14 @@ before(async () => {
       seen.push({ method: req.method ?? '', path, headers: req.headers, body });
       if (req.method === 'DELETE') return void res.writeHead(200).end();
       if (req.method === 'GET') {
-        if (path === '/poll' && req.headers['last-event-id'] === 'ev-1') {
+        if ((path === '/poll' || path === '/poll-linger') && req.headers['last-event-id'] === 'ev-1') {
           res.writeHead(200, { 'content-type': 'text/event-stream' });
-          res.end(
-            `id: ev-2\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: pendingPoll, result: { polled: true } })}\n\n`,
-          );
+          const answer = `id: ev-2\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: pendingPoll, result: { polled: true } })}\n\n`;
+          // /poll-linger: the resumed stream stays open after the response.
+          if (path === '/poll-linger') {
+            res.write(answer);
+            keepOpen(res);
+          } else res.end(answer);
           return;
         }
         if (path === '/stream') {
@@ -196,6 +212,13 @@ const failure = (expected: UpstreamError['failure']) => (error: unknown) => {
   assert.equal(error.failure, expected, error.message);
   return true;
 };
+async function waitUntil(probe: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 const call = (session: UpstreamSession, timeoutMs = 2000, signal?: AbortSignal) =>
   session.request('tools/call', { name: 't', arguments: {} }, { timeoutMs, signal });
 
@@ -452,6 +475,32 @@ describe('HTTP upstream: protocol headers and the credential seam', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(seen.filter((s) => s.method === 'GET' && s.path === '/stream').length, count);
     await session.close();
+  });
+
+  test('an SSE answer kept open after its response is cut after the linger, freeing its socket', async () => {
+    const session = await open('/sse-linger');
+    try {
+      const answer = await call(session);
+      assert.deepEqual('result' in answer && answer.result, { lingering: true });
+      assert.equal(heldOpen.size, 1);
+      // STREAM_LINGER_MS (5 s): a stream kept open (silent) after its response held its pooled
+      // socket for good; enough of them and every call to the upstream waited for a socket.
+      await waitUntil(() => heldOpen.size === 0, 8000);
+    } finally {
+      await session.close();
+    }
+  });
+
+  test("a resumed answer's GET is cut as soon as its response has come", async () => {
+    const session = await open('/poll-linger');
+    try {
+      const answer = await call(session);
+      assert.deepEqual('result' in answer && answer.result, { polled: true });
+      // Never pooled, so never drained: one open connection per such call, without bound, before.
+      await waitUntil(() => heldOpen.size === 0, 1000);
+    } finally {
+      await session.close();
+    }
   });
 
   test('a POST stream closed after an event id is resumed with GET + Last-Event-ID', async () => {

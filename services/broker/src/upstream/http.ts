@@ -91,6 +91,16 @@ export function destroyHttpAgents(agents: HttpAgents): void {
 const ACCEPT_BOTH = 'application/json, text/event-stream';
 /** An SSE answer must end soon after its response: a stream kept open beyond this is cut. */
 const STREAM_LINGER_MS = 5000;
+
+/**
+ * Reads the rest of an answer whose body does not matter, so that its socket can return to the
+ * pool — and cuts it if it has not ended within STREAM_LINGER_MS (an upstream may never end it).
+ */
+function drainBriefly(response: http.IncomingMessage): void {
+  const cut = setTimeout(() => response.destroy(), STREAM_LINGER_MS);
+  response.once('close', () => clearTimeout(cut));
+  response.resume();
+}
 /** How often a POST stream that ended before its response may be resumed with GET + Last-Event-ID. */
 const MAX_STREAM_RESUMES = 5;
 
@@ -629,13 +639,13 @@ export class HttpUpstreamSession implements UpstreamSession {
         this.#setSessionHeaders(sessionId, this.#protocolVersion);
     }
     if (status === 404 && this.#sessionId && open.method !== 'initialize') {
-      response.resume();
+      drainBriefly(response);
       this.#expire();
       return;
     }
     const type = mediaType(response.headers['content-type']);
     if (status === 200 && type === 'text/event-stream') {
-      this.#readRequestStream(exchange, response);
+      this.#readRequestStream(exchange, response, kind);
       return;
     }
     if (type === 'application/json' && ((status >= 200 && status < 300) || status >= 400)) {
@@ -649,7 +659,7 @@ export class HttpUpstreamSession implements UpstreamSession {
       });
       return;
     }
-    response.resume();
+    drainBriefly(response);
     open.fail(
       'protocol',
       `upstream answered ${open.method} with HTTP ${status} and content type "${type || 'none'}"`,
@@ -715,9 +725,19 @@ export class HttpUpstreamSession implements UpstreamSession {
   }
 
   /** Reads an SSE answer to a request until its response; resumes once the stream ends early. */
-  #readRequestStream(exchange: HttpExchange, response: http.IncomingMessage): void {
+  #readRequestStream(exchange: HttpExchange, response: http.IncomingMessage, kind: ExchangeKind): void {
     const { open } = exchange;
     let linger: NodeJS.Timeout | undefined;
+    // Once the request settled, what follows on its stream is read only so that the socket can go
+    // back to the pool, and for STREAM_LINGER_MS at most: an upstream that keeps it open (silent
+    // or not) would otherwise hold a socket, and its pool slot, for good. A resumption GET is never
+    // pooled: it is cut at once.
+    const cutAfterSettled = () => {
+      if (response.complete || response.destroyed) return;
+      if (kind === 'resume') response.destroy();
+      else linger ??= setTimeout(() => response.destroy(), STREAM_LINGER_MS);
+    };
+    open.promise.then(cutAfterSettled, cutAfterSettled);
     const parser = new SseParser(this.#maxBytes, (event) => {
       if (event.data.length === 0 || (event.event !== undefined && event.event !== 'message')) return;
       if (open.settled) return;
@@ -731,11 +751,8 @@ export class HttpUpstreamSession implements UpstreamSession {
       this.#onRequestMessage(exchange, value);
     });
     response.on('data', (chunk: Buffer) => {
-      if (open.settled) {
-        // Drain what follows the response so the socket can go back to the pool, but not forever.
-        linger ??= setTimeout(() => response.destroy(), STREAM_LINGER_MS);
-        return;
-      }
+      // After the response: drained (see cutAfterSettled).
+      if (open.settled) return;
       try {
         parser.push(chunk);
       } catch (error) {
@@ -961,7 +978,7 @@ export class HttpUpstreamSession implements UpstreamSession {
       }, timeoutMs);
       request.on('response', (response) => {
         clearTimeout(timer);
-        response.resume();
+        drainBriefly(response);
         resolve({ status: response.statusCode ?? 0 });
       });
       request.on('error', (error) => {
