@@ -50,3 +50,18 @@ test('an event over the bound throws, whether in one line or many', () => {
   assert.throws(() => parse([`data: ${'x'.repeat(2000)}`]), SseTooLargeError);
   assert.throws(() => parse(Array.from({ length: 50 }, () => `data: ${'x'.repeat(40)}\n`)), SseTooLargeError);
 });
+
+test('a chunk of many short lines is parsed in linear time (an upstream cannot stall the loop)', () => {
+  // 1 MiB of blank lines, then the same with CRLF and CR ends: searching both line ends from every
+  // line start made this quadratic (about 11 s for the LF case before, about 10 ms now).
+  for (const end of ['\n', '\r\n', '\r']) {
+    const chunk = Buffer.from(end.repeat((1024 * 1024) / end.length));
+    const parser = new SseParser(1024, () => {});
+    const started = performance.now();
+    parser.push(chunk);
+    parser.push(Buffer.from('data: x\n\n'));
+    const elapsedMs = performance.now() - started;
+    // Loose: far above the linear figure, far below the quadratic one.
+    assert.ok(elapsedMs < 1000, `${JSON.stringify(end)} lines took ${Math.round(elapsedMs)} ms`);
+  }
+});

@@ -44,9 +44,13 @@ export class SseParser {
     this.#pending += text;
     let start = 0;
     const pending = this.#pending;
+    // The next LF and CR at or after `start`, searched again only once passed (-1: none left).
+    // Searching both on every line made a chunk of many short lines quadratic in its length.
+    let lf = -2;
+    let cr = -2;
     for (;;) {
-      const lf = pending.indexOf('\n', start);
-      const cr = pending.indexOf('\r', start);
+      if (lf !== -1 && lf < start) lf = pending.indexOf('\n', start);
+      if (cr !== -1 && cr < start) cr = pending.indexOf('\r', start);
       let end: number;
       let next: number;
       if (cr !== -1 && (lf === -1 || cr < lf)) {
