@@ -160,6 +160,12 @@ before(async () => {
           } else res.end(answer);
           return;
         }
+        if (path === '/stream-retry-0') {
+          // Accepts the stream and ends it at once, asking for no wait before the next one.
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.end('retry: 0\n\n');
+          return;
+        }
         if (path === '/stream') {
           // The GET stream: one notification, then the connection drops; the reconnection must
           // carry Last-Event-ID, and gets the next notification.
@@ -474,6 +480,18 @@ describe('HTTP upstream: protocol headers and the credential seam', () => {
     const count = gets.length;
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(seen.filter((s) => s.method === 'GET' && s.path === '/stream').length, count);
+    await session.close();
+  });
+
+  test('the GET stream backs off however the upstream ends it, whatever its retry: asks', async () => {
+    const session = await open('/stream-retry-0');
+    const detach = session.listen(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    detach();
+    const gets = seen.filter((s) => s.method === 'GET' && s.path === '/stream-retry-0').length;
+    // Backoff 50, 100, 200, 200… ms: about six in a second. `retry: 0` with the backoff reset on
+    // every 200 made it hundreds.
+    assert.ok(gets >= 2 && gets <= 10, `${gets} GET streams in one second`);
     await session.close();
   });
 

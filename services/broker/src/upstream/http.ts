@@ -91,6 +91,15 @@ export function destroyHttpAgents(agents: HttpAgents): void {
 const ACCEPT_BOTH = 'application/json, text/event-stream';
 /** An SSE answer must end soon after its response: a stream kept open beyond this is cut. */
 const STREAM_LINGER_MS = 5000;
+/** A GET stream open this long worked: its next reconnection starts the backoff over. */
+const STABLE_STREAM_MS = 10_000;
+/** The longest wait an upstream's SSE `retry:` field can ask for. */
+const MAX_UPSTREAM_RETRY_MS = 5 * 60_000;
+
+/** An upstream's `retry:` as a timer delay: bounded (a delay over 2^31-1 ms would fire at once). */
+function upstreamRetry(retryMs: number | undefined): number {
+  return Math.min(retryMs ?? 0, MAX_UPSTREAM_RETRY_MS);
+}
 
 /**
  * Reads the rest of an answer whose body does not matter, so that its socket can return to the
@@ -780,7 +789,7 @@ export class HttpUpstreamSession implements UpstreamSession {
         const lastEventId = parser.lastEventId;
         setTimeout(() => {
           if (!open.settled) this.#send(exchange, 'resume', lastEventId);
-        }, parser.retryMs ?? 0);
+        }, upstreamRetry(parser.retryMs));
         return;
       }
       this.#abandon(exchange, `upstream ended the stream before answering ${open.method}`);
@@ -907,10 +916,14 @@ export class HttpUpstreamSession implements UpstreamSession {
         this.#scheduleStream();
         return;
       }
-      stream.attempts = 0;
+      // The backoff starts over only for a stream that worked: one that carried a message or stayed
+      // open a while. An upstream accepting and closing at once is retried ever more slowly.
+      const openedAt = performance.now();
+      let delivered = false;
       const parser = new SseParser(this.#maxBytes, (event) => {
         if (event.id !== undefined) this.#streamLastEventId = event.id;
         if (event.data.length === 0 || (event.event !== undefined && event.event !== 'message')) return;
+        delivered = true;
         let value: unknown;
         try {
           value = JSON.parse(event.data);
@@ -931,6 +944,7 @@ export class HttpUpstreamSession implements UpstreamSession {
       response.on('close', () => {
         parser.end();
         if (parser.retryMs !== undefined) this.#streamRetryMs = parser.retryMs;
+        if (delivered || performance.now() - openedAt >= STABLE_STREAM_MS) stream.attempts = 0;
         if (this.#stream === stream) this.#scheduleStream();
       });
     });
@@ -943,7 +957,11 @@ export class HttpUpstreamSession implements UpstreamSession {
     stream.request = undefined;
     const backoff = Math.min(this.#reconnect.maxMs, this.#reconnect.initialMs * 2 ** stream.attempts);
     stream.attempts++;
-    stream.timer = setTimeout(() => void this.#openStream(), this.#streamRetryMs ?? backoff);
+    // The upstream's `retry:` may ask for a longer wait, never a shorter one than the backoff.
+    stream.timer = setTimeout(
+      () => void this.#openStream(),
+      Math.max(backoff, upstreamRetry(this.#streamRetryMs)),
+    );
   }
 
   #stopStream(): void {
