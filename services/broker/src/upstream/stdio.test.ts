@@ -369,6 +369,33 @@ describe('stdio upstream failures', () => {
     }
   });
 
+  test('a lease where a stderr line is cut, or split across writes of an endless line, is not logged', async () => {
+    const token = 'lease-secret-4711';
+    const leases: UpstreamCredentials = { forRequest: async () => ({ env: { LEASE_TOKEN: token } }) };
+    const stderr = { maxLineChars: 40, linesPerWindow: 100, windowMs: 10_000 };
+    const own = createUpstreamConnector({
+      credentials: leases,
+      logger: log.logger,
+      stdio: { ...fast, stderr },
+    });
+    const session = await own.open({ appId: 'cut', transport: fake() }, agentInit);
+    try {
+      for (const pad of [30, 35, 39]) await session.request('stderr-cut', { pad }, { timeoutMs: 5000 });
+      for (const pad of [20, 38, 60]) await session.request('stderr-endless', { pad }, { timeoutMs: 5000 });
+      await waitUntil(
+        'the endless lines logged',
+        () => log.lines().filter((line) => line.includes('end of the endless line')).length === 3,
+      );
+      // Any 8 characters of the lease would be a leak (the lease is 17).
+      const pieces = Array.from({ length: token.length - 7 }, (_, i) => token.slice(i, i + 8));
+      const leaked = log.lines().filter((line) => pieces.some((piece) => line.includes(piece)));
+      assert.deepEqual(leaked, []);
+    } finally {
+      await session.close();
+      await own.close();
+    }
+  });
+
   test('timeout and cancellation send notifications/cancelled to the child', async () => {
     const session = await connector.open({ appId: 'fake', transport: fake() }, agentInit);
     try {

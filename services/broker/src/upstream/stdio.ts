@@ -128,6 +128,7 @@ export class StdioUpstreamSession implements UpstreamSession {
   #stderrWindow = { startedAt: 0, lines: 0, suppressed: 0 };
   /** Values of the credential env the child got: scrubbed from its stderr before it is logged. */
   #secrets: string[] = [];
+  #longestSecret = 0;
 
   constructor(
     appId: string,
@@ -302,6 +303,7 @@ export class StdioUpstreamSession implements UpstreamSession {
     }
     if (this.#closed) throw new UpstreamError(this.appId, 'closed', 'upstream session is closed');
     this.#secrets = Object.values(env ?? {}).filter((value) => value.length >= 6);
+    this.#longestSecret = Math.max(0, ...this.#secrets.map((secret) => secret.length));
     let child: Child;
     try {
       child = this.#spawn(env);
@@ -401,15 +403,28 @@ export class StdioUpstreamSession implements UpstreamSession {
     process_.stdin.on('error', () => undefined); // EPIPE after a crash: the exit handler reports it
     process_.stdout.on('data', (chunk: Buffer) => this.#onStdout(child, chunk));
     let stderrRest = '';
+    // Dropping the rest of a line too long to log, up to its newline.
+    let skipping = false;
     process_.stderr.setEncoding('utf8');
     process_.stderr.on('data', (text: string) => {
-      const lines = (stderrRest + text).split('\n');
-      stderrRest = lines.pop() ?? '';
-      if (stderrRest.length > this.#stderr.maxLineChars) {
-        lines.push(stderrRest);
-        stderrRest = '';
+      let received = stderrRest + text;
+      stderrRest = '';
+      if (skipping) {
+        const newline = received.indexOf('\n');
+        if (newline === -1) return;
+        received = received.slice(newline + 1);
+        skipping = false;
       }
+      const lines = received.split('\n');
+      stderrRest = lines.pop() ?? '';
       for (const line of lines) this.#logStderr(line);
+      // A line that does not end is logged (cut) once what was kept of it is long enough that no
+      // lease the next chunk might complete could reach into the part logged; the rest is dropped.
+      if (this.#redacted(stderrRest).length >= this.#stderr.maxLineChars + this.#longestSecret) {
+        this.#logStderr(stderrRest);
+        stderrRest = '';
+        skipping = true;
+      }
     });
     return child;
   }
@@ -583,6 +598,12 @@ export class StdioUpstreamSession implements UpstreamSession {
     }, delay);
   }
 
+  #redacted(text: string): string {
+    let redacted = text;
+    for (const secret of this.#secrets) redacted = redacted.split(secret).join('[redacted]');
+    return redacted;
+  }
+
   #logStderr(raw: string): void {
     if (raw.length === 0) return;
     const now = Date.now();
@@ -601,8 +622,12 @@ export class StdioUpstreamSession implements UpstreamSession {
       return;
     }
     this.#stderrWindow.lines++;
-    let line = raw.length > this.#stderr.maxLineChars ? `${raw.slice(0, this.#stderr.maxLineChars)}…` : raw;
-    for (const secret of this.#secrets) line = line.split(secret).join('[redacted]');
+    // Redacted whole, then cut: cut first, a lease across the cut would be logged but for its end.
+    const redacted = this.#redacted(raw);
+    const line =
+      redacted.length > this.#stderr.maxLineChars
+        ? `${redacted.slice(0, this.#stderr.maxLineChars)}…`
+        : redacted;
     this.#logger.info({ appId: this.appId, stderr: line }, 'upstream stderr');
   }
 }

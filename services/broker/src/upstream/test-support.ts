@@ -86,6 +86,20 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
       return process.stdout.write('{"jsonrpc":"2.0","id":' + m.id + ',"result":{"x":"' + 'y'.repeat(m.params.size) + '"}}\\n');
     case 'env':
       return out({ jsonrpc: '2.0', id: m.id, result: { env: process.env, cwd: process.cwd() } });
+    case 'stderr-cut':
+      // A lease right where a log line is cut (params.pad characters in).
+      process.stderr.write('x'.repeat(m.params.pad) + process.env.LEASE_TOKEN + '\\n');
+      return out({ jsonrpc: '2.0', id: m.id, result: {} });
+    case 'stderr-endless': {
+      // A line without end, the lease split across two writes, then a newline long after.
+      const token = process.env.LEASE_TOKEN;
+      process.stderr.write('y'.repeat(m.params.pad) + token.slice(0, 5));
+      setTimeout(() => {
+        process.stderr.write(token.slice(5) + 'z'.repeat(m.params.pad) + '\\nend of the endless line\\n');
+        out({ jsonrpc: '2.0', id: m.id, result: {} });
+      }, 50);
+      return;
+    }
     case 'chatty':
       for (let i = 0; i < 100; i++) process.stderr.write('line ' + i + ' token=' + process.env.LEASE_TOKEN + '\\n');
       return out({ jsonrpc: '2.0', id: m.id, result: {} });
