@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -366,6 +366,28 @@ describe('stdio upstream failures', () => {
     } finally {
       await session.close();
       await own.close();
+    }
+  });
+
+  test('closing a server started through a launcher stops the server, not only the launcher', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'portcullis-launcher-'));
+    const pidFile = join(dir, 'pids');
+    // sh stays the parent (a command follows), as npx, uvx or docker run would; the server ignores EOF.
+    const launched = {
+      type: 'stdio' as const,
+      command: 'sh',
+      args: ['-c', `"${process.execPath}" -e "$FAKE_SOURCE"; echo launcher done >&2`],
+      env: { FAKE_SOURCE: fakeStdioServer, FAKE_MODE: 'outlive-stdin', FAKE_PIDFILE: pidFile },
+    };
+    const session = await connector.open({ appId: 'launched', transport: launched }, agentInit);
+    try {
+      const [server] = (await readFile(pidFile, 'utf8')).split('\n').filter(Boolean).map(Number);
+      assert.ok(server !== undefined && isAlive(server), 'the server runs');
+      await session.close();
+      await waitUntil('the server stopped with its launcher', () => !isAlive(server), 5000);
+    } finally {
+      await session.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

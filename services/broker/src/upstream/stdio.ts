@@ -275,9 +275,9 @@ export class StdioUpstreamSession implements UpstreamSession {
     // The stdio spec's order: close stdin, then SIGTERM, then SIGKILL, each after a grace period.
     child.process.stdin.end();
     if (await this.#exitsWithin(child, this.#stopGraceMs)) return;
-    child.process.kill('SIGTERM');
+    signalGroup(child, 'SIGTERM');
     if (await this.#exitsWithin(child, this.#stopGraceMs)) return;
-    child.process.kill('SIGKILL');
+    signalGroup(child, 'SIGKILL');
     await child.gone;
   }
 
@@ -333,7 +333,7 @@ export class StdioUpstreamSession implements UpstreamSession {
       child.ready = true;
       child.readyAt = Date.now();
     } catch (error) {
-      if (!child.ended) child.process.kill('SIGKILL');
+      if (!child.ended) signalGroup(child, 'SIGKILL');
       const failure = error instanceof UpstreamError ? error : undefined;
       const detail = child.spawnError
         ? `cannot start ${this.#transport.command}: ${child.spawnError.message}`
@@ -360,6 +360,9 @@ export class StdioUpstreamSession implements UpstreamSession {
       cwd: transport.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
       windowsHide: true,
+      // A process group of its own, so that stopping it reaches the server a launcher (npx, uvx,
+      // sh -c, docker run) started, not only the launcher (see signalGroup).
+      detached: true,
     });
     let markGone!: () => void;
     const child: Child = {
@@ -381,6 +384,8 @@ export class StdioUpstreamSession implements UpstreamSession {
       if (child.ended) return;
       child.ended = true;
       child.dying = true;
+      // Whatever the child left behind in its group (a server its launcher started) goes with it.
+      signalGroup(child, 'SIGKILL');
       markGone();
       this.#onChildEnded(child, code, signal);
     };
@@ -551,7 +556,7 @@ export class StdioUpstreamSession implements UpstreamSession {
       `upstream process sent ${what}; restarting it`,
     );
     this.#failInflight('protocol', `upstream process broke the protocol: ${what}`);
-    child.process.kill('SIGKILL');
+    signalGroup(child, 'SIGKILL');
   }
 
   #failInflight(failure: UpstreamFailure, message: string): void {
@@ -629,5 +634,24 @@ export class StdioUpstreamSession implements UpstreamSession {
         ? `${redacted.slice(0, this.#stderr.maxLineChars)}…`
         : redacted;
     this.#logger.info({ appId: this.appId, stderr: line }, 'upstream stderr');
+  }
+}
+
+/**
+ * Signals the child's whole process group (it leads one: spawned detached), so that a server
+ * started by a launcher is stopped with it; the child alone if the group is gone (ESRCH) or the
+ * platform has none.
+ */
+function signalGroup(child: Child, signal: NodeJS.Signals): void {
+  const pid = child.process.pid;
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      child.process.kill(signal);
+    } catch {
+      // Already gone.
+    }
   }
 }

@@ -47,7 +47,7 @@ export const agentInit: UpstreamSessionInit = {
  * initialize, then per method hangs, crashes, writes garbage or an oversized line, reports what it
  * received on stderr, and returns its own environment. FAKE_MODE=exit-on-initialize makes it die
  * during the handshake; FAKE_MODE=ignore-set-level declares logging and never answers setLevel;
- * FAKE_PIDFILE collects the children's pids.
+ * FAKE_MODE=outlive-stdin keeps running after stdin closes; FAKE_PIDFILE collects the children's pids.
  */
 export const fakeStdioServer = `
 const readline = require('node:readline');
@@ -55,6 +55,8 @@ const out = (message) => process.stdout.write(JSON.stringify(message) + '\\n');
 const received = [];
 // FAKE_PIDFILE: every child appends its pid, so a test can tell whether children are still running.
 if (process.env.FAKE_PIDFILE) require('node:fs').appendFileSync(process.env.FAKE_PIDFILE, process.pid + '\\n');
+// FAKE_MODE=outlive-stdin: keeps running after stdin closes (a server that ignores EOF).
+if (process.env.FAKE_MODE === 'outlive-stdin') setInterval(() => {}, 1000);
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
   const m = JSON.parse(line);
   received.push(m.method ?? 'response');
