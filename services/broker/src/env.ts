@@ -43,6 +43,9 @@ export const BrokerEnv = z
     UPSTREAM_TIMEOUT_MS: env
       .positiveInt('longest wait for one upstream answer (restarted by progress notifications)')
       .default(30000),
+    UPSTREAM_MAX_CALL_MS: env
+      .positiveInt('longest a call may run however much progress its upstream reports')
+      .default(600_000),
     CLIENT_RESPONSE_TIMEOUT_MS: env
       .positiveInt('longest an upstream waits for the agent to answer sampling, elicitation or roots')
       .default(300000),

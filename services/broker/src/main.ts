@@ -226,6 +226,7 @@ await runService(
         tools: pinnedToolGate(pins, logger, new Set(staticApp ? [staticApp.appId] : [])),
         logger,
         callTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
+        callMaxMs: env.UPSTREAM_MAX_CALL_MS,
       },
       // Agent keys always; OAuth 2.1 access tokens when an issuer is configured.
       authenticator: createAuthenticator({ directory, oauth }),

@@ -28,6 +28,8 @@ export interface MethodDeps {
   logger: Logger;
   /** Longest wait for an upstream answer to an agent's request. */
   callTimeoutMs: number;
+  /** Longest a call may run however much progress its upstream reports. */
+  callMaxMs: number;
   metrics?: GatewayMetrics;
 }
 
@@ -408,6 +410,7 @@ async function forward(
         timeoutMs: deps.callTimeoutMs,
         signal: controller.signal,
         resetTimeoutOnProgress: true,
+        maxTimeoutMs: deps.callMaxMs,
         onMessage: (message) => session.relay(appId, upstream, message, channel),
         gate: admission,
       }),

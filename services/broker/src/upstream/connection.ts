@@ -116,6 +116,11 @@ export interface UpstreamRequestOptions {
   /** A progress notification for this request restarts the deadline (long-running tools). */
   resetTimeoutOnProgress?: boolean;
   /**
+   * With resetTimeoutOnProgress: the longest the request stays open however much progress it
+   * reports (default: ten times `timeoutMs`).
+   */
+  maxTimeoutMs?: number;
+  /**
    * Messages the upstream sends while this request is open and that belong to it: progress
    * notifications, log messages, and server-initiated requests (sampling, elicitation, roots).
    * Delivered in order, before the promise resolves.

@@ -110,6 +110,8 @@ export class OpenRequest {
   #resolve!: (response: JsonRpcResponse) => void;
   #reject!: (error: UpstreamError) => void;
   #timer: NodeJS.Timeout | undefined;
+  /** The limit progress cannot extend (resetTimeoutOnProgress only). */
+  #limit: NodeJS.Timeout | undefined;
   #settled = false;
   #onAbort: (() => void) | undefined;
   #onSettled: (() => void) | undefined;
@@ -136,6 +138,16 @@ export class OpenRequest {
       this.fail('timeout', `no response to ${method} within ${options.timeoutMs} ms`);
       onGiveUp(this, 'timeout');
     }, options.timeoutMs);
+    if (options.resetTimeoutOnProgress) {
+      // MCP: a maximum timeout applies whatever progress is reported, so that an upstream cannot
+      // hold a call open for ever by reporting progress and never answering.
+      const limitMs = options.maxTimeoutMs ?? DEFAULT_MAX_TIMEOUT_FACTOR * options.timeoutMs;
+      this.#limit = setTimeout(() => {
+        if (this.#settled) return;
+        this.fail('timeout', `no response to ${method} within ${limitMs} ms, progress notwithstanding`);
+        onGiveUp(this, 'timeout');
+      }, limitMs);
+    }
     const signal = options.signal;
     if (signal) {
       // Through a local: a function literal assigned straight to a property would be allocated in
@@ -189,7 +201,9 @@ export class OpenRequest {
 
   /** Starts the deadline over (the request was held before it could be sent). */
   restartDeadline(): void {
-    if (!this.#settled) this.#timer?.refresh();
+    if (this.#settled) return;
+    this.#timer?.refresh();
+    this.#limit?.refresh();
   }
 
   resolve(response: JsonRpcResponse): void {
@@ -208,11 +222,15 @@ export class OpenRequest {
     if (this.#settled) return false;
     this.#settled = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#limit);
     if (this.#onAbort) this.#options.signal?.removeEventListener('abort', this.#onAbort);
     this.#onSettled?.();
     return true;
   }
 }
+
+/** Without `maxTimeoutMs`, a request that reports progress may stay open this many deadlines in all. */
+const DEFAULT_MAX_TIMEOUT_FACTOR = 10;
 
 /** The answer to a server-initiated request nobody can take, so the upstream need not wait for its own timeout. */
 export function noTakerError(id: JsonRpcId, method: string): JsonRpcResponse {

@@ -369,6 +369,42 @@ describe('stdio upstream failures', () => {
     }
   });
 
+  test('progress restarts the deadline, up to a limit it cannot extend', async () => {
+    const session = await connector.open({ appId: 'progress', transport: fake() }, agentInit);
+    try {
+      const started = performance.now();
+      let reports = 0;
+      const answer = session.request(
+        'progress-forever',
+        { _meta: { progressToken: 'p-1' } },
+        {
+          timeoutMs: 200,
+          resetTimeoutOnProgress: true,
+          maxTimeoutMs: 800,
+          onMessage: () => {
+            reports++;
+          },
+        },
+      );
+      const outcome = await Promise.race([
+        answer.then(
+          () => 'answered',
+          (error: UpstreamError) => error.failure,
+        ),
+        new Promise((resolve) => setTimeout(() => resolve('still open'), 5000)),
+      ]);
+      assert.equal(outcome, 'timeout');
+      const elapsedMs = performance.now() - started;
+      // Progress kept it open past its 200 ms deadline, the limit ended it.
+      assert.ok(
+        elapsedMs >= 700 && reports > 4,
+        `ended after ${Math.round(elapsedMs)} ms, ${reports} reports`,
+      );
+    } finally {
+      await session.close();
+    }
+  });
+
   test('closing a server started through a launcher stops the server, not only the launcher', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'portcullis-launcher-'));
     const pidFile = join(dir, 'pids');

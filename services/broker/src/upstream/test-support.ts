@@ -88,6 +88,12 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
       return process.stdout.write('{"jsonrpc":"2.0","id":' + m.id + ',"result":{"x":"' + 'y'.repeat(m.params.size) + '"}}\\n');
     case 'env':
       return out({ jsonrpc: '2.0', id: m.id, result: { env: process.env, cwd: process.cwd() } });
+    case 'progress-forever': {
+      // Reports progress every 50 ms and never answers.
+      let n = 0;
+      setInterval(() => out({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: m.params._meta.progressToken, progress: ++n } }), 50);
+      return;
+    }
     case 'stderr-cut':
       // A lease right where a log line is cut (params.pad characters in).
       process.stderr.write('x'.repeat(m.params.pad) + process.env.LEASE_TOKEN + '\\n');
