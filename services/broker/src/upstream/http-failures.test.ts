@@ -111,6 +111,15 @@ function misbehave(path: string, id: unknown, req: http.IncomingMessage, res: ht
         error: { code: -32001, message: 'Session not found' },
       });
       return;
+    case '/ping-flood':
+      // Our answers to its pings: never answered (they stay in flight until their timeout).
+      if (typeof id === 'string' && id.startsWith('flood-')) return;
+      // 500 pings on the answer to a call, then the call's response.
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (let n = 0; n < 500; n++)
+        res.write(`data: ${JSON.stringify({ jsonrpc: '2.0', id: `flood-${n}`, method: 'ping' })}\n\n`);
+      res.end(`data: ${JSON.stringify({ jsonrpc: '2.0', id, result: { flooded: true } })}\n\n`);
+      return;
     case '/sse-linger':
       // The response, then the stream stays open, silent.
       res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -493,6 +502,25 @@ describe('HTTP upstream: protocol headers and the credential seam', () => {
     // every 200 made it hundreds.
     assert.ok(gets >= 2 && gets <= 10, `${gets} GET streams in one second`);
     await session.close();
+  });
+
+  test('an upstream flooding requests gets a bounded number of answers in flight, not one each', async () => {
+    const session = await open('/ping-flood');
+    try {
+      const answer = await call(session);
+      assert.deepEqual('result' in answer && answer.result, { flooded: true });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const answers = seen.filter(
+        (entry) => entry.path === '/ping-flood' && String(entry.body?.id).startsWith('flood-'),
+      ).length;
+      // Each answer is a POST of its own, held by this upstream: 500 of them before (a flood of
+      // hundreds of thousands grew the broker by gigabytes); at most 64 at a time now.
+      assert.ok(answers <= 64, `${answers} answers in flight`);
+      assert.ok(log.lines().some((line) => line.includes('too many messages to the upstream in flight')));
+    } finally {
+      server.closeAllConnections();
+      await session.close().catch(() => undefined);
+    }
   });
 
   test('an SSE answer kept open after its response is cut after the linger, freeing its socket', async () => {

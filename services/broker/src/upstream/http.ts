@@ -91,6 +91,8 @@ export function destroyHttpAgents(agents: HttpAgents): void {
 const ACCEPT_BOTH = 'application/json, text/event-stream';
 /** An SSE answer must end soon after its response: a stream kept open beyond this is cut. */
 const STREAM_LINGER_MS = 5000;
+/** Messages to one upstream session POSTed and not answered yet; beyond it they are dropped. */
+const MAX_MESSAGES_IN_FLIGHT = 64;
 /** A GET stream open this long worked: its next reconnection starts the backoff over. */
 const STABLE_STREAM_MS = 10_000;
 /** The longest wait an upstream's SSE `retry:` field can ask for. */
@@ -232,6 +234,9 @@ export class HttpUpstreamSession implements UpstreamSession {
   readonly #supported: readonly string[];
   readonly #initializeTimeoutMs: number;
   readonly #sendTimeoutMs: number;
+  /** Messages (notifications, answers) POSTed and not yet answered: bounded by MAX_MESSAGES_IN_FLIGHT. */
+  #sending = 0;
+  #flooded = false;
   readonly #closeTimeoutMs: number;
   readonly #reconnect: { initialMs: number; maxMs: number };
   /** Our upstream ids carry a random tag: replicas resuming one upstream session never reuse an id. */
@@ -347,7 +352,26 @@ export class HttpUpstreamSession implements UpstreamSession {
 
   async send(message: JsonRpcNotification | JsonRpcResponse): Promise<void> {
     if (this.#closed) throw new UpstreamError(this.appId, 'closed', 'upstream session is closed');
-    const response = await this.#simpleExchange('POST', JSON.stringify(message), this.#sendTimeoutMs);
+    // Each message is a POST of its own. An upstream sending requests faster than their answers
+    // complete (a ping flood) would have them pile up without bound: beyond the bound, dropped —
+    // the upstream's own requests then time out on its side — with one warning per flood.
+    if (this.#sending >= MAX_MESSAGES_IN_FLIGHT) {
+      if (!this.#flooded)
+        this.#logger.warn(
+          { appId: this.appId, inFlight: this.#sending },
+          'too many messages to the upstream in flight; dropping until they complete',
+        );
+      this.#flooded = true;
+      return;
+    }
+    this.#sending++;
+    let response: { status: number };
+    try {
+      response = await this.#simpleExchange('POST', JSON.stringify(message), this.#sendTimeoutMs);
+    } finally {
+      this.#sending--;
+      if (this.#sending === 0) this.#flooded = false;
+    }
     if (response.status === 404 && this.#sessionId) {
       this.#expire();
       throw new UpstreamError(this.appId, 'closed', 'upstream session expired (HTTP 404)');

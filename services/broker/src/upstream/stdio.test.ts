@@ -369,6 +369,22 @@ describe('stdio upstream failures', () => {
     }
   });
 
+  test('a child that stops reading its input while sending requests is restarted, not buffered for', async () => {
+    const bounded = createUpstreamConnector({
+      credentials: noUpstreamAuth,
+      logger: log.logger,
+      stdio: { ...fast, maxMessageBytes: 256 * 1024 },
+    });
+    const session = await bounded.open({ appId: 'unread', transport: fake() }, agentInit);
+    try {
+      // Each ping is answered (no listener: refused) on the child's stdin, which it no longer reads.
+      await assert.rejects(session.request('flood-unread', {}, { timeoutMs: 8000 }), failure('protocol'));
+    } finally {
+      await session.close();
+      await bounded.close();
+    }
+  });
+
   test('progress restarts the deadline, up to a limit it cannot extend', async () => {
     const session = await connector.open({ appId: 'progress', transport: fake() }, agentInit);
     try {

@@ -531,6 +531,13 @@ export class StdioUpstreamSession implements UpstreamSession {
 
   #write(child: Child, line: string): void {
     if (child.dying || !child.process.stdin.writable) return;
+    // A child that stops reading its input while messages keep coming (its own requests answered,
+    // the agent's calls) would have them pile up in the broker without bound: past one message's
+    // bound of backlog it is treated as hung, and restarted.
+    if (child.process.stdin.writableLength > this.#maxBytes) {
+      this.#violation(child, `requests while not reading its input (over ${this.#maxBytes} bytes waiting)`);
+      return;
+    }
     child.process.stdin.write(line);
   }
 

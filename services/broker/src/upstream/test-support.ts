@@ -88,6 +88,16 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
       return process.stdout.write('{"jsonrpc":"2.0","id":' + m.id + ',"result":{"x":"' + 'y'.repeat(m.params.size) + '"}}\\n');
     case 'env':
       return out({ jsonrpc: '2.0', id: m.id, result: { env: process.env, cwd: process.cwd() } });
+    case 'flood-unread': {
+      // Stops reading its input, then sends ping after ping: every answer waits in the broker.
+      process.stdin.pause();
+      process.stdin.removeAllListeners('data');
+      let n = 0;
+      setInterval(() => {
+        for (let i = 0; i < 200; i++) out({ jsonrpc: '2.0', id: 'flood-' + n++, method: 'ping' });
+      }, 1);
+      return;
+    }
     case 'progress-forever': {
       // Reports progress every 50 ms and never answers.
       let n = 0;
