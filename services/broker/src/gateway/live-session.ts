@@ -152,7 +152,10 @@ export class LiveSession {
       // A session initialized here (not resumed) must learn the agent's log level and subscriptions.
       let initializedHere = stored === undefined;
       if (!stored && resumable && session.sessionId) {
-        const fresh = { sessionId: session.sessionId, initializeResult: session.initializeResult };
+        // Only what a resuming replica uses: the rest (server info, instructions) may be large,
+        // and the record is read on every reload of the session.
+        const { protocolVersion, capabilities } = session.initializeResult;
+        const fresh = { sessionId: session.sessionId, initializeResult: { protocolVersion, capabilities } };
         const winner = await store.claimUpstream(this.id, appId, fresh);
         if (winner.sessionId !== fresh.sessionId) {
           // Lost a race with another replica: use its upstream session, end ours.

@@ -196,7 +196,7 @@ before(async () => {
         const version = (body.params as { protocolVersion: string }).protocolVersion;
         const result = {
           protocolVersion: path === '/old' ? '2020-01-01' : version,
-          capabilities: {},
+          capabilities: path === '/big-capabilities' ? { experimental: { padding: 'x'.repeat(20_000) } } : {},
           serverInfo: { name: 'hostile', version: '0' },
         };
         return json(
@@ -458,8 +458,10 @@ describe('HTTP upstream: protocol headers and the credential seam', () => {
     assert.notEqual(request.headers.connection, 'close');
   });
 
-  test('an upstream negotiating an unsupported version is refused at open', async () => {
+  test('an upstream negotiating an unsupported version, or with huge capabilities, is refused at open', async () => {
     await assert.rejects(open('/old'), failure('protocol'));
+    // Capabilities are kept with every session that opens the upstream: bounded (16 KB).
+    await assert.rejects(open('/big-capabilities'), failure('protocol'));
   });
 
   test('an upstream that offers no GET stream (405) is left alone', async () => {
