@@ -169,6 +169,18 @@ before(async () => {
           } else res.end(answer);
           return;
         }
+        if (path === '/stream-bad-id') {
+          // An event id node refuses as a header value, one notification, then the connection drops.
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          const note = {
+            jsonrpc: '2.0',
+            method: 'notifications/message',
+            params: { level: 'info', data: 'x' },
+          };
+          res.write(`id: a\u0001b\ndata: ${JSON.stringify(note)}\n\n`);
+          setTimeout(() => req.socket.destroy(), 30);
+          return;
+        }
         if (path === '/stream-retry-0') {
           // Accepts the stream and ends it at once, asking for no wait before the next one.
           res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -492,6 +504,22 @@ describe('HTTP upstream: protocol headers and the credential seam', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(seen.filter((s) => s.method === 'GET' && s.path === '/stream').length, count);
     await session.close();
+  });
+
+  test('an event id that cannot be a Last-Event-ID header does not break the reconnection', async () => {
+    const session = await open('/stream-bad-id');
+    let heard = 0;
+    const detach = session.listen(() => {
+      heard++;
+    });
+    try {
+      // Reconnected (without resuming) and heard again; with the id as a header, node refused
+      // every reconnection and the stream stayed dead.
+      await waitUntil(() => heard >= 2, 3000);
+    } finally {
+      detach();
+      await session.close();
+    }
   });
 
   test('the GET stream backs off however the upstream ends it, whatever its retry: asks', async () => {

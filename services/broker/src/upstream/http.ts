@@ -98,6 +98,14 @@ const STABLE_STREAM_MS = 10_000;
 /** The longest wait an upstream's SSE `retry:` field can ask for. */
 const MAX_UPSTREAM_RETRY_MS = 5 * 60_000;
 
+/** Idle time before TCP keep-alive probes on a GET stream. */
+const STREAM_KEEPALIVE_MS = 30_000;
+
+/** An SSE event id as a Last-Event-ID value, or undefined if it cannot be one (control characters). */
+function usableEventId(id: string): string | undefined {
+  return id.length > 0 && id.length <= 1024 && !/[^\t\x20-\x7e\x80-\xff]/.test(id) ? id : undefined;
+}
+
 /** An upstream's `retry:` as a timer delay: bounded (a delay over 2^31-1 ms would fire at once). */
 function upstreamRetry(retryMs: number | undefined): number {
   return Math.min(retryMs ?? 0, MAX_UPSTREAM_RETRY_MS);
@@ -808,9 +816,9 @@ export class HttpUpstreamSession implements UpstreamSession {
       }
       // The stream ended before our response: per the 2025-11-25 spec the server may close it
       // after an event id and expects the client to resume it with GET + Last-Event-ID.
-      if (parser.lastEventId !== undefined && exchange.resumes < MAX_STREAM_RESUMES) {
+      const lastEventId = parser.lastEventId === undefined ? undefined : usableEventId(parser.lastEventId);
+      if (lastEventId !== undefined && exchange.resumes < MAX_STREAM_RESUMES) {
         exchange.resumes++;
-        const lastEventId = parser.lastEventId;
         setTimeout(() => {
           if (!open.settled) this.#send(exchange, 'resume', lastEventId);
         }, upstreamRetry(parser.retryMs));
@@ -910,6 +918,9 @@ export class HttpUpstreamSession implements UpstreamSession {
       this.#scheduleStream();
       return;
     }
+    // A stream may be quiet for hours: TCP keep-alive finds a peer that vanished (a half-open
+    // connection would otherwise stop its notifications without a word), and it is reopened.
+    request.on('socket', (socket) => socket.setKeepAlive(true, STREAM_KEEPALIVE_MS));
     stream.request = request;
     request.on('error', (error) => {
       if (this.#stream !== stream) return;
@@ -945,7 +956,8 @@ export class HttpUpstreamSession implements UpstreamSession {
       const openedAt = performance.now();
       let delivered = false;
       const parser = new SseParser(this.#maxBytes, (event) => {
-        if (event.id !== undefined) this.#streamLastEventId = event.id;
+        // An id node would refuse as a header value would break every reconnection: not resumed.
+        if (event.id !== undefined) this.#streamLastEventId = usableEventId(event.id);
         if (event.data.length === 0 || (event.event !== undefined && event.event !== 'message')) return;
         delivered = true;
         let value: unknown;
