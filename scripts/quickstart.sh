@@ -2,7 +2,8 @@
 # The quick start: brings up the whole stack on this machine (PostgreSQL, Redis, Kafka, the four
 # services and a demo upstream MCP server), seeds a demo agent, runs one example agent session
 # through the gateway, shows the ledger, and prints the MCP URL and an agent key for your own
-# client. Services keep running; `scripts/quickstart.sh stop` stops them.
+# client. Services keep running; `scripts/quickstart.sh stop` stops them (`stop --purge` also
+# deletes what the quick start made for itself: its signing key, API token and spool).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -42,7 +43,12 @@ stop_services() {
 
 if [ "${1:-}" = "stop" ]; then
   stop_services
-  echo "services stopped; the infrastructure keeps running (stop it with: bash infra/local/down.sh)"
+  if [ "${2:-}" = "--purge" ]; then
+    # What the quick start made for itself: its audit signing key, API token, spool and pid files.
+    rm -rf -- "$run_dir"
+    echo "services stopped and $run_dir deleted"
+  fi
+  echo "services stopped; the infrastructure keeps running (stop it with: bash infra/local/down.sh [--purge])"
   exit 0
 fi
 

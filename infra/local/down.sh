@@ -97,5 +97,7 @@ if [ "$purge" -eq 1 ]; then
   rmdir -- "$PG_SOCKET_DIR" 2>/dev/null || true
   rm -f -- "$PORTCULLIS_STATE_DIR/.lock"
   rmdir -- "$PORTCULLIS_STATE_DIR" 2>/dev/null || true
+  [ ! -d "$PORTCULLIS_STATE_DIR/quickstart" ] ||
+    log "the quick start's own state stays in $PORTCULLIS_STATE_DIR/quickstart (delete it with: scripts/quickstart.sh stop --purge)"
   log "purged"
 fi
