@@ -12,6 +12,8 @@ export interface UpstreamToolSpec {
   name: string;
   description: string;
   annotations?: ToolAnnotations;
+  /** The tool's `_meta`: outside the fingerprint, so free to change after approval. */
+  _meta?: Record<string, unknown>;
   /** A log message's data (notifications/message) the tool sends while it runs, before its result. */
   log?: unknown;
   /** How long the tool takes before it answers (it stops early when the call is cancelled). */
@@ -79,6 +81,7 @@ export class MutableUpstream {
         registered.update({
           description: spec.description,
           ...(spec.annotations ? { annotations: spec.annotations } : {}),
+          ...(spec._meta ? { _meta: spec._meta } : {}),
         });
       else session.tools.set(spec.name, this.#register(session.server, spec));
     }
@@ -157,6 +160,7 @@ export class MutableUpstream {
         description: spec.description,
         inputSchema: { text: z.string() },
         ...(spec.annotations ? { annotations: spec.annotations } : {}),
+        ...(spec._meta ? { _meta: spec._meta } : {}),
       },
       async ({ text }, extra) => {
         this.calls.push(`${spec.name}: ${text}`);

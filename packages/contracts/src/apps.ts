@@ -136,8 +136,12 @@ export interface ListedToolDefinition {
   annotations?: unknown;
 }
 
-/** The pinned members of a listed tool, absent ones left out (extra members dropped). */
-function pinnedMembers(tool: ListedToolDefinition): Record<string, unknown> {
+/**
+ * The pinned members of a listed tool, absent ones left out (extra members dropped): what the
+ * fingerprint covers, and all of a tool the gateway shows an agent — a member outside the pin
+ * (`_meta`, `icons`, anything an upstream makes up) could change after approval unseen.
+ */
+export function pinnedMembers(tool: ListedToolDefinition): Record<string, unknown> {
   return {
     name: tool.name,
     ...(tool.title === undefined ? {} : { title: tool.title }),

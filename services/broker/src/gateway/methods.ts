@@ -1,3 +1,4 @@
+import { type ListedToolDefinition, pinnedMembers } from '@portcullis/contracts';
 import type { Logger } from '@portcullis/runtime';
 import { actionClassOf } from '../action-class.ts';
 import type { GatewayMetrics } from '../gateway-metrics.ts';
@@ -88,7 +89,9 @@ async function listTools(deps: MethodDeps, context: RequestContext): Promise<Rec
         annotations,
         actionClass: actionClassOf(annotations),
       });
-      return visible ? [{ ...tool, name: session.namespace.toolName(appId, name) }] : [];
+      // Only what the pin covers reaches the agent (see pinnedMembers).
+      const shown = pinnedMembers(tool as unknown as ListedToolDefinition);
+      return visible ? [{ ...shown, name: session.namespace.toolName(appId, name) }] : [];
     }),
   );
   return { tools };
