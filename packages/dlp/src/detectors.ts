@@ -117,8 +117,11 @@ export const PATTERN_DETECTORS: readonly PatternDetector[] = [
     type: 'private_key',
     kind: 'secret',
     prefilter: has('PRIVATE KEY-----'),
-    // A truncated key (no END line) is still a key: the match runs to the end of the string.
-    pattern: /-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY-----[^-]*(?:-----END[A-Z0-9 ]{0,40} PRIVATE KEY-----)?/g,
+    // A truncated key (no END line) is still a key: the match runs to the end of the string. The
+    // body may hold single dashes (an encrypted key's `Proc-Type:` and `DEK-Info:` headers), never
+    // the dashes of the END line; linear either way (a dash is consumed only when no END follows).
+    pattern:
+      /-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY-----[^-]*(?:-(?!----END)[^-]*)*(?:-----END[A-Z0-9 ]{0,40} PRIVATE KEY-----)?/g,
   },
   {
     type: 'aws_access_key',
@@ -349,18 +352,53 @@ function findPlain(text: string, out: TextFinding[]): void {
   if (text.includes('@')) findEmails(text, out);
 }
 
-/** Every finding in one string, non-overlapping, in order of position. */
-export function scanText(text: string): TextFinding[] {
-  const found: TextFinding[] = [];
-  findPlain(text, found);
-  if (text.length >= BASE64_MIN) findEncoded(text, found);
+/**
+ * Every finding in one string of the kinds asked for (default: all), in order of position.
+ * Findings that overlap form a group; a group keeps one finding per kind (the earliest, longest),
+ * so a secret inside an e-mail-shaped string (`https://ghp_…@github.com`) is reported as a secret
+ * as well as an address: dropping the one that starts later let the token through whenever the
+ * policy acted on secrets and allowed personal data. Kept findings of one group may overlap: the
+ * caller redacts the union of their spans (see redactionSpans).
+ */
+export function scanText(text: string, kinds?: ReadonlySet<FindingKind>): TextFinding[] {
+  const all: TextFinding[] = [];
+  findPlain(text, all);
+  if (text.length >= BASE64_MIN) findEncoded(text, all);
+  const found = kinds === undefined ? all : all.filter((finding) => kinds.has(finding.kind));
   if (found.length <= 1) return found;
-  // Earlier first; at the same start the longer span wins; anything overlapping a kept span goes.
+  // Earlier first; at the same start the longer span first.
   found.sort((a, b) => a.start - b.start || b.end - a.end);
   const kept: TextFinding[] = [];
+  let groupEnd = -1;
+  const groupKinds = new Set<FindingKind>();
   for (const finding of found) {
-    const last = kept[kept.length - 1];
-    if (!last || finding.start >= last.end) kept.push(finding);
+    if (finding.start >= groupEnd) groupKinds.clear();
+    if (!groupKinds.has(finding.kind)) {
+      kept.push(finding);
+      groupKinds.add(finding.kind);
+    }
+    groupEnd = Math.max(groupEnd, finding.end);
   }
   return kept;
+}
+
+/**
+ * The spans to replace for findings in position order (scanText's): overlapping ones merged into
+ * one, labelled by its secret if it holds one (the more dangerous thing to name), else by its first.
+ */
+export function redactionSpans(
+  findings: readonly TextFinding[],
+): { type: DetectorType; start: number; end: number }[] {
+  const spans: { type: DetectorType; kind: FindingKind; start: number; end: number }[] = [];
+  for (const finding of findings) {
+    const last = spans[spans.length - 1];
+    if (last && finding.start < last.end) {
+      last.end = Math.max(last.end, finding.end);
+      if (last.kind !== 'secret' && finding.kind === 'secret') {
+        last.type = finding.type;
+        last.kind = 'secret';
+      }
+    } else spans.push({ ...finding });
+  }
+  return spans.map(({ type, start, end }) => ({ type, start, end }));
 }

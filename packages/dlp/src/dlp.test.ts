@@ -300,3 +300,56 @@ test('scanning stays linear on adversarial input (no catastrophic backtracking)'
     assert.ok(elapsed < 500, `${input.slice(0, 20)}…: ${elapsed} ms`);
   }
 });
+
+describe('a secret inside something else that is found', () => {
+  const inUrl = `git clone https://${fakes.githubToken}@github.com/acme/repo.git`;
+  const glued = `alice@example.com.${fakes.githubToken}`;
+
+  test('a token in a URL with credentials is a secret, even when only secrets are looked for', () => {
+    // The address-shaped span (`//ghp_…@github.com`) starts first; the token must not be lost to it.
+    assert.deepEqual(
+      scanText(inUrl, new Set(['secret'] as const)).map((f) => f.type),
+      ['github_token'],
+    );
+    assert.deepEqual(new Set(typesIn(inUrl)), new Set(['github_token', 'email']));
+    const { findings } = scanJson({ command: inUrl }, 'block', { kinds: new Set(['secret'] as const) });
+    assert.deepEqual(
+      findings.map((f) => f.type),
+      ['github_token'],
+    );
+  });
+
+  test('overlapping findings are redacted as one span, named by the secret, leaving nothing of either', () => {
+    for (const text of [inUrl, glued, `${fakes.awsAccessKey}@example.com`]) {
+      const { value } = scanJson({ text }, 'redact');
+      const redacted = (value as { text: string }).text;
+      assert.ok(!redacted.includes(fakes.githubToken.slice(4, 14)), redacted);
+      assert.ok(!redacted.includes(fakes.awsAccessKey.slice(4)), redacted);
+      assert.ok(!/\[REDACTED:email\]/.test(redacted) || !redacted.includes('ghp_'), redacted);
+    }
+    const { value } = scanJson({ text: inUrl }, 'redact');
+    assert.equal((value as { text: string }).text, 'git clone https:[REDACTED:github_token]/acme/repo.git');
+  });
+});
+
+test('an encrypted PEM key is redacted whole, headers with dashes and all', () => {
+  const body = 'MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0';
+  const key = [
+    '-----BEGIN RSA PRIVATE KEY-----',
+    'Proc-Type: 4,ENCRYPTED',
+    'DEK-Info: AES-128-CBC,3F17F5316E2BAC89B0B9F5D6C2E4E1A0',
+    '',
+    body,
+    '-----END RSA PRIVATE KEY-----',
+  ].join('\n');
+  const { value } = scanJson({ text: `key:\n${key}\nend` }, 'redact');
+  assert.equal((value as { text: string }).text, 'key:\n[REDACTED:private_key]\nend');
+});
+
+test('an AWS secret key is found under the secret_key spelling too', () => {
+  const secret = ['wJalrXUtnFEMI/K7MDENG/', 'bPxRfiCYEXAMPLEKEY'].join('');
+  for (const name of ['secret_key', 'secretKey', 'aws_secret_access_key', 'SecretAccessKey']) {
+    const { findings } = scanJson({ access_key: fakes.awsAccessKey, [name]: secret }, 'block');
+    assert.deepEqual(findings.map((f) => f.type).sort(), ['aws_access_key', 'aws_secret_key'], name);
+  }
+});

@@ -1,4 +1,4 @@
-import { type DetectorType, type FindingKind, scanText } from './detectors.ts';
+import { type DetectorType, type FindingKind, redactionSpans, scanText } from './detectors.ts';
 
 /**
  * Deep scanning of JSON values. Findings never carry the matched text: only its type, where it is
@@ -27,7 +27,8 @@ export interface DlpResult<T> {
 export const placeholder = (type: DetectorType) => `[REDACTED:${type}]`;
 
 /** Keys whose string value is an AWS secret access key when it has that key's shape. */
-const AWS_SECRET_KEY_NAME = /^(?:aws_?)?secret_?access_?key$/i;
+// aws_secret_access_key, secretAccessKey, and the s3cmd/MinIO/Terraform spellings secret_key, secretKey.
+const AWS_SECRET_KEY_NAME = /^(?:aws_?)?secret_?(?:access_?)?key$/i;
 const AWS_SECRET_SHAPE = /^[A-Za-z0-9/+]{40}$/;
 /** Card numbers can arrive as JSON numbers; 13 to 16 digits fit a double exactly. */
 const MAX_DEPTH = 256;
@@ -159,8 +160,7 @@ function scanString(
     });
     return redact ? placeholder('aws_secret_key') : text;
   }
-  const all = scanText(text);
-  const found = kinds === undefined ? all : all.filter((f) => kinds.has(f.kind));
+  const found = scanText(text, kinds);
   if (found.length === 0) return text;
   const at = pointer(path);
   for (const f of found)
@@ -168,9 +168,9 @@ function scanString(
   if (!redact) return text;
   let out = '';
   let cursor = 0;
-  for (const f of found) {
-    out += text.slice(cursor, f.start) + placeholder(f.type);
-    cursor = f.end;
+  for (const span of redactionSpans(found)) {
+    out += text.slice(cursor, span.start) + placeholder(span.type);
+    cursor = span.end;
   }
   return out + text.slice(cursor);
 }

@@ -87,6 +87,18 @@ describe('arguments', () => {
     assertNoValueIn(inspected);
   });
 
+  test('block secrets, allow personal data: a token in a URL with credentials still blocks', () => {
+    // The write default. The URL's `//token@host` is address-shaped too; the address, allowed,
+    // must not hide the token.
+    const token = ['ghp_', 'aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'].join('');
+    const inspected = inspectArguments(
+      { command: `git clone https://${token}@github.com/acme/repo.git` },
+      modes('block', 'allow'),
+    );
+    assert.ok(inspected.outcome === 'block');
+    assert.deepEqual(inspected.findings, { github_token: 1 });
+  });
+
   test('block personal data, redact secrets: personal data blocks, the secrets never show', () => {
     const inspected = inspectArguments(argumentsWithEverything(), modes('redact', 'block'));
     assert.ok(inspected.outcome === 'block');
