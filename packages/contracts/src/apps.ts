@@ -116,15 +116,37 @@ export const ToolName = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'an MCP tool
  * the gateway's action-class logic) what the tool does and takes. `_meta`, `icons` and `execution`
  * are left out: they are presentation or transport hints, not the tool's contract.
  */
-export const ToolDefinition = z.object({
-  name: ToolName,
-  title: z.string().optional(),
-  description: z.string().optional(),
-  inputSchema: z.record(z.string(), z.unknown()),
-  outputSchema: z.record(z.string(), z.unknown()).optional(),
-  annotations: z.record(z.string(), z.unknown()).optional(),
-});
+export const ToolDefinition = z
+  .object({
+    name: ToolName,
+    title: z.string().optional(),
+    description: z.string().optional(),
+    inputSchema: z.record(z.string(), z.unknown()),
+    outputSchema: z.record(z.string(), z.unknown()).optional(),
+    annotations: z.record(z.string(), z.unknown()).optional(),
+  })
+  .refine(storableJson, {
+    message: 'holds a NUL character or an unpaired surrogate, which no database column can store',
+  });
 export type ToolDefinition = z.infer<typeof ToolDefinition>;
+
+/**
+ * Whether a JSON value can be stored in a Postgres jsonb column: no string (or key) holds U+0000
+ * or an unpaired surrogate. Checked on the JSON text, where both can only appear escaped
+ * (`\u0000`, `\ud83d`; well-formed JSON.stringify escapes a lone surrogate): no walk of a
+ * nesting an upstream chose. A value too deep to serialise is not storable either.
+ */
+export function storableJson(value: unknown): boolean {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    return false;
+  }
+  return text === undefined || !UNSTORABLE_ESCAPE.test(text);
+}
+// An escape that is not itself escaped (an even number of backslashes before it).
+const UNSTORABLE_ESCAPE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
 
 /** A tool as an upstream lists it (tools/list): the members pinning looks at, and any others. */
 export interface ListedToolDefinition {

@@ -153,3 +153,38 @@ test('a failed publication is not remembered: the next report tries again', asyn
   const recovered = new ToolPins({ source, producer, topicPrefix: prefix, instanceId: 'b-4', logger });
   assert.equal(await recovered.reportChange('everything', poisoned), true);
 });
+
+test('a change is reported again against a new pin; built-in names are no pins; unstorable definitions stay blocked unpublished', async () => {
+  const shopPins: Record<string, string> = {};
+  const shop: PinSource = { appConnection: (appId) => (appId === 'shop' ? { tools: shopPins } : undefined) };
+  const pinsOf = new ToolPins({ source: shop, producer, topicPrefix: prefix, instanceId: 'b-4', logger });
+  const served = (description: string) => ({ name: 'lookup', description, inputSchema: { type: 'object' } });
+  shopPins.lookup = toolFingerprint(served('v0'));
+
+  assert.equal(await pinsOf.reportChange('shop', served('v1')), true);
+  // An admin approves another change (v2); the upstream goes back to v1 (a canary rolled back):
+  // v1 must come up for approval again, or the tool stays blocked with nothing to approve.
+  shopPins.lookup = toolFingerprint(served('v2'));
+  assert.equal(await pinsOf.reportChange('shop', served('v1')), true);
+  assert.equal(await pinsOf.reportChange('shop', served('v1')), false, 'once per pin');
+
+  for (const name of ['constructor', 'toString', '__proto__'])
+    assert.equal(pinsOf.verdict('shop', { name, inputSchema: {} }).status, 'unpinned', name);
+  // A NUL in a description: no database stores it, and one such event jammed the decision service.
+  assert.equal(await pinsOf.reportChange('shop', served('poisoned\u0000')), false);
+  assert.equal(pinsOf.verdict('shop', served('poisoned\u0000')).status, 'changed', 'blocked all the same');
+
+  await waitFor(
+    'both shop events on the topic',
+    async () => received.filter((e) => e.appId === 'shop').length >= 2,
+  );
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const events = received.filter((event) => event.appId === 'shop');
+  assert.deepEqual(
+    events.map((event) => [event.definition.description, event.pinnedFingerprint]),
+    [
+      ['v1', toolFingerprint(served('v0'))],
+      ['v1', toolFingerprint(served('v2'))],
+    ],
+  );
+});

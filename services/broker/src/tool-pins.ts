@@ -85,7 +85,9 @@ export class ToolPins {
       observed = toolFingerprint(tool);
       this.#fingerprints.set(tool, observed);
     }
-    const pinned = this.#source.appConnection(appId)?.tools[tool.name];
+    const pins = this.#source.appConnection(appId)?.tools;
+    // Own properties only: a tool named `constructor` or `__proto__` has no pin unless one was made.
+    const pinned = pins && Object.hasOwn(pins, tool.name) ? pins[tool.name] : undefined;
     if (pinned === undefined) return { status: 'unpinned', observed };
     return { status: pinned === observed ? 'pinned' : 'changed', pinned, observed };
   }
@@ -102,7 +104,9 @@ export class ToolPins {
     verdict: ToolVerdict = this.verdict(appId, tool),
   ): Promise<boolean> {
     if (verdict.status === 'pinned') return false;
-    const key = `${appId}\u0000${tool.name}\u0000${verdict.observed}`;
+    // The pin is part of the key: a definition reported against one pin (then superseded by an
+    // admin's approval of another) is reported again when it comes back against the new pin.
+    const key = `${appId}\u0000${tool.name}\u0000${verdict.pinned ?? ''}\u0000${verdict.observed}`;
     if (this.#reported.has(key)) return false;
     this.#reported.add(key);
     if (this.#reported.size > MAX_REPORTED) this.#reported.delete(this.#reported.values().next().value!);
@@ -110,10 +114,11 @@ export class ToolPins {
     try {
       definition = toolDefinitionOf(tool);
     } catch {
-      // A name no pin can hold (path or namespace tricks): blocked for good, nothing to approve.
+      // A name no pin can hold (path or namespace tricks), or characters no database can store:
+      // blocked for good, nothing to approve.
       this.#logger.warn(
         { appId, tool: tool.name.slice(0, 200) },
-        'upstream tool with an invalid name blocked',
+        'upstream tool with an invalid name or unstorable definition blocked',
       );
       return false;
     }

@@ -204,7 +204,19 @@ export class AppConnections {
   async recordChanges(events: unknown[]): Promise<ChangeOutcome[]> {
     return withTransaction(this.#pool, async (db) => {
       const outcomes: ChangeOutcome[] = [];
-      for (const raw of events) outcomes.push(await recordChange(db, raw));
+      for (const raw of events) {
+        // One event the database refuses (a value it cannot store) must not fail the batch: it
+        // would be redelivered for ever, and no change of any app recorded after it.
+        await db.query('SAVEPOINT tool_change');
+        try {
+          outcomes.push(await recordChange(db, raw));
+          await db.query('RELEASE SAVEPOINT tool_change');
+        } catch (error) {
+          if (!isDataException(error)) throw error;
+          await db.query('ROLLBACK TO SAVEPOINT tool_change');
+          outcomes.push('invalid');
+        }
+      }
       return outcomes;
     });
   }
@@ -298,4 +310,10 @@ async function recordChange(db: pg.PoolClient, raw: unknown): Promise<ChangeOutc
     ],
   );
   return rows[0]?.inserted ? 'recorded' : 'duplicate';
+}
+
+/** SQLSTATE class 22, data exception: the value is wrong, retrying cannot help. */
+function isDataException(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('22');
 }

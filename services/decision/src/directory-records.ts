@@ -97,7 +97,8 @@ export async function readDirectorySnapshot(pool: pg.Pool): Promise<DirectorySna
     // Connections and pins travel in their own kind, never in the app's policy data (ADR 0042).
     const pinsByApp = new Map<string, Record<string, string>>();
     for (const pin of pins.rows) {
-      const tools = pinsByApp.get(pin.app_id) ?? {};
+      // No prototype: a tool named `__proto__` is a pin like any other, not a lost assignment.
+      const tools = pinsByApp.get(pin.app_id) ?? (Object.create(null) as Record<string, string>);
       tools[pin.tool_name] = pin.fingerprint;
       pinsByApp.set(pin.app_id, tools);
     }
