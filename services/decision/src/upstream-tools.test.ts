@@ -38,6 +38,17 @@ const scenarios: Record<string, (cursor: string | undefined) => { tools: Tool[];
     ...(cursor ? {} : { nextCursor: 'again' }),
   }),
   endless: (cursor) => ({ tools: [], nextCursor: `${Number(cursor ?? 0) + 1}` }),
+  vendor: () => ({
+    tools: [
+      {
+        name: 'annotated',
+        inputSchema: { type: 'object' as const },
+        // A member of annotations the SDK's schema does not know: kept by the broker's raw listing.
+        annotations: { readOnlyHint: true, 'x-vendor-risk': 'low' } as Tool['annotations'],
+      },
+      { name: 'unstorable', description: 'nul \u0000 inside', inputSchema: { type: 'object' as const } },
+    ],
+  }),
   odd: () => ({
     tools: [
       { name: 'fine', inputSchema: { type: 'object' as const } },
@@ -89,6 +100,22 @@ test('every page of tools/list is followed and each tool fingerprinted', async (
     toolFingerprint({ name: 'tool-1-0', description: 'page 1', inputSchema: { type: 'object' } }),
   );
   assert.deepEqual(listed.rejected, []);
+});
+
+test('pins are made from the listing as the upstream sent it, as the broker fingerprints it', async () => {
+  const listed = await list('vendor');
+  const raw = {
+    name: 'annotated',
+    inputSchema: { type: 'object' },
+    annotations: { readOnlyHint: true, 'x-vendor-risk': 'low' },
+  };
+  // Through the SDK's listTools() the unknown member was dropped: a pin the broker never matched.
+  assert.equal(listed.tools.get('annotated')?.fingerprint, toolFingerprint(raw));
+  assert.deepEqual(
+    listed.rejected.map((each) => each.name),
+    ['unstorable'],
+    'a definition no database can store is rejected, not pinned',
+  );
 });
 
 test('a broken listing is refused with upstream_invalid; bad names are left unpinned', async () => {

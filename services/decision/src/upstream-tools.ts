@@ -11,11 +11,13 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import {
   type AppTransport,
+  type ListedToolDefinition,
   type ToolDefinition,
   ToolName,
   toolDefinitionOf,
   toolFingerprint,
 } from '@portcullis/contracts';
+import { z } from 'zod';
 
 /**
  * Lists an app's tools through the official SDK client, off the gateway's hot path: registration
@@ -133,9 +135,16 @@ export async function listUpstreamTools(
     for (let page = 0; ; page++) {
       if (page === MAX_PAGES)
         throw new UpstreamToolsError('upstream_invalid', `tools/list did not end after ${MAX_PAGES} pages`);
-      let result: Awaited<ReturnType<Client['listTools']>>;
+      let result: z.infer<typeof RawToolsPage>;
       try {
-        result = await client.listTools(cursor === undefined ? {} : { cursor }, requestOptions);
+        // The raw page, not listTools(): the SDK's schema drops members it does not know (inside
+        // annotations, say), while the broker fingerprints the listing as the upstream sent it —
+        // a pin made from the SDK's copy would not match, and the tool would be blocked at once.
+        result = await client.request(
+          { method: 'tools/list', params: cursor === undefined ? {} : { cursor } },
+          RawToolsPage,
+          requestOptions,
+        );
       } catch (error) {
         // An MCP error answer means the server is there but will not list its tools.
         const answered =
@@ -156,7 +165,7 @@ export async function listUpstreamTools(
           continue;
         }
         try {
-          const definition = toolDefinitionOf(tool);
+          const definition = toolDefinitionOf(tool as ListedToolDefinition);
           tools.set(tool.name, { definition, fingerprint: toolFingerprint(definition) });
         } catch (error) {
           rejected.push({ name: tool.name, reason: (error as Error).message.slice(0, 500) });
@@ -179,3 +188,9 @@ function describe(error: unknown, deadline: AbortSignal): string {
   const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';
   return `${message}${cause}`.slice(0, 500);
 }
+
+/** One page of tools/list as the upstream sent it: each tool's members kept, whatever they are. */
+const RawToolsPage = z.looseObject({
+  tools: z.array(z.looseObject({ name: z.string() })),
+  nextCursor: z.string().optional(),
+});
