@@ -290,6 +290,12 @@ describe('API security', () => {
     const body = (await response.json()) as Problem;
     assert.equal(body.code, 'invalid_request');
     assert.match(body.title, /actions/);
+    // A redaction path the broker could not apply is refused here, not stored to withhold results.
+    const path = await stack.api('PUT', '/v1/agents/reader/entitlements/demo', {
+      grants: [{ actions: ['read'], redact: ['salary'] }],
+    });
+    assert.equal(path.status, 400);
+    assert.match(((await path.json()) as Problem).title, /redact/);
     const decision = (await (await dataApi(readCall)).json()) as { result: { outcome: string } };
     assert.equal(decision.result.outcome, 'allow');
   });

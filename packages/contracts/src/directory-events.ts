@@ -31,6 +31,18 @@ export const TimeWindow = z.object({
 });
 
 /** One grant, as the policy reads it (snake_case, because it is the Rego data document). */
+/**
+ * A response path of the policy's `redact` obligation: `$`, then `.member`, `[n]` or `[*]` steps
+ * (e.g. `$.employees[*].ssn`); what the broker applies (services/broker/src/gateway/field-redaction.ts).
+ */
+export const RedactPath = z
+  .string()
+  .max(512)
+  .regex(
+    /^\$(?:\.[A-Za-z_][\w-]*|\[(?:\d{1,9}|\*)\])+$/,
+    'a response path: $ then .member, [n] or [*] steps',
+  );
+
 export const Grant = z.object({
   actions: z.array(ActionClass).min(1),
   expires_at: z.number().int().positive().optional().describe('Unix ms; the grant ends then'),
@@ -39,7 +51,7 @@ export const Grant = z.object({
   client_types: z.array(z.string().min(1)).min(1).optional(),
   require_approval: z.array(ActionClass).optional(),
   rate_limit_class: z.string().min(1).optional(),
-  redact: z.array(z.string().min(1)).optional(),
+  redact: z.array(RedactPath).optional(),
 });
 export type Grant = z.infer<typeof Grant>;
 
@@ -59,7 +71,7 @@ export const AppPolicyData = z.object({
       z.object({
         action_class: ActionClass.optional(),
         disabled: z.boolean().optional(),
-        redact: z.array(z.string().min(1)).optional(),
+        redact: z.array(RedactPath).optional(),
       }),
     )
     .optional(),

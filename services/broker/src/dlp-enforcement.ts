@@ -258,7 +258,7 @@ function describe(findings: FindingCounts): string {
 let schemaValidator: AjvJsonSchemaValidator | undefined;
 const compiled = new WeakMap<object, JsonSchemaValidator<unknown>>();
 
-function conforms(schema: object, value: unknown): boolean {
+export function conforms(schema: object, value: unknown): boolean {
   try {
     let validate = compiled.get(schema);
     if (!validate) {

@@ -6,6 +6,7 @@ import {
   type AppTransport,
   AppTransport as AppTransportSchema,
   generateAgentKey,
+  RedactPath,
   TimeWindow,
 } from '@portcullis/contracts';
 import { withTransaction } from '@portcullis/db';
@@ -236,7 +237,7 @@ export const GrantInput = z.strictObject({
   clientTypes: z.array(z.string().min(1)).min(1).optional(),
   requireApproval: z.boolean().optional(),
   rateLimitClass: z.string().min(1).optional(),
-  redact: z.array(z.string().min(1)).optional(),
+  redact: z.array(RedactPath).optional(),
 });
 export type GrantInput = z.infer<typeof GrantInput>;
 

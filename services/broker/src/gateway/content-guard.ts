@@ -1,8 +1,9 @@
 import type { Decision } from '@portcullis/contracts';
 import { scanJson } from '@portcullis/dlp';
-import { BLOCK_ALL, DLP_LIMITS, inspectArguments, inspectResult } from '../dlp-enforcement.ts';
+import { BLOCK_ALL, conforms, DLP_LIMITS, inspectArguments, inspectResult } from '../dlp-enforcement.ts';
 import type { JsonRpcErrorObject } from '../upstream/connection.ts';
 import type { Operation } from './enforcement.ts';
+import { type FieldRedaction, redactFields } from './field-redaction.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
 
 /** What DLP made of an upstream result. */
@@ -39,6 +40,36 @@ export interface ContentGuard {
 const nonEmpty = (counts: Record<string, number>) => (Object.keys(counts).length > 0 ? counts : undefined);
 
 /**
+ * A tool result whose structured content the field redaction changed so that it no longer matches
+ * the tool's output schema: MCP clients reject a successful result that does not match, so the
+ * structured part is withheld and the result marked an error saying why (as DLP does, ADR 0031).
+ */
+function withoutNonconformingStructure(
+  fields: FieldRedaction,
+  outputSchema: object | undefined,
+): { result: Record<string, unknown>; note?: 'dlp_structured_content_withheld' } {
+  const { result } = fields;
+  if (!fields.structuredChanged || !outputSchema || conforms(outputSchema, result.structuredContent))
+    return { result };
+  const { structuredContent: _dropped, ...rest } = result;
+  const content = Array.isArray(rest.content) ? rest.content : [];
+  return {
+    note: 'dlp_structured_content_withheld',
+    result: {
+      ...rest,
+      isError: true,
+      content: [
+        ...content,
+        {
+          type: 'text',
+          text: "The gateway redacted fields of this result as the policy requires; the structured content no longer matched the tool's output schema, so it was withheld.",
+        },
+      ],
+    },
+  };
+}
+
+/**
  * The guard the gateway runs: the decision's DLP obligation, or block-everything when an allow
  * somehow carries none (fail closed). Upstream error messages are always redacted: they are
  * meant for a human, and nothing in an error justifies letting a secret through.
@@ -60,7 +91,22 @@ export const obligationGuard: ContentGuard = {
       }),
     };
   },
-  result(decision, result, outputSchema) {
+  result(decision, upstreamResult, outputSchema) {
+    // The policy's field redactions first, then DLP's detectors on what is left.
+    const fields = redactFields(upstreamResult, decision.obligations?.redact ?? []);
+    if (fields.unappliable)
+      return {
+        result: {
+          content: [{ type: 'text', text: `The result was withheld: ${fields.unappliable}.` }],
+          isError: true,
+        },
+        blocked: { code: 'redaction_unappliable', message: `result withheld: ${fields.unappliable}` },
+      };
+    const { result, note } = withoutNonconformingStructure(fields, outputSchema);
+    const fieldCounts = {
+      ...(fields.fields > 0 ? { field: fields.fields } : {}),
+      ...(fields.withheldTexts > 0 ? { field_text_withheld: fields.withheldTexts } : {}),
+    };
     const inspected = inspectResult(
       result as Parameters<typeof inspectResult>[0],
       decision.obligations?.dlp ?? BLOCK_ALL,
@@ -72,12 +118,13 @@ export const obligationGuard: ContentGuard = {
         blocked: { code: inspected.code, message: inspected.message },
         ...(nonEmpty(inspected.findings) ? { redactions: inspected.findings } : {}),
       };
-    const redactions = nonEmpty(inspected.redactions);
+    const redactions = nonEmpty({ ...fieldCounts, ...inspected.redactions });
+    const withheld = inspected.withheld ?? note;
     return {
       result: inspected.result as Record<string, unknown>,
       ...(redactions ? { redactions } : {}),
-      ...(inspected.withheld
-        ? { blocked: { code: inspected.withheld, message: 'structured content withheld after redaction' } }
+      ...(withheld
+        ? { blocked: { code: withheld, message: 'structured content withheld after redaction' } }
         : {}),
     };
   },
