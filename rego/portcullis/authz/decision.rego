@@ -1,20 +1,18 @@
 # METADATA
 # title: Tool-call authorization
 # description: |
-#   Decides one MCP tools/call for an agent: allow, deny with stable reason codes, or
-#   require_approval with the people who may approve; plus obligations (redactions, a
-#   rate-limit class and DLP modes) for the enforcement point, and whether the tool belongs in
-#   the agent's tool listings at all (visible).
+#   Decides one MCP tools/call for an agent: allow, deny with stable reason codes, or require_approval
+#   with who may approve; plus obligations (redactions, a rate-limit class, DLP modes) for the
+#   enforcement point, and whether the tool belongs in the agent's listings at all (visible).
 #
 #   Agent entitlements are separate from any human's access: only data.directory.entitlements
 #   grants an agent anything. An agent acting for a user (input.user) gets at most the
 #   intersection of its own entitlement and what that user delegated to it
 #   (data.directory.delegations). Anything not allowed is denied.
 #
-#   Wasm has no time or crypto built-ins, so the time comes in input.time and the decision id
-#   and bundle revision are added by the engine. Every directory lookup is by key, because the
-#   Wasm evaluator has no rule indexing and the directory holds many thousands of agents.
-#   The input and data documents are described in docs/policy-authoring.md.
+#   Wasm has no time or crypto built-ins: the time comes in input.time, the engine adds the decision
+#   id and bundle revision. Every directory lookup is by key (the Wasm evaluator has no rule
+#   indexing; a directory holds thousands of agents). Documents: docs/policy-authoring.md.
 package portcullis.authz
 
 # METADATA
@@ -106,9 +104,13 @@ action_class := class if {
 action_classes := {"read", "write", "delete"}
 
 # METADATA
+# description: The agent's directory record says it is active.
+agent_active if agent.state == "active"
+
+# METADATA
 # description: True when the caller and target are valid, so entitlement reasons are meaningful.
 well_formed if {
-	agent.state == "active"
+	agent_active
 	app
 	action_class in action_classes
 }
@@ -125,10 +127,10 @@ deletes_denied if {
 deny_reasons contains "unknown_agent" if not agent
 
 # METADATA
-# description: A suspended agent is denied whatever it holds.
+# description: A suspended agent is denied whatever it holds, as is one whose state is missing.
 deny_reasons contains "agent_suspended" if {
 	agent
-	agent.state != "active"
+	not agent_active
 }
 
 # METADATA
@@ -364,8 +366,11 @@ eligible_approvers := approver_candidates - {requester} if {
 default rate_limit_class := "standard"
 
 # METADATA
-# description: The first class by name among the matching grants' classes, else the app's class.
+# description: First by name of the matching delegations' classes, else of the grants', else the app's.
 rate_limit_class := classes[0] if {
+	classes := sort({grant.rate_limit_class | some grant in matching_delegations})
+	count(classes) > 0
+} else := classes[0] if {
 	classes := sort({grant.rate_limit_class | some grant in matching_grants})
 	count(classes) > 0
 } else := class if {

@@ -128,6 +128,15 @@ test_suspended_agent_is_denied_despite_entitlements if {
 	verdict(call("agt_suspended", "demo", "read_record", "read", {})) == ["deny", ["agent_suspended"]]
 }
 
+test_agent_without_state_is_denied_even_with_no_grants if {
+	patch := {"op": "add", "path": "/agents/agt_stateless", "value": {"owner": "eve@example.com"}}
+	stateless := json.patch(directory, [patch])
+	d := authz.decision with input as call("agt_stateless", "demo", "delete_record", "delete", {})
+		with data.directory as stateless
+	d.outcome == "deny"
+	d.reasons == ["agent_suspended"]
+}
+
 test_unknown_app_is_denied if {
 	verdict(call("agt_reader", "nowhere", "x", "read", {})) == ["deny", ["unknown_app"]]
 }
@@ -272,6 +281,13 @@ test_client_type_restriction if {
 test_delegated_call_within_both_is_allowed if {
 	d := result(on_behalf(call("agt_writer", "demo", "read_record", "read", {}), "erin@example.com"))
 	[d.outcome, d.obligations.redact] == ["allow", ["$.ssn"]]
+}
+
+test_a_delegation_names_the_rate_limit_class_of_calls_made_under_it if {
+	careful := {"erin@example.com": {"agt_writer": {"demo": [{"actions": ["read"], "rate_limit_class": "careful"}]}}}
+	d := authz.decision with input as on_behalf(call("agt_writer", "demo", "read_record", "read", {}), "erin@example.com")
+		with data.directory as object.union(directory, {"delegations": careful})
+	[d.outcome, d.obligations.rate_limit_class] == ["allow", "careful"]
 }
 
 test_delegation_never_exceeds_the_agent_entitlement if {
