@@ -267,6 +267,21 @@ describe('refusals are machine-readable (point 4)', () => {
     ]);
   });
 
+  test('a resource URI goes to the app through DLP, as arguments do: a token in it does not', async () => {
+    const token = ['ghp_', 'aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'].join('');
+    // The template takes any name: a plain one reaches the upstream as it is.
+    await agent.readResource({ uri: 'notes+note://plain-name' });
+    assert.ok(notes.noteReads.includes('plain-name'));
+    // A read's default redacts secrets in what goes upstream (the redacted URI is then no URI the
+    // upstream can parse, and the read fails there: what matters is that the token never left).
+    await agent.readResource({ uri: `notes+note://leak-${token}` }).catch(() => undefined);
+    assert.deepEqual(
+      notes.noteReads.filter((name) => name.includes(token.slice(4))),
+      [],
+      'the token reached the upstream in a resource URI',
+    );
+  });
+
   test('a tools/call denial is a tool result with reason codes and policy revision, unlike an unknown tool', async () => {
     const denied = (await agent.callTool({
       name: 'notes__purge_notes',

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { completable } from '@modelcontextprotocol/sdk/server/completable.js';
-import { McpServer, type RegisteredTool } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { McpServer, type RegisteredTool, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
@@ -47,6 +47,8 @@ export class MutableUpstream {
   readonly seen: SeenRequest[] = [];
   /** Every tool call that ran here, as `<tool>: <text>`. */
   readonly calls: string[] = [];
+  /** Names of the notes read through the `note://{name}` template, as the upstream received them. */
+  readonly noteReads: string[] = [];
   /** Calls the client (the gateway) cancelled while they ran, as `<tool>: <text>`. */
   readonly cancelled: string[] = [];
   readonly #http: Server;
@@ -136,6 +138,18 @@ export class MutableUpstream {
       'note://welcome',
       { mimeType: 'text/plain', description: 'A welcome note' },
       async (uri) => ({ contents: [{ uri: uri.href, mimeType: 'text/plain', text: 'Welcome, reader.' }] }),
+    );
+    // Any other note by name: the names it was asked for are kept, to prove what reached it.
+    server.registerResource(
+      'note',
+      new ResourceTemplate('note://{name}', { list: undefined }),
+      { mimeType: 'text/plain', description: 'A note by name' },
+      async (uri, { name }) => {
+        this.noteReads.push(String(name));
+        return {
+          contents: [{ uri: uri.href, mimeType: 'text/plain', text: `A note called ${String(name)}.` }],
+        };
+      },
     );
     server.registerPrompt(
       'summarize',

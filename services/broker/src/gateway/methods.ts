@@ -175,7 +175,22 @@ const unknown = (what: string, name: unknown) =>
  */
 function progressMeta(context: RequestContext): { _meta?: { progressToken: string | number } } {
   const token = (params(context)._meta as { progressToken?: unknown } | undefined)?.progressToken;
-  return typeof token === 'string' || typeof token === 'number' ? { _meta: { progressToken: token } } : {};
+  if (typeof token === 'number') return { _meta: { progressToken: token } };
+  // A token goes upstream as it is: one holding a secret or personal data (or too long to be
+  // only a token) is not passed on, and the call runs without progress.
+  if (typeof token !== 'string' || token.length > MAX_PROGRESS_TOKEN_CHARS || redacted(token) !== token)
+    return {};
+  return { _meta: { progressToken: token } };
+}
+
+const MAX_PROGRESS_TOKEN_CHARS = 256;
+
+/** What DLP refuses to send upstream outside a tool call's arguments (a URI, a reference). */
+function dlpRefused(what: string): RpcError {
+  return new RpcError(RpcCode.DlpBlocked, `The ${what} holds data DLP does not let through to the app`, {
+    code: 'dlp_blocked',
+    retryable: false,
+  });
 }
 
 function params(context: RequestContext): Record<string, unknown> {
@@ -271,10 +286,21 @@ async function readResource(
     throw (await refuseOutsideEntitlements(deps, context, operation)).error;
   const cleared = await deps.enforcement.judge(context.caller, operation);
   if (!('admitted' in cleared)) throw cleared.error;
-  return forward(deps, context, cleared.admitted, target.appId, 'resources/read', {
-    ...progressMeta(context),
-    uri: target.uri,
-  });
+  // The URI goes upstream (a template can take anything): it passes DLP as a tool's arguments do.
+  const outgoing = deps.guard.arguments(cleared.decision, operation);
+  if (!outgoing.pass) {
+    blocked(await cleared.admitted, outgoing.error);
+    throw outgoing.error;
+  }
+  return forward(
+    deps,
+    context,
+    cleared.admitted,
+    target.appId,
+    'resources/read',
+    { ...progressMeta(context), uri: outgoing.arguments.uri },
+    { argumentRedactions: outgoing.redactions },
+  );
 }
 
 async function getPrompt(
@@ -485,6 +511,8 @@ async function subscribe(
   if (!target || !context.apps.includes(target.appId) || !readable(deps, context, target.appId))
     throw unknown('resource', uri);
   const method = on ? 'resources/subscribe' : 'resources/unsubscribe';
+  // Subscribing is not an enforced operation, but its URI goes upstream all the same.
+  if (on && redacted(target.uri) !== target.uri) throw dlpRefused('resource URI');
   // The upstream's own URI and nothing else the agent put in the params (the method has no other).
   const upstreamParams = { uri: target.uri };
   if (!on) {
@@ -542,13 +570,15 @@ async function complete(
       })
     ) {
       appId = target.appId;
-      upstreamRef = { ...ref, name: target.name };
+      // Only what names the prompt: nothing else the agent put in the reference goes upstream.
+      upstreamRef = { type: 'ref/prompt', name: target.name };
     }
   } else if (ref.type === 'ref/resource' && typeof ref.uri === 'string') {
     const target = session.namespace.resolveUri(ref.uri);
     if (target && readable(deps, context, target.appId)) {
+      if (redacted(target.uri) !== target.uri) throw dlpRefused('reference');
       appId = target.appId;
-      upstreamRef = { ...ref, uri: target.uri };
+      upstreamRef = { type: 'ref/resource', uri: target.uri };
     }
   }
   if (!appId || !upstreamRef || !context.apps.includes(appId))
