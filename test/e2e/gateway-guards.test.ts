@@ -110,6 +110,25 @@ describe('DLP', () => {
     });
     assert.equal(rows[1]?.payload.redactions, undefined);
   });
+
+  test("what DLP took out of a read's arguments is counted in the ledger, never shown", async () => {
+    const token = ['ghp_', 'aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'].join('');
+    const client = await connectAgent(brokerUrl, key, 'dlp-agent-3');
+    // A read's default: secrets in its arguments are redacted before they go upstream.
+    await client.callTool({ name: 'read_record', arguments: { id: `r-1 ${token}` } });
+    await client.close();
+    const completed = await waitFor('the third completed event', async () => {
+      const found = await ledger.query<{ payload: { argumentRedactions?: Record<string, number> } }>(
+        "SELECT payload FROM audit.ledger_events WHERE event_type = 'tool_call.completed' ORDER BY occurred_at",
+      );
+      return found.rows[2];
+    });
+    assert.deepEqual(completed.payload.argumentRedactions, { github_token: 1 });
+    const { rows } = await ledger.query<{ text: string }>(
+      'SELECT payload::text AS text FROM audit.ledger_events',
+    );
+    assert.ok(rows.every((row) => !row.text.includes(token.slice(4))));
+  });
 });
 
 describe('Host and Origin (DNS rebinding)', () => {

@@ -287,6 +287,10 @@ export class Enforcement {
       ...(detail.redactions && Object.keys(detail.redactions).length > 0
         ? { redactions: detail.redactions }
         : {}),
+      // What DLP took out of the arguments before they went upstream: counts, as for the result.
+      ...(detail.argumentRedactions && Object.keys(detail.argumentRedactions).length > 0
+        ? { argumentRedactions: detail.argumentRedactions }
+        : {}),
     };
     this.#count(appId, outcome, completed.durationMs, detail);
     try {
