@@ -42,10 +42,18 @@ export const DLP_META_KEY = 'portcullis/dlp';
 
 /**
  * Default bounds on the text scanned (UTF-16 code units of every string and key). Scanning costs
- * about 5-10 µs per KB (`pnpm bench:dlp`), so the argument bound holds a call's scan near 10 ms
- * and the result bound near 80 ms at worst; beyond them the value is uninspectable (fail closed).
+ * about 5-10 µs per KB of ordinary text (`pnpm bench:dlp`), but up to about 140 µs per KB of text
+ * made to trip the detectors (a review measured 0.6-0.9 s for 8 Mi of it): the argument and
+ * relayed-message bounds hold a scan near 150 ms at worst, the result bound near 1 s. Beyond them
+ * the value is uninspectable (fail closed).
  */
-export const DLP_LIMITS = { argumentsMaxChars: 1 << 20, resultMaxChars: 8 << 20 } as const;
+export const DLP_LIMITS = {
+  argumentsMaxChars: 1 << 20,
+  resultMaxChars: 8 << 20,
+  // Messages relayed outside an enforced call (notifications, server requests, completions): an
+  // upstream may send as many as it likes, each scanned on the event loop, so a smaller bound.
+  relayedMaxChars: 1 << 20,
+} as const;
 
 export interface DlpBlock {
   outcome: 'block';

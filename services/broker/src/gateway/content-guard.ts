@@ -142,7 +142,7 @@ export const obligationGuard: ContentGuard = {
  */
 export function redacted<T>(message: T): T | undefined {
   try {
-    return scanJson(message, 'redact', { maxChars: DLP_LIMITS.resultMaxChars }).value;
+    return scanJson(message, 'redact', { maxChars: DLP_LIMITS.relayedMaxChars }).value;
   } catch {
     return undefined;
   }

@@ -280,7 +280,7 @@ export class LiveSession {
     try {
       this.#relay(appId, upstream, message, channel);
     } catch (error) {
-      this.#deps.logger.error({ err: error, appId, method: message.method }, 'upstream message not relayed');
+      this.#deps.logger.error({ err: error, appId, method: message.method.slice(0, 128) }, 'upstream message not relayed');
     }
   }
 
@@ -303,7 +303,7 @@ export class LiveSession {
     const safe = redacted(this.#translateNotification(appId, message));
     if (safe) deliver(safe);
     // Nothing of it reaches the agent, not even in part: a notification is informative only.
-    else this.#deps.logger.warn({ appId, method: message.method }, UNINSPECTABLE_DROPPED);
+    else this.#deps.logger.warn({ appId, method: message.method.slice(0, 128) }, UNINSPECTABLE_DROPPED);
   }
 
   #translateNotification(appId: string, message: JsonRpcNotification): JsonRpcNotification {
@@ -355,7 +355,7 @@ export class LiveSession {
     const safe = redacted({ ...message, id: gatewayId });
     if (!safe) {
       this.#settle(gatewayId);
-      this.#deps.logger.warn({ appId, method: message.method }, UNINSPECTABLE_DROPPED);
+      this.#deps.logger.warn({ appId, method: message.method.slice(0, 128) }, UNINSPECTABLE_DROPPED);
       refuse(RpcCode.InternalError, 'The request could not be inspected by DLP (too deep or too large)');
     } else if (!deliver(safe)) {
       this.#settle(gatewayId);
