@@ -130,10 +130,13 @@ describe('listings follow entitlements (point 2)', () => {
     // A read grant covers read_note; write_note (no annotations: write) and purge_notes
     // (destructive: delete) need grants the agent does not hold; wiki is not entitled at all.
     assert.deepEqual(await toolNames(), ['notes__read_note']);
+    const { resources } = await agent.listResources();
     assert.deepEqual(
-      (await agent.listResources()).resources.map((resource) => resource.uri),
+      resources.map((resource) => resource.uri),
       ['notes+note://welcome'],
     );
+    // Listings pass DLP like any upstream message: the address in the description does not.
+    assert.equal(resources[0]?.description, 'A welcome note from [REDACTED:email]');
     assert.deepEqual(
       (await agent.listPrompts()).prompts.map((prompt) => prompt.name),
       ['notes__summarize'],

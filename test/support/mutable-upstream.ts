@@ -136,7 +136,8 @@ export class MutableUpstream {
     server.registerResource(
       'welcome',
       'note://welcome',
-      { mimeType: 'text/plain', description: 'A welcome note' },
+      // An address in a listing: what DLP makes of listings shows in it.
+      { mimeType: 'text/plain', description: 'A welcome note from olga@example.com' },
       async (uri) => ({ contents: [{ uri: uri.href, mimeType: 'text/plain', text: 'Welcome, reader.' }] }),
     );
     // Any other note by name: the names it was asked for are kept, to prove what reached it.

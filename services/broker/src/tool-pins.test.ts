@@ -188,3 +188,14 @@ test('a change is reported again against a new pin; built-in names are no pins; 
     ],
   );
 });
+
+test('one app reports at most 100 changes a minute; the rest stay blocked, unreported', async () => {
+  const pinsOf = new ToolPins({ source, producer, topicPrefix: prefix, instanceId: 'b-5', logger });
+  const churning = (n: number) => ({ name: `tool-${n}`, inputSchema: { type: 'object' } });
+  let published = 0;
+  for (let n = 0; n < 101; n++) if (await pinsOf.reportChange('churn', churning(n))) published++;
+  assert.equal(published, 100);
+  assert.equal(pinsOf.verdict('churn', churning(100)).status, 'unpinned', 'blocked all the same');
+  // Another app has a budget of its own.
+  assert.equal(await pinsOf.reportChange('everything', { name: 'fresh', inputSchema: {} }), true);
+});

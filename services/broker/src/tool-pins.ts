@@ -52,6 +52,10 @@ export function isUsable(verdict: ToolVerdict): boolean {
 // One broker reports each (app, tool, observed fingerprint) once; this bounds the memory that
 // costs if an upstream keeps changing a definition (the oldest entries are forgotten first).
 const MAX_REPORTED = 10_000;
+// At most this many changes of one app are published per minute: an upstream whose definitions
+// change on every listing (a random value in a description) cannot flood the topic and the
+// decision service. Beyond it the tools stay blocked, unreported until the next minute.
+const REPORTS_PER_APP_PER_MINUTE = 100;
 
 export class ToolPins {
   readonly #source: PinSource;
@@ -61,6 +65,8 @@ export class ToolPins {
   readonly #logger: Logger;
   /** Keys already published (or being published) by this process, oldest first. */
   readonly #reported = new Set<string>();
+  /** Reports published per app in the current minute (see REPORTS_PER_APP_PER_MINUTE). */
+  readonly #budgets = new Map<string, { startedAt: number; used: number; warned: boolean }>();
   /** Fingerprints of listed tool objects: a listing is reused across calls, hashing it once is enough. */
   readonly #fingerprints = new WeakMap<object, string>();
 
@@ -76,6 +82,27 @@ export class ToolPins {
     this.#topic = topicName(options.topicPrefix, Topics.toolDefinitions);
     this.#instanceId = options.instanceId;
     this.#logger = options.logger;
+  }
+
+  /** Takes one report from the app's budget for this minute; false (and one warning) when spent. */
+  #withinBudget(appId: string): boolean {
+    const now = Date.now();
+    let budget = this.#budgets.get(appId);
+    if (!budget || now - budget.startedAt >= 60_000) {
+      budget = { startedAt: now, used: 0, warned: false };
+      this.#budgets.set(appId, budget);
+    }
+    if (budget.used < REPORTS_PER_APP_PER_MINUTE) {
+      budget.used++;
+      return true;
+    }
+    if (!budget.warned)
+      this.#logger.warn(
+        { appId, perMinute: REPORTS_PER_APP_PER_MINUTE },
+        'upstream tool changes over the reporting budget: the tools stay blocked, reported later',
+      );
+    budget.warned = true;
+    return false;
   }
 
   /** Compares the tool's definition with its pin. Pure: no event is raised here. */
@@ -108,6 +135,7 @@ export class ToolPins {
     // admin's approval of another) is reported again when it comes back against the new pin.
     const key = `${appId}\u0000${tool.name}\u0000${verdict.pinned ?? ''}\u0000${verdict.observed}`;
     if (this.#reported.has(key)) return false;
+    if (!this.#withinBudget(appId)) return false;
     this.#reported.add(key);
     if (this.#reported.size > MAX_REPORTED) this.#reported.delete(this.#reported.values().next().value!);
     let definition: ToolDefinition;

@@ -19,6 +19,8 @@ const CAPABILITY: Record<ListKind, string> = {
 };
 /** A hostile upstream must not keep the gateway paging forever. */
 const MAX_PAGES = 50;
+/** The most items one listing may hold (as many tools as registration pins at most). */
+export const MAX_LISTED_ITEMS = 10_000;
 
 interface Entry {
   items: Record<string, unknown>[];
@@ -128,6 +130,13 @@ export class Catalog {
         );
       for (const item of list)
         if (item && typeof item === 'object') items.push(item as Record<string, unknown>);
+      // Each listed tool is fingerprinted, and one that is not pinned reported: bounded.
+      if (items.length > MAX_LISTED_ITEMS)
+        throw new RpcError(
+          RpcCode.UpstreamFailed,
+          `Upstream ${upstream.appId} lists more than ${MAX_LISTED_ITEMS} ${kind}`,
+          { code: 'upstream_protocol', appId: upstream.appId, retryable: false },
+        );
       cursor = typeof response.result.nextCursor === 'string' ? response.result.nextCursor : undefined;
       if (!cursor) return items;
     }

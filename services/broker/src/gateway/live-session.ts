@@ -280,7 +280,10 @@ export class LiveSession {
     try {
       this.#relay(appId, upstream, message, channel);
     } catch (error) {
-      this.#deps.logger.error({ err: error, appId, method: message.method.slice(0, 128) }, 'upstream message not relayed');
+      this.#deps.logger.error(
+        { err: error, appId, method: message.method.slice(0, 128) },
+        'upstream message not relayed',
+      );
     }
   }
 

@@ -153,7 +153,12 @@ async function fanOut(
         const items = await session.withUpstream(appId, (upstream) =>
           deps.catalog.list(appId, kind, upstream, variantOf(session)),
         );
-        return shape(appId, items);
+        // Listings reach the model too (descriptions, resource URIs and names): through DLP like any
+        // upstream message; an item it cannot inspect is left out.
+        return shape(appId, items).flatMap((item) => {
+          const safe = redacted(item);
+          return safe ? [safe] : [];
+        });
       } catch (error) {
         if (session.namespace.scope === 'app') throw upstreamRpcError(appId, error);
         deps.logger.warn({ err: error, appId, kind }, 'app left out of an aggregate listing');
