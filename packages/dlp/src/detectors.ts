@@ -264,23 +264,30 @@ function findEmails(text: string, out: TextFinding[]): void {
  * an AWS access key id (28 characters encoded) and most tokens.
  */
 const BASE64_MIN = 24;
-/** Longer runs are not decoded: whatever they hold (files, images) is not a pasted token. */
-const BASE64_MAX = 1 << 20;
+/**
+ * Runs up to this length are decoded when they start like text (a log file or an export in a
+ * resource blob can be megabytes long); the scan's own text budget bounds what one value costs
+ * long before this. Longer runs are not decoded.
+ */
+const BASE64_MAX = 64 << 20;
 
 /**
- * Whether decoded bytes look like the text a secret hides in: no control bytes (tab, newline and
- * return aside), and at most a quarter outside ASCII. Random data fails the first within a few
- * dozen bytes; hex digests, which are base64 characters too, fail the second.
+ * Whether decoded bytes look like the text a secret hides in: no control bytes but those text
+ * carries (tab, line feed, vertical tab, form feed, return, and escape for a terminal's colours),
+ * and at most a quarter outside ASCII. Random data fails the first within a few dozen bytes; hex
+ * digests, which are base64 characters too, fail the second.
  */
 function textLike(bytes: Buffer): boolean {
   let nonAscii = 0;
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i]!;
-    if ((byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) || byte === 0x7f) return false;
+    if ((byte < 0x20 && !TEXT_CONTROL[byte]) || byte === 0x7f) return false;
     if (byte >= 0x80) nonAscii++;
   }
   return nonAscii * 4 <= bytes.length;
 }
+const TEXT_CONTROL = new Uint8Array(32);
+for (const byte of [0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1b]) TEXT_CONTROL[byte] = 1;
 
 /** 1 for the characters of both base64 alphabets: A–Z, a–z, 0–9, + / - _. */
 const BASE64_CHAR = new Uint8Array(128);
@@ -325,8 +332,10 @@ function decodeAndScan(text: string, start: number, end: number, out: TextFindin
   if (!textLike(Buffer.from(run.slice(0, 64), 'base64'))) return;
   const bytes = Buffer.from(run, 'base64');
   if (!textLike(bytes)) return;
-  const decoded = bytes.toString('utf8');
-  if (decoded.includes('\uFFFD')) return; // not UTF-8 text
+  // Text in another encoding than UTF-8 (a Latin-1 export): read byte for byte, which finds every
+  // detector's match all the same (they are ASCII).
+  const utf8 = bytes.toString('utf8');
+  const decoded = utf8.includes('\uFFFD') ? bytes.toString('latin1') : utf8;
   const inner: TextFinding[] = [];
   findPlain(decoded, inner);
   const first = inner[0];

@@ -353,3 +353,21 @@ test('an AWS secret key is found under the secret_key spelling too', () => {
     assert.deepEqual(findings.map((f) => f.type).sort(), ['aws_access_key', 'aws_secret_key'], name);
   }
 });
+
+describe('base64 runs that are text, however long or however encoded', () => {
+  const encode = (text: string | Buffer) => Buffer.from(text).toString('base64');
+  const found = (text: string) => scanText(text).map((f) => f.type);
+
+  test('a run over a mebibyte (a log file in a resource blob) is decoded and scanned', () => {
+    const log = `${'2026-11-29 10:00:00 INFO request served in 3 ms\n'.repeat(30_000)}key=${fakes.awsAccessKey}\n`;
+    const blob = encode(log);
+    assert.ok(blob.length > 1 << 20);
+    assert.deepEqual(found(blob), ['aws_access_key']);
+  });
+
+  test('terminal colours and a Latin-1 export do not hide what they hold', () => {
+    assert.deepEqual(found(encode(`\u001b[32mok\u001b[0m token ${fakes.githubToken}\n`)), ['github_token']);
+    const latin1 = Buffer.from(`name;email\nJosé;jose@example.com\n`, 'latin1');
+    assert.deepEqual(found(encode(latin1)), ['email']);
+  });
+});
