@@ -504,3 +504,38 @@ test('suspending the agent refuses its next request in the same session: 403 age
   });
   assert.equal(reopened.status, 403);
 });
+
+test('subscriptions and completions are allowed exactly when the read would be, conditions and all', async () => {
+  const name = 'narrow-reader';
+  await ok(await stack.api('PUT', `/v1/agents/${name}`, { owner: OWNER }));
+  // Reads of one resource only: the grant's argument constraint names its URI.
+  await ok(
+    await stack.api('PUT', `/v1/agents/${name}/entitlements/notes`, {
+      grants: [{ actions: ['read'], arguments: { uri: ['note://welcome'] } }],
+    }),
+    204,
+  );
+  const narrowKey = ((await ok(await stack.api('POST', `/v1/agents/${name}/keys`), 201)) as { key: string })
+    .key;
+  const { client } = await waitFor('the new agent to reach the broker', () =>
+    connect('/mcp/apps/notes', narrowKey).catch(() => undefined),
+  );
+  try {
+    // The allowed URI goes to the upstream (which does not do subscriptions: its own -32601).
+    assert.equal((await rpcError(client.subscribeResource({ uri: 'note://welcome' }))).code, -32601);
+    // Any other URI of the app would be a denied read: no subscription to it either (listings
+    // only say the app is readable at all, which is what used to decide).
+    const refused = await rpcError(client.subscribeResource({ uri: 'note://payroll' }));
+    assert.equal((refused.data as { code: string }).code, 'unknown_resource');
+    // Nor completions of a prompt whose get the grant does not cover (its uri constraint).
+    const completion = await rpcError(
+      client.complete({
+        ref: { type: 'ref/prompt', name: 'summarize' },
+        argument: { name: 'topic', value: 'x' },
+      }),
+    );
+    assert.equal((completion.data as { code: string }).code, 'unknown_reference');
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+});

@@ -121,6 +121,18 @@ export class Enforcement {
     return decision.visible;
   }
 
+  /**
+   * Whether the policy allows an operation now, as it would a call (time windows, argument
+   * constraints, approvals) — for what the gateway relays without recording a call (a resource
+   * subscription, a completion): an approval requirement or any denial refuses it.
+   */
+  permits(caller: Caller, operation: Operation): boolean {
+    const decision = this.#deps.engine.decide(
+      policyInput(caller, operation, { call_id: 'relayed', instance_id: this.#deps.instanceId }),
+    );
+    return decision.outcome === 'allow';
+  }
+
   /** Resolves once an operation is admitted or refused (see `judge`). */
   async admit(caller: Caller, operation: Operation): Promise<AdmittedCall | RefusedCall> {
     const cleared = await this.judge(caller, operation);

@@ -131,6 +131,16 @@ async function listPrompts(deps: MethodDeps, context: RequestContext): Promise<R
 }
 
 /** Whether the caller may read an app's resources (listing, subscribing, completing). */
+/** Whether reading this resource would be allowed now (see Enforcement.permits). */
+function mayRead(deps: MethodDeps, context: RequestContext, target: { appId: string; uri: string }): boolean {
+  return deps.enforcement.permits(context.caller, {
+    appId: target.appId,
+    tool: 'resources/read',
+    actionClass: 'read',
+    arguments: { uri: target.uri },
+  });
+}
+
 function readable(deps: MethodDeps, context: RequestContext, appId: string): boolean {
   return deps.enforcement.visible(context.caller, { appId, tool: 'resources/read', actionClass: 'read' });
 }
@@ -515,6 +525,9 @@ async function subscribe(
   const target = session.namespace.resolveUri(uri);
   if (!target || !context.apps.includes(target.appId) || !readable(deps, context, target.appId))
     throw unknown('resource', uri);
+  // Updates of a resource are what reading it would show: allowed exactly when a read of this URI
+  // would be now (its window, its argument constraints, no approval pending).
+  if (on && !mayRead(deps, context, target)) throw unknown('resource', uri);
   const method = on ? 'resources/subscribe' : 'resources/unsubscribe';
   // Subscribing is not an enforced operation, but its URI goes upstream all the same.
   if (on && redacted(target.uri) !== target.uri) throw dlpRefused('resource URI');
@@ -566,12 +579,14 @@ async function complete(
   let upstreamRef: Record<string, unknown> | undefined;
   if (ref.type === 'ref/prompt' && typeof ref.name === 'string') {
     const target = session.namespace.resolveName(ref.name);
+    // Completing a prompt's arguments is allowed when getting the prompt would be, now.
     if (
       target &&
-      deps.enforcement.visible(context.caller, {
+      deps.enforcement.permits(context.caller, {
         appId: target.appId,
         tool: `prompt:${target.name}`,
         actionClass: 'read',
+        arguments: {},
       })
     ) {
       appId = target.appId;
@@ -580,7 +595,7 @@ async function complete(
     }
   } else if (ref.type === 'ref/resource' && typeof ref.uri === 'string') {
     const target = session.namespace.resolveUri(ref.uri);
-    if (target && readable(deps, context, target.appId)) {
+    if (target && mayRead(deps, context, target)) {
       if (redacted(target.uri) !== target.uri) throw dlpRefused('reference');
       appId = target.appId;
       upstreamRef = { type: 'ref/resource', uri: target.uri };
