@@ -153,10 +153,13 @@ await runService(
         { appId: staticApp.appId },
         'static app from UPSTREAM_URL: development only, its tools are not pinned',
       );
+    // A registered connection always wins: the static app stands in only for an app the directory
+    // has no connection for, so it can never replace (or unpin) a registered one.
+    const staticFor = (appId: string) =>
+      staticApp?.appId === appId && !directory.appConnection(appId) ? staticApp : undefined;
     const target = (appId: string): UpstreamTarget | undefined => {
-      if (staticApp?.appId === appId) return staticApp;
       const connection = directory.appConnection(appId);
-      return connection ? { appId, transport: connection.transport } : undefined;
+      return connection ? { appId, transport: connection.transport } : staticFor(appId);
     };
     const pins = new ToolPins({
       source: directory,
@@ -223,7 +226,7 @@ await runService(
         catalog,
         store,
         guard: obligationGuard,
-        tools: pinnedToolGate(pins, logger, new Set(staticApp ? [staticApp.appId] : [])),
+        tools: pinnedToolGate(pins, logger, (appId) => staticFor(appId) !== undefined),
         logger,
         callTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
         callMaxMs: env.UPSTREAM_MAX_CALL_MS,

@@ -24,12 +24,17 @@ export function toolBlockedError(appId: string, name: string): RpcError {
 
 /**
  * Pinning as the relay applies it (ADR 0042): only tools whose definition matches the approved
- * fingerprint are listed or called; any other is reported once, for an admin to approve. Apps in
- * `unpinnedApps` (the development-only static app) are exempt.
+ * fingerprint are listed or called; any other is reported once, for an admin to approve. An app
+ * `unpinned` says is exempt: the development-only static app, while no connection is registered
+ * for its id.
  */
-export function pinnedToolGate(pins: ToolPins, logger: Logger, unpinnedApps: ReadonlySet<string>): ToolGate {
+export function pinnedToolGate(
+  pins: ToolPins,
+  logger: Logger,
+  unpinned: (appId: string) => boolean,
+): ToolGate {
   const admits = (appId: string, tool: Record<string, unknown>): boolean => {
-    if (unpinnedApps.has(appId)) return true;
+    if (unpinned(appId)) return true;
     const listed = tool as ListedTool;
     const verdict = pins.verdict(appId, listed);
     if (isUsable(verdict)) return true;
