@@ -94,7 +94,7 @@ function ssnValid(match: string): boolean {
 
 /** UK National Insurance number prefix rules (HMRC NIM39110). */
 function ninoValid(match: string): boolean {
-  const prefix = match.slice(0, 2);
+  const prefix = match.slice(0, 2).toUpperCase();
   if ('DFIQUV'.includes(prefix[0]!) || 'DFIOQUV'.includes(prefix[1]!)) return false;
   return !['BG', 'GB', 'KN', 'NK', 'NT', 'TN', 'ZZ'].includes(prefix);
 }
@@ -195,8 +195,10 @@ export const PATTERN_DETECTORS: readonly PatternDetector[] = [
     type: 'payment_card',
     kind: 'personal_data',
     prefilter: test(/\d{4}[ -]?\d{4}/),
-    // Unbroken 13-19 digits, or groups of four (Amex: 4-6-5) with one kind of separator.
-    pattern: /(?<![\w-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{5})(?![\w-])/g,
+    // Unbroken 13-19 digits, or groups of four (Amex: 4-6-5, Diners: 4-6-4) with one kind of
+    // separator. An underscore may come before (`invoice_4111…`): a letter, digit or dash may not.
+    pattern:
+      /(?<![A-Za-z0-9-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})(?![\w-])/g,
     validate: cardValid,
   },
   {
@@ -209,8 +211,9 @@ export const PATTERN_DETECTORS: readonly PatternDetector[] = [
   {
     type: 'uk_nino',
     kind: 'personal_data',
-    prefilter: test(/\d\d ?\d\d ?\d\d ?[A-D]/),
-    pattern: /(?<![A-Za-z0-9])[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])/g,
+    prefilter: test(/\d\d ?\d\d ?\d\d ?[A-Da-d]/),
+    // Written in lower case too (`ab123456c`).
+    pattern: /(?<![A-Za-z0-9])[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])/gi,
     validate: ninoValid,
   },
 ];
@@ -225,7 +228,7 @@ const ANCHORS = [
   /secret/i,
   /g(?:h[pousr]_|ithub_pat_|l(?:pat|dt|rt|ptt)-)/,
   /_(?:live|test)_/,
-  /\d(?:\d{3}[ -]?\d{4}|\d\d-\d\d-\d{4}|\d ?\d\d ?\d\d ?[A-D])/,
+  /\d(?:\d{3}[ -]?\d{4}|\d\d-\d\d-\d{4}|\d ?\d\d ?\d\d ?[A-Da-d])/,
 ];
 const LITERALS = ['@', 'eyJ', 'xox', 'PRIVATE KEY-----', 'private_key_id', 'hooks.slack.com'];
 function triggered(text: string): boolean {

@@ -371,3 +371,13 @@ describe('base64 runs that are text, however long or however encoded', () => {
     assert.deepEqual(found(encode(latin1)), ['email']);
   });
 });
+
+test('common ways of writing a card number or a NINO are found', () => {
+  const diners = '3056 930902 5904'; // 4-6-4, Luhn-valid
+  assert.deepEqual(typesIn(`card ${diners} on file`), ['payment_card']);
+  assert.deepEqual(typesIn('invoice_4111111111111111 paid'), ['payment_card']);
+  assert.deepEqual(typesIn('nino ab123456c on record'), ['uk_nino']);
+  // Still not: digits glued to letters or to a dashed identifier.
+  assert.deepEqual(typesIn('order A4111111111111111'), []);
+  assert.deepEqual(typesIn('id 12-4111111111111111'), []);
+});
