@@ -6,6 +6,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Client as SdkClient } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { pinnedMembers } from '@portcullis/contracts';
 import { waitFor } from '@portcullis/testing';
 import { actionClassOf } from '../../services/broker/src/action-class.ts';
 import { connectAgent } from '../support/agent.ts';
@@ -106,9 +107,10 @@ describe('an agent with a read grant', () => {
     const listed = await withAgent('fs-reader', async (client) => (await client.listTools()).tools);
     assert.deepEqual(listed.map((tool) => unprefixed(tool.name)).sort(), readOnly.toSorted());
     for (const tool of listed) assert.equal(tool.annotations?.readOnlyHint, true, tool.name);
+    // The members the pin covers (execution, _meta and the like are not passed on).
     const expected = directTools
       .filter((tool) => readOnly.includes(tool.name))
-      .map((tool) => ({ ...tool, name: prefixed(tool.name) }));
+      .map((tool) => ({ ...pinnedMembers(tool), name: prefixed(tool.name) }));
     assert.deepEqual(listed.toSorted(byName), expected.toSorted(byName));
   });
 
