@@ -299,23 +299,8 @@ async function readResource(
   };
   if (!context.apps.includes(target.appId))
     throw (await refuseOutsideEntitlements(deps, context, operation)).error;
-  const cleared = await deps.enforcement.judge(context.caller, operation);
-  if (!('admitted' in cleared)) throw cleared.error;
   // The URI goes upstream (a template can take anything): it passes DLP as a tool's arguments do.
-  const outgoing = deps.guard.arguments(cleared.decision, operation);
-  if (!outgoing.pass) {
-    blocked(await cleared.admitted, outgoing.error);
-    throw outgoing.error;
-  }
-  return forward(
-    deps,
-    context,
-    cleared.admitted,
-    target.appId,
-    'resources/read',
-    { ...progressMeta(context), uri: outgoing.arguments.uri },
-    { argumentRedactions: outgoing.redactions },
-  );
+  return judgedAndForwarded(deps, context, operation, 'resources/read', (args) => ({ uri: args.uri }));
 }
 
 async function getPrompt(
@@ -347,6 +332,23 @@ async function getPrompt(
     actionClass: 'read',
     arguments: args,
   };
+  return judgedAndForwarded(deps, context, operation, 'prompts/get', (args) => ({
+    name: target.name,
+    arguments: args,
+  }));
+}
+
+/**
+ * A resources/read or prompts/get once resolved: judged by policy, its arguments through DLP, then
+ * forwarded; a refusal is a JSON-RPC error (only a tool call answers with a readable result).
+ */
+async function judgedAndForwarded(
+  deps: MethodDeps,
+  context: RequestContext,
+  operation: Operation,
+  method: 'resources/read' | 'prompts/get',
+  upstreamParams: (args: Record<string, unknown>) => Record<string, unknown>,
+): Promise<Record<string, unknown> | JsonRpcResponse> {
   const cleared = await deps.enforcement.judge(context.caller, operation);
   if (!('admitted' in cleared)) throw cleared.error;
   const outgoing = deps.guard.arguments(cleared.decision, operation);
@@ -358,9 +360,9 @@ async function getPrompt(
     deps,
     context,
     cleared.admitted,
-    target.appId,
-    'prompts/get',
-    { ...progressMeta(context), name: target.name, arguments: outgoing.arguments },
+    operation.appId,
+    method,
+    { ...progressMeta(context), ...upstreamParams(outgoing.arguments) },
     { argumentRedactions: outgoing.redactions },
   );
 }
