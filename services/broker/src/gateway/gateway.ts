@@ -221,6 +221,7 @@ export class Gateway {
     }
   }
 
+  /** A POST's JSON-RPC message, parsed: an initialize, or a message of an existing session. */
   async #message(
     req: IncomingMessage,
     res: ServerResponse,
