@@ -365,21 +365,30 @@ function findPlain(text: string, out: TextFinding[]): void {
 }
 
 /**
- * Every finding in one string of the kinds asked for (default: all), in order of position.
- * Findings that overlap form a group; a group keeps one finding per kind (the earliest, longest),
- * so a secret inside an e-mail-shaped string (`https://ghp_…@github.com`) is reported as a secret
- * as well as an address: dropping the one that starts later let the token through whenever the
- * policy acted on secrets and allowed personal data. Kept findings of one group may overlap: the
- * caller redacts the union of their spans (see redactionSpans).
+ * Every finding in one string of the kinds asked for (default: all), in order of position, as
+ * reported: findings that overlap form a group, and a group reports one finding per kind (the
+ * earliest, longest). So a secret inside an e-mail-shaped string (`https://ghp_…@github.com`) is
+ * reported as a secret as well as an address: dropping the one that starts later let the token
+ * through whenever the policy acted on secrets and allowed personal data. What to redact is every
+ * finding's span (findAll, redactionSpans), not only the reported ones'.
  */
 export function scanText(text: string, kinds?: ReadonlySet<FindingKind>): TextFinding[] {
+  return reported(findAll(text, kinds));
+}
+
+/** Every finding of the kinds asked for, overlapping or not, earlier first (longer first at a tie). */
+export function findAll(text: string, kinds?: ReadonlySet<FindingKind>): TextFinding[] {
   const all: TextFinding[] = [];
   findPlain(text, all);
   if (text.length >= BASE64_MIN) findEncoded(text, all);
   const found = kinds === undefined ? all : all.filter((finding) => kinds.has(finding.kind));
-  if (found.length <= 1) return found;
-  // Earlier first; at the same start the longer span first.
-  found.sort((a, b) => a.start - b.start || b.end - a.end);
+  if (found.length > 1) found.sort((a, b) => a.start - b.start || b.end - a.end);
+  return found;
+}
+
+/** One finding per kind per group of overlapping findings (see scanText), from findAll's order. */
+export function reported(found: readonly TextFinding[]): TextFinding[] {
+  if (found.length <= 1) return [...found];
   const kept: TextFinding[] = [];
   let groupEnd = -1;
   const groupKinds = new Set<FindingKind>();

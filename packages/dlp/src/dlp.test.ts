@@ -381,3 +381,10 @@ test('common ways of writing a card number or a NINO are found', () => {
   assert.deepEqual(typesIn('order A4111111111111111'), []);
   assert.deepEqual(typesIn('id 12-4111111111111111'), []);
 });
+
+test('a finding overlapping another of its kind is redacted to its end, not only to the first one’s', () => {
+  const { value } = scanJson({ text: 'card 4111 1111 1111 1111.john.smith@example.com end' }, 'redact');
+  const text = (value as { text: string }).text;
+  assert.ok(!text.includes('smith@example.com'), text);
+  assert.ok(text.endsWith(' end'), text);
+});

@@ -1,4 +1,4 @@
-import { type DetectorType, type FindingKind, redactionSpans, scanText } from './detectors.ts';
+import { type DetectorType, type FindingKind, findAll, redactionSpans, reported } from './detectors.ts';
 
 /**
  * Deep scanning of JSON values. Findings never carry the matched text: only its type, where it is
@@ -160,14 +160,16 @@ function scanString(
     });
     return redact ? placeholder('aws_secret_key') : text;
   }
-  const found = scanText(text, kinds);
+  const found = findAll(text, kinds);
   if (found.length === 0) return text;
   const at = pointer(path);
-  for (const f of found)
+  for (const f of reported(found))
     findings.push({ type: f.type, kind: f.kind, path: at, in: where, start: f.start, end: f.end });
   if (!redact) return text;
   let out = '';
   let cursor = 0;
+  // Every finding's span, merged: one that is not reported (a second of the same kind in a group)
+  // may reach past the reported one.
   for (const span of redactionSpans(found)) {
     out += text.slice(cursor, span.start) + placeholder(span.type);
     cursor = span.end;

@@ -311,16 +311,18 @@ export class BundleService {
         published_at: Date | null;
         revision: string;
         digest: string;
-        bundle: Buffer;
       }>(
         `SELECT a.id, a.event_id, a.bundle_id, a.activated_by, a.rollback_of, a.activated_at,
-                a.published_at, b.revision, b.digest, b.bundle
+                a.published_at, b.revision, b.digest
            FROM directory.policy_activations a JOIN directory.policy_bundles b ON b.id = a.bundle_id
           ORDER BY a.id DESC LIMIT 1`,
       );
       const newest = rows[0];
       if (!newest) return undefined;
       if (newest.published_at) return Number(newest.id);
+      // The bundle's bytes only when there is something to publish: this pass runs every few
+      // seconds on every replica.
+      const bundle = await this.bundleBytes(Number(newest.bundle_id));
       const event: PolicyActivatedV1 = {
         type: 'policy.activated',
         version: 1,
@@ -331,7 +333,7 @@ export class BundleService {
         digest: newest.digest,
         activatedBy: newest.activated_by,
         ...(newest.rollback_of ? { rollbackOf: newest.rollback_of } : {}),
-        bundleBase64: newest.bundle.toString('base64'),
+        bundleBase64: bundle.toString('base64'),
       };
       await this.#producer.send({
         topic: this.#topic,

@@ -57,7 +57,8 @@ export class IssuerKeys {
       maxBackoffMs: 60_000,
       ...options,
     };
-    this.#now = options.now ?? Date.now;
+    // A monotonic clock: a wall-clock jump must neither stall refreshes nor stretch a backoff.
+    this.#now = options.now ?? (() => performance.now());
   }
 
   /** jose's key lookup: the key the token's header names, from a key set fetched as above. */

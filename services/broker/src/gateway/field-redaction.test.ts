@@ -114,3 +114,21 @@ test("the real policy's redact obligation is carried out by the guard, and count
   assert.deepEqual(guarded.redactions, { field: 6 });
   assert.equal(guarded.blocked, undefined);
 });
+
+test('a blob is withheld under a redact obligation; a result too deep to copy is withheld whole', () => {
+  const blob = Buffer.from(JSON.stringify(employee)).toString('base64');
+  const read = redactFields({ contents: [{ uri: 'hr://ada', mimeType: 'application/json', blob }] }, [
+    '$.salary',
+  ]);
+  assert.deepEqual(read.withheldTexts, 1);
+  assert.ok(!JSON.stringify(read.result).includes(blob));
+  const embedded = redactFields({ content: [{ type: 'resource', resource: { uri: 'hr://ada', blob } }] }, [
+    '$.salary',
+  ]);
+  assert.ok(!JSON.stringify(embedded.result).includes(blob));
+
+  let deep: unknown = 'bottom';
+  for (let i = 0; i < 100_000; i++) deep = [deep];
+  const tooDeep = redactFields({ content: [], structuredContent: { deep } }, ['$.salary']);
+  assert.match(tooDeep.unappliable ?? '', /nested too deep/);
+});

@@ -10,6 +10,8 @@
 
 export const FIELD_PLACEHOLDER = '[REDACTED:field]';
 const WITHHELD_TEXT = '[WITHHELD: the policy redacts fields of this result, and this text is not JSON]';
+const WITHHELD_BLOB =
+  '[WITHHELD: the policy redacts fields of this result, and a blob cannot be searched for them]';
 
 type Step = { member: string } | { index: number } | { every: true };
 
@@ -45,8 +47,24 @@ export interface FieldRedaction {
 
 /** Applies the obligation's paths to an upstream result (tools/call, resources/read, prompts/get). */
 export function redactFields(result: Record<string, unknown>, paths: readonly string[]): FieldRedaction {
+  if (paths.length === 0) return { result, fields: 0, withheldTexts: 0, structuredChanged: false };
+  try {
+    return applyPaths(result, paths);
+  } catch {
+    // Nested deeper than copying or serialising goes (a hostile upstream): nothing can be said of
+    // its fields, so nothing of it passes.
+    return {
+      result,
+      fields: 0,
+      withheldTexts: 0,
+      structuredChanged: false,
+      unappliable: 'the result is nested too deep to apply the redaction paths to',
+    };
+  }
+}
+
+function applyPaths(result: Record<string, unknown>, paths: readonly string[]): FieldRedaction {
   const none = { result, fields: 0, withheldTexts: 0, structuredChanged: false };
-  if (paths.length === 0) return none;
   const parsed: Step[][] = [];
   for (const path of paths) {
     const steps = parseRedactPath(path);
@@ -84,6 +102,14 @@ export function redactFields(result: Record<string, unknown>, paths: readonly st
       holder.text = JSON.stringify(value);
       fields += redacted;
     }
+  }
+  // A blob (a resource's bytes, base64) may be JSON with the very fields: it cannot be searched
+  // here either, so it is withheld like a text that is not JSON.
+  for (const holder of blobHolders(copy)) {
+    delete holder.blob;
+    holder.mimeType = 'text/plain';
+    holder.text = WITHHELD_BLOB;
+    withheldTexts++;
   }
   if (fields === 0 && withheldTexts === 0) return none;
   return { result: copy, fields, withheldTexts, structuredChanged };
@@ -127,6 +153,19 @@ function redactPath(node: unknown, steps: readonly Step[], at: number): number {
     } else count += redactPath(container[key], steps, at + 1);
   }
   return count;
+}
+
+/** The resource contents of a result that carry a blob: resources/read contents, embedded resources. */
+function blobHolders(result: Record<string, unknown>): Record<string, unknown>[] {
+  const holders: Record<string, unknown>[] = [];
+  const consider = (item: unknown) => {
+    if (!isContainer(item) || Array.isArray(item)) return;
+    if (typeof item.blob === 'string') holders.push(item);
+    if (isContainer(item.resource) && !Array.isArray(item.resource)) consider(item.resource);
+  };
+  for (const list of [result.content, result.contents])
+    if (Array.isArray(list)) for (const item of list) consider(item);
+  return holders;
 }
 
 /**

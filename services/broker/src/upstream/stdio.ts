@@ -384,8 +384,6 @@ export class StdioUpstreamSession implements UpstreamSession {
       if (child.ended) return;
       child.ended = true;
       child.dying = true;
-      // Whatever the child left behind in its group (a server its launcher started) goes with it.
-      signalGroup(child, 'SIGKILL');
       markGone();
       this.#onChildEnded(child, code, signal);
     };
@@ -399,6 +397,10 @@ export class StdioUpstreamSession implements UpstreamSession {
     // grandchild holding stdout open must not delay the verdict for long, hence the fallback.
     process_.on('exit', (code, signal) => {
       child.dying = true;
+      // Whatever the child left in its group (a server its launcher started) goes with it: now,
+      // while the group's id cannot have been given to another process (it still has members, or
+      // the pid was freed a moment ago), not when the exit is reported later.
+      signalGroup(child, 'SIGKILL');
       exitTimer = setTimeout(() => ended(code, signal), 500);
     });
     process_.on('close', (code, signal) => {
