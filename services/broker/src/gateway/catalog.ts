@@ -20,7 +20,7 @@ const CAPABILITY: Record<ListKind, string> = {
 /** A hostile upstream must not keep the gateway paging forever. */
 const MAX_PAGES = 50;
 /** The most items one listing may hold (as many tools as registration pins at most). */
-export const MAX_LISTED_ITEMS = 10_000;
+const MAX_LISTED_ITEMS = 10_000;
 
 interface Entry {
   items: Record<string, unknown>[];

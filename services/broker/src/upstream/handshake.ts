@@ -41,14 +41,14 @@ export function negotiatedResult(
   // Kept with every agent session that opened this upstream (in Redis, read on every reload):
   // bounded, as the agent's own capabilities are.
   const capabilities = JSON.stringify(response.result.capabilities ?? {});
-  if (capabilities.length > MAX_CAPABILITIES_CHARS)
+  if (capabilities.length > MAX_UPSTREAM_CAPABILITIES_CHARS)
     throw new UpstreamError(
       appId,
       'protocol',
-      `upstream capabilities larger than ${MAX_CAPABILITIES_CHARS} characters`,
+      `upstream capabilities larger than ${MAX_UPSTREAM_CAPABILITIES_CHARS} characters`,
     );
   return response.result as Record<string, unknown> & { protocolVersion: string };
 }
 
 /** The largest upstream `capabilities` accepted (JSON characters). */
-export const MAX_CAPABILITIES_CHARS = 16 * 1024;
+const MAX_UPSTREAM_CAPABILITIES_CHARS = 16 * 1024;
