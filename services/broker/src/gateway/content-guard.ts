@@ -128,7 +128,11 @@ export const obligationGuard: ContentGuard = {
         : {}),
     };
   },
-  error(_decision, error) {
+  error(decision, error) {
+    // Under a redact obligation an upstream error's words and data cannot be searched for the
+    // fields it names (they are not the result's shape): only the code passes.
+    if ((decision.obligations?.redact ?? []).length > 0)
+      return { code: error.code, message: '[WITHHELD: the policy redacts fields of this call’s answers]' };
     return redactedError(error);
   },
 };

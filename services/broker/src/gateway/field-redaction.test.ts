@@ -132,3 +132,14 @@ test('a blob is withheld under a redact obligation; a result too deep to copy is
   const tooDeep = redactFields({ content: [], structuredContent: { deep } }, ['$.salary']);
   assert.match(tooDeep.unappliable ?? '', /nested too deep/);
 });
+
+test('under a redact obligation an upstream error keeps only its code', () => {
+  const decision = {
+    outcome: 'allow',
+    obligations: { redact: ['$.salary'], rate_limit_class: 'standard' },
+  } as unknown as Parameters<typeof obligationGuard.error>[0];
+  const error = { code: -32000, message: 'Ada earns 120000', data: { salary: 120000 } };
+  const guarded = obligationGuard.error(decision, error);
+  assert.equal(guarded.code, -32000);
+  assert.ok(!JSON.stringify(guarded).includes('120000'));
+});
