@@ -30,6 +30,8 @@ class Connection {
   #received: Buffer = Buffer.alloc(0);
   #pending: { resolve: (response: RawResponse) => void; reject: (error: Error) => void } | undefined;
   #broken: Error | undefined;
+  #exchanges = 0;
+  #answering = false;
 
   constructor(host: string, port: number) {
     this.#socket = connect(port, host);
@@ -43,10 +45,21 @@ class Connection {
     return this.#broken === undefined;
   }
 
+  /**
+   * Whether the exchange that just failed may be sent again elsewhere: the connection had carried
+   * an exchange before (kept alive) and nothing of this one's answer came — a server that closed it
+   * while idle, its FIN not yet read when the request went out (node's http.Agent retries these).
+   */
+  get retryable(): boolean {
+    return this.#exchanges > 1 && !this.#answering;
+  }
+
   exchange(request: string): Promise<RawResponse> {
     if (this.#broken) return Promise.reject(this.#broken);
     if (this.#pending)
       return Promise.reject(new Error('an exchange is already in flight on this connection'));
+    this.#exchanges++;
+    this.#answering = false;
     return new Promise((resolve, reject) => {
       this.#pending = { resolve, reject };
       this.#socket.write(request);
@@ -58,6 +71,7 @@ class Connection {
   }
 
   #onData(chunk: Buffer): void {
+    this.#answering = true;
     this.#received = this.#received.length === 0 ? chunk : Buffer.concat([this.#received, chunk]);
     if (this.#received.length > MAX_RESPONSE_BYTES) {
       this.#fail(new Error(`answer over ${MAX_RESPONSE_BYTES} bytes`));
@@ -222,8 +236,16 @@ export class RawClient {
     const connection = await this.#take();
     try {
       return await connection.exchange(request);
+    } catch (error) {
+      if (!connection.retryable) throw error;
     } finally {
       this.#give(connection);
+    }
+    const fresh = await this.#take();
+    try {
+      return await fresh.exchange(request);
+    } finally {
+      this.#give(fresh);
     }
   }
 
