@@ -119,6 +119,28 @@ export function inspectArguments(
   return blocked('arguments', verdict);
 }
 
+/**
+ * A tool result without its structured content, marked an error that says why (`explanation`,
+ * appended to its content; `meta` merged into its `_meta`). For a redaction that made the
+ * structured content violate the tool's output schema: MCP clients reject a successful result
+ * whose structuredContent does not match, and also one that lacks it.
+ */
+export function withoutStructuredContent(
+  result: object,
+  explanation: string,
+  meta?: Record<string, unknown>,
+): Record<string, unknown> {
+  const { structuredContent: _dropped, ...rest } = result as Record<string, unknown>;
+  const content = Array.isArray(rest.content) ? rest.content : [];
+  const ownMeta = (rest._meta ?? {}) as Record<string, unknown>;
+  return {
+    ...rest,
+    isError: true,
+    content: [...content, { type: 'text', text: explanation }],
+    ...(meta ? { _meta: { ...ownMeta, ...meta } } : {}),
+  };
+}
+
 /** Applies the obligation's result modes to an upstream tool result, before the agent sees it. */
 export function inspectResult(
   result: CallToolResult,
@@ -139,24 +161,16 @@ export function inspectResult(
     redacted.structuredContent !== result.structuredContent &&
     !conforms(options.outputSchema, redacted.structuredContent)
   ) {
-    const { structuredContent: _dropped, ...rest } = redacted;
     const detail = { code: 'dlp_structured_content_withheld', redactions: verdict.counts };
     return {
       outcome: 'pass',
       redactions: verdict.counts,
       withheld: 'dlp_structured_content_withheld',
-      result: {
-        ...rest,
-        isError: true,
-        content: [
-          ...(rest.content ?? []),
-          {
-            type: 'text',
-            text: `The gateway redacted ${describe(verdict.counts)} from this result; the redacted structured content no longer matched the tool's output schema, so it was withheld. ${JSON.stringify(detail)}`,
-          },
-        ],
-        _meta: { ...(rest._meta ?? {}), [DLP_META_KEY]: detail },
-      },
+      result: withoutStructuredContent(
+        redacted,
+        `The gateway redacted ${describe(verdict.counts)} from this result; the redacted structured content no longer matched the tool's output schema, so it was withheld. ${JSON.stringify(detail)}`,
+        { [DLP_META_KEY]: detail },
+      ) as CallToolResult,
     };
   }
   return { outcome: 'pass', result: redacted, redactions: verdict.counts };

@@ -1,6 +1,13 @@
 import type { Decision } from '@portcullis/contracts';
 import { scanJson } from '@portcullis/dlp';
-import { BLOCK_ALL, conforms, DLP_LIMITS, inspectArguments, inspectResult } from '../dlp-enforcement.ts';
+import {
+  BLOCK_ALL,
+  conforms,
+  DLP_LIMITS,
+  inspectArguments,
+  inspectResult,
+  withoutStructuredContent,
+} from '../dlp-enforcement.ts';
 import type { JsonRpcErrorObject } from '../upstream/connection.ts';
 import type { Operation } from './enforcement.ts';
 import { type FieldRedaction, redactFields } from './field-redaction.ts';
@@ -51,21 +58,12 @@ function withoutNonconformingStructure(
   const { result } = fields;
   if (!fields.structuredChanged || !outputSchema || conforms(outputSchema, result.structuredContent))
     return { result };
-  const { structuredContent: _dropped, ...rest } = result;
-  const content = Array.isArray(rest.content) ? rest.content : [];
   return {
     note: 'dlp_structured_content_withheld',
-    result: {
-      ...rest,
-      isError: true,
-      content: [
-        ...content,
-        {
-          type: 'text',
-          text: "The gateway redacted fields of this result as the policy requires; the structured content no longer matched the tool's output schema, so it was withheld.",
-        },
-      ],
-    },
+    result: withoutStructuredContent(
+      result,
+      "The gateway redacted fields of this result as the policy requires; the structured content no longer matched the tool's output schema, so it was withheld.",
+    ),
   };
 }
 
