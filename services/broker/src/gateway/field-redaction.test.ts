@@ -126,6 +126,11 @@ test('a blob is withheld under a redact obligation; a result too deep to copy is
     '$.salary',
   ]);
   assert.ok(!JSON.stringify(embedded.result).includes(blob));
+  const prompt = redactFields(
+    { messages: [{ role: 'user', content: { type: 'resource', resource: { uri: 'hr://ada', blob } } }] },
+    ['$.salary'],
+  );
+  assert.ok(!JSON.stringify(prompt.result).includes(blob));
 
   let deep: unknown = 'bottom';
   for (let i = 0; i < 100_000; i++) deep = [deep];

@@ -85,7 +85,8 @@ function applyPaths(result: Record<string, unknown>, paths: readonly string[]): 
     fields += redacted;
     structuredChanged = redacted > 0;
   }
-  for (const holder of textHolders(copy)) {
+  const items = contentItems(copy);
+  for (const holder of items.filter((item): item is { text: string } => typeof item.text === 'string')) {
     let value: unknown;
     try {
       value = JSON.parse(holder.text);
@@ -105,7 +106,7 @@ function applyPaths(result: Record<string, unknown>, paths: readonly string[]): 
   }
   // A blob (a resource's bytes, base64) may be JSON with the very fields: it cannot be searched
   // here either, so it is withheld like a text that is not JSON.
-  for (const holder of blobHolders(copy)) {
+  for (const holder of items.filter((item) => typeof item.blob === 'string')) {
     delete holder.blob;
     holder.mimeType = 'text/plain';
     holder.text = WITHHELD_BLOB;
@@ -155,29 +156,16 @@ function redactPath(node: unknown, steps: readonly Step[], at: number): number {
   return count;
 }
 
-/** The resource contents of a result that carry a blob: resources/read contents, embedded resources. */
-function blobHolders(result: Record<string, unknown>): Record<string, unknown>[] {
-  const holders: Record<string, unknown>[] = [];
-  const consider = (item: unknown) => {
-    if (!isContainer(item) || Array.isArray(item)) return;
-    if (typeof item.blob === 'string') holders.push(item);
-    if (isContainer(item.resource) && !Array.isArray(item.resource)) consider(item.resource);
-  };
-  for (const list of [result.content, result.contents])
-    if (Array.isArray(list)) for (const item of list) consider(item);
-  return holders;
-}
-
 /**
- * The objects of a result that hold a text the agent reads: tool content blocks of type text,
- * the resource embedded in a content block, resource contents (resources/read) and prompt
- * messages' content (prompts/get).
+ * The objects of a result that carry what the agent reads: tool content blocks, resource contents
+ * (resources/read), prompt messages' content (prompts/get), and the resource embedded in any of
+ * them. Their `text` is searched for fields; a `blob` cannot be.
  */
-function textHolders(result: Record<string, unknown>): { text: string }[] {
-  const holders: { text: string }[] = [];
+function contentItems(result: Record<string, unknown>): Record<string, unknown>[] {
+  const items: Record<string, unknown>[] = [];
   const consider = (item: unknown) => {
     if (!isContainer(item) || Array.isArray(item)) return;
-    if (typeof item.text === 'string') holders.push(item as { text: string });
+    items.push(item);
     if (isContainer(item.resource) && !Array.isArray(item.resource)) consider(item.resource);
   };
   for (const list of [result.content, result.contents])
@@ -185,5 +173,5 @@ function textHolders(result: Record<string, unknown>): { text: string }[] {
   if (Array.isArray(result.messages))
     for (const message of result.messages)
       if (isContainer(message)) consider((message as { content?: unknown }).content);
-  return holders;
+  return items;
 }
