@@ -13,6 +13,7 @@ import {
 import { parseAgentKey } from '@portcullis/contracts';
 import { waitFor } from '@portcullis/testing';
 import { readBundle } from '../../packages/policy-engine/src/index.ts';
+import { rawInitialize } from '../support/agent.ts';
 import { MutableUpstream } from '../support/mutable-upstream.ts';
 import { bundlePath, TestStack } from '../support/stack.ts';
 
@@ -363,14 +364,8 @@ test('a request whose body arrives after its key was revoked is refused, and rea
       headers: { ...headers, ...(sessionId ? { 'mcp-session-id': sessionId } : {}) },
       body: JSON.stringify(body),
     });
-  const initialize = {
-    jsonrpc: '2.0',
-    id: 0,
-    method: 'initialize',
-    params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'slow', version: '1' } },
-  };
   const opened = await waitFor('the new key to reach the broker', async () => {
-    const response = await post(initialize);
+    const response = await rawInitialize(brokerUrl, slowKey);
     return response.status === 200 ? response : undefined;
   });
   const sessionId = opened.headers.get('mcp-session-id') ?? '';

@@ -147,16 +147,7 @@ describe('session lifetime', () => {
     // The SDK's client opens its standalone GET stream once initialized, then only listens.
     const listening = await capableClient(`${short.url}/mcp`, { Authorization: `Bearer ${key}` });
     // A client that opens no stream and then says nothing.
-    const opened = await post({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: {
-        protocolVersion: '2025-06-18',
-        capabilities: {},
-        clientInfo: { name: 'quiet', version: '1' },
-      },
-    });
+    const opened = await rawInitialize(short.url, key);
     const quietSession = opened.headers.get('mcp-session-id') ?? '';
     await opened.body?.cancel();
     assert.ok(quietSession, 'the quiet client got a session');
