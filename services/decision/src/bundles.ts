@@ -322,7 +322,12 @@ export class BundleService {
       if (newest.published_at) return Number(newest.id);
       // The bundle's bytes only when there is something to publish: this pass runs every few
       // seconds on every replica.
-      const bundle = await this.bundleBytes(Number(newest.bundle_id));
+      // Through this transaction's connection, not a second one from the pool.
+      const bytes = await client.query<{ bundle: Buffer }>(
+        'SELECT bundle FROM directory.policy_bundles WHERE id = $1',
+        [newest.bundle_id],
+      );
+      const bundle = bytes.rows[0]!.bundle;
       const event: PolicyActivatedV1 = {
         type: 'policy.activated',
         version: 1,
