@@ -114,8 +114,8 @@ type OpenResult = Awaited<ReturnType<typeof openLoop>>;
 interface OpenRound {
   direct: OpenResult & Run;
   gateway: OpenResult & Run;
-  relay: OpenResult;
-  durableRelay: OpenResult;
+  relay: OpenResult & Run;
+  durableRelay: OpenResult & Run;
 }
 
 interface Run {
@@ -178,6 +178,9 @@ function addedOver<R extends { direct: Latency }>(
   };
 }
 
+/** A process's CPU per call, and its main thread's (where its calls queue), in µs. */
+const cpuOf = (run: Run) => `${fmt(run.cpuPerCallUs, 0)} (${fmt(run.mainThreadCpuPerCallUs, 0)})`;
+
 function row(
   label: string,
   direct: Run,
@@ -193,7 +196,7 @@ function row(
       `${fmt(gateway.perSecond, 0)}/s`.padEnd(10),
       `${signed(added.p50)} / ${signed(added.p99)} ms`.padEnd(24),
       `${fmt(gateway.p50 / direct.p50, 1)}× / ${fmt(gateway.p99 / direct.p99, 1)}×`.padEnd(18),
-      `${fmt(direct.cpuPerCallUs, 0)} / ${fmt(gateway.cpuPerCallUs, 0)} (${fmt(gateway.mainThreadCpuPerCallUs, 0)}) µs`,
+      `${fmt(direct.cpuPerCallUs, 0)} / ${cpuOf(gateway)} µs`,
     ].join(' '),
   );
 }
@@ -263,8 +266,12 @@ async function main(): Promise<void> {
           gateway: await withCpu(brokerPid, DURATION_MS, () =>
             openLoop(RATE, DURATION_MS, () => gateway.call('echo')),
           ),
-          relay: await openLoop(RATE, DURATION_MS, () => bare.call('echo')),
-          durableRelay: await openLoop(RATE, DURATION_MS, () => bareDurable.call('echo')),
+          relay: await withCpu(relay.pid, DURATION_MS, () =>
+            openLoop(RATE, DURATION_MS, () => bare.call('echo')),
+          ),
+          durableRelay: await withCpu(durableRelay.pid, DURATION_MS, () =>
+            openLoop(RATE, DURATION_MS, () => bareDurable.call('echo')),
+          ),
         });
       }
       const stepsAfter = await scrapeMetrics(broker.url);
@@ -287,10 +294,10 @@ async function main(): Promise<void> {
         );
       console.log(`  ${brokerSteps(stepsBefore, stepsAfter)}`);
       console.log(
-        `  floor: a bare node:http relay in front of the same upstream, open ${RATE}/s: ${fmt(openRelay.p50, 3)} / ${fmt(openRelay.p99, 3)} ms, added ${signed(relayAdded.p50)} / ${signed(relayAdded.p99)} ms (one more process hop, no gateway work)`,
+        `  floor: a bare node:http relay in front of the same upstream, open ${RATE}/s: ${fmt(openRelay.p50, 3)} / ${fmt(openRelay.p99, 3)} ms, added ${signed(relayAdded.p50)} / ${signed(relayAdded.p99)} ms (one more process hop, no gateway work), CPU/call ${cpuOf(openRelay)} µs`,
       );
       console.log(
-        `  floor with the audit rule: the same relay making one O_DSYNC append per call before forwarding it: ${fmt(openDurableRelay.p50, 3)} / ${fmt(openDurableRelay.p99, 3)} ms, added ${signed(durableAdded.p50)} / ${signed(durableAdded.p99)} ms`,
+        `  floor with the audit rule: the same relay making one O_DSYNC append per call before forwarding it: ${fmt(openDurableRelay.p50, 3)} / ${fmt(openDurableRelay.p99, 3)} ms, added ${signed(durableAdded.p50)} / ${signed(durableAdded.p99)} ms, CPU/call ${cpuOf(openDurableRelay)} µs`,
       );
       for (const concurrency of CONCURRENCY) {
         const d = await withCpu(upstream.pid, DURATION_MS, () =>
