@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import {
   ActionClass,
   type Decision,
@@ -442,9 +442,8 @@ function nextTurn(): Promise<void> {
 
 /** SHA-256 of the arguments' RFC 8785 canonical JSON: equal arguments always give equal digests. */
 export function digestOf(args: Record<string, unknown>): string {
-  return createHash('sha256')
-    .update(canonicalize(args) ?? 'null', 'utf8')
-    .digest('hex');
+  // crypto.hash: one call, no Hash object to build per call (this runs on every tools/call).
+  return hash('sha256', canonicalize(args) ?? 'null', 'hex');
 }
 
 /** The metrics' name for why #rateLimit refused (its error's data says which limit, or why none could decide). */
