@@ -90,6 +90,7 @@ async function main(): Promise<void> {
       '--log-level',
       'error',
       join(root, 'rego/portcullis/authz/decision.rego'),
+      join(root, 'rego/portcullis/authz/time_window.rego'),
       join(dir, 'data.json'),
     ],
     { stdio: ['ignore', 'ignore', 'inherit'] },

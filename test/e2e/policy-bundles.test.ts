@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -161,12 +161,20 @@ describe('bad bundles are rejected with a clear error and the active one stays',
       'source',
       () =>
         sourceBundle('renamed', async (dir) => {
-          await run('sh', ['-c', `rm -f ${join(dir, 'portcullis/authz/decision_test.rego')}`]);
-          const text = await readFile(decisionRego(dir), 'utf8');
-          await writeFile(
-            decisionRego(dir),
-            text.replace('package portcullis.authz', 'package portcullis.other'),
-          );
+          // The whole package moves (decision.rego and the files it shares it with); tests go.
+          const authz = join(dir, 'portcullis/authz');
+          for (const file of await readdir(authz)) {
+            const path = join(authz, file);
+            if (file.endsWith('_test.rego')) await rm(path);
+            else if (file.endsWith('.rego'))
+              await writeFile(
+                path,
+                (await readFile(path, 'utf8')).replace(
+                  'package portcullis.authz',
+                  'package portcullis.other',
+                ),
+              );
+          }
         }),
       /does not build to Wasm with the decision entrypoint/,
     ],
@@ -296,6 +304,12 @@ describe('API security', () => {
     });
     assert.equal(path.status, 400);
     assert.match(((await path.json()) as Problem).title, /redact/);
+    // An empty time window would deny every call in silence: refused.
+    const empty = await stack.api('PUT', '/v1/agents/reader/entitlements/demo', {
+      grants: [{ actions: ['read'], window: { days: [1], from_minute: 600, to_minute: 600 } }],
+    });
+    assert.equal(empty.status, 400);
+    assert.match(((await empty.json()) as Problem).title, /window/);
     const decision = (await (await dataApi(readCall)).json()) as { result: { outcome: string } };
     assert.equal(decision.result.outcome, 'allow');
   });

@@ -278,21 +278,6 @@ expired(grant, clock) if {
 before(clock, unix_ms) if clock.now_ms < unix_ms
 
 # METADATA
-# description: A grant with a window holds only on its days (0 = Sunday) between its minutes (UTC).
-outside_window(grant, clock) if {
-	window := grant.window
-	not in_window(window, clock)
-}
-
-# METADATA
-# description: The call's UTC weekday and minute of day fall inside the window (end exclusive).
-in_window(window, clock) if {
-	clock.weekday in window.days
-	window.from_minute <= clock.minute_of_day
-	clock.minute_of_day < window.to_minute
-}
-
-# METADATA
 # description: Every constrained argument is present and one of the grant's allowed values.
 arguments_permitted(grant, arguments) if {
 	every name, allowed in object.get(grant, "arguments", {}) {

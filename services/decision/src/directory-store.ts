@@ -232,7 +232,14 @@ export const GrantInput = z.strictObject({
     .datetime({ offset: true })
     .refine((value) => Date.parse(value) > 0, 'a time after 1970-01-01')
     .optional(),
-  window: TimeWindow.strict().optional(),
+  // A window whose end comes before its start runs overnight (rego/portcullis/authz/time_window.rego);
+  // one whose end is its start would hold never: refused rather than stored as a silent deny.
+  window: TimeWindow.strict()
+    .refine((window) => window.from_minute !== window.to_minute, {
+      message:
+        'an empty window: from_minute equals to_minute (a window ending before it starts runs overnight)',
+    })
+    .optional(),
   arguments: z.record(z.string().min(1), z.array(z.unknown()).min(1)).optional(),
   clientTypes: z.array(z.string().min(1)).min(1).optional(),
   requireApproval: z.boolean().optional(),
