@@ -4,6 +4,7 @@ import {
   BLOCK_ALL,
   conforms,
   DLP_LIMITS,
+  DLP_META_KEY,
   inspectArguments,
   inspectResult,
   withoutStructuredContent,
@@ -58,12 +59,28 @@ function withoutNonconformingStructure(
   const { result } = fields;
   if (!fields.structuredChanged || !outputSchema || conforms(outputSchema, result.structuredContent))
     return { result };
+  // The same machine-readable shape as DLP's own withholding (docs/gateway.md, "What an agent can receive").
+  const detail = { code: 'dlp_structured_content_withheld', redactions: { field: fields.fields } };
   return {
     note: 'dlp_structured_content_withheld',
     result: withoutStructuredContent(
       result,
-      "The gateway redacted fields of this result as the policy requires; the structured content no longer matched the tool's output schema, so it was withheld.",
+      `The gateway redacted fields of this result as the policy requires; the structured content no longer matched the tool's output schema, so it was withheld. ${JSON.stringify(detail)}`,
+      { [DLP_META_KEY]: detail },
     ),
+  };
+}
+
+/** A result withheld whole because the policy's redaction paths could not be applied to it. */
+function withheldUnappliable(reason: string): GuardedResult {
+  const detail = { code: 'redaction_unappliable', direction: 'result' };
+  return {
+    result: {
+      content: [{ type: 'text', text: `The result was withheld: ${reason}. ${JSON.stringify(detail)}` }],
+      isError: true,
+      _meta: { [DLP_META_KEY]: detail },
+    },
+    blocked: { code: 'redaction_unappliable', message: `result withheld: ${reason}` },
   };
 }
 
@@ -92,14 +109,7 @@ export const obligationGuard: ContentGuard = {
   result(decision, upstreamResult, outputSchema) {
     // The policy's field redactions first, then DLP's detectors on what is left.
     const fields = redactFields(upstreamResult, decision.obligations?.redact ?? []);
-    if (fields.unappliable)
-      return {
-        result: {
-          content: [{ type: 'text', text: `The result was withheld: ${fields.unappliable}.` }],
-          isError: true,
-        },
-        blocked: { code: 'redaction_unappliable', message: `result withheld: ${fields.unappliable}` },
-      };
+    if (fields.unappliable) return withheldUnappliable(fields.unappliable);
     const { result, note } = withoutNonconformingStructure(fields, outputSchema);
     const fieldCounts = {
       ...(fields.fields > 0 ? { field: fields.fields } : {}),
