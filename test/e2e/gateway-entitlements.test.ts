@@ -379,25 +379,33 @@ test('a request whose body arrives after its key was revoked is refused, and rea
     method: 'tools/call',
     params: { name: 'notes__read_note', arguments: { text: 'sent after the revocation' } },
   });
-  const held = new Promise<{ status: number; text: string }>((resolve, reject) => {
-    const request = httpRequest(
-      `${brokerUrl}/mcp`,
-      {
-        method: 'POST',
-        headers: { ...headers, 'mcp-session-id': sessionId, 'content-length': Buffer.byteLength(body) },
-      },
-      (response) => {
-        let text = '';
-        response.on('data', (chunk) => {
-          text += chunk;
-        });
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
-      },
-    );
-    request.on('error', reject);
-    request.write(body.slice(0, 20));
-    releaseBody = () => request.end(body.slice(20));
-  });
+  const held = new Promise<{ status: number; text: string; challenge: string | undefined }>(
+    (resolve, reject) => {
+      const request = httpRequest(
+        `${brokerUrl}/mcp`,
+        {
+          method: 'POST',
+          headers: { ...headers, 'mcp-session-id': sessionId, 'content-length': Buffer.byteLength(body) },
+        },
+        (response) => {
+          let text = '';
+          response.on('data', (chunk) => {
+            text += chunk;
+          });
+          response.on('end', () =>
+            resolve({
+              status: response.statusCode ?? 0,
+              text,
+              challenge: response.headers['www-authenticate'],
+            }),
+          );
+        },
+      );
+      request.on('error', reject);
+      request.write(body.slice(0, 20));
+      releaseBody = () => request.end(body.slice(20));
+    },
+  );
   await new Promise((resolve) => setTimeout(resolve, 200));
   const callsBefore = notes.calls.length;
 
@@ -412,6 +420,8 @@ test('a request whose body arrives after its key was revoked is refused, and rea
   const answer = await held;
   assert.equal(answer.status, 401, answer.text);
   assert.equal((JSON.parse(answer.text) as { code: string }).code, 'credentials_no_longer_valid');
+  // A 401 carries its challenge (RFC 9110 §15.5.2), so the client knows to authenticate again.
+  assert.match(answer.challenge ?? '', /^Bearer realm="portcullis".*error="invalid_token"/);
   assert.equal(notes.calls.length, callsBefore, 'the call reached the upstream after the revocation');
 });
 

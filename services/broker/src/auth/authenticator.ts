@@ -87,6 +87,7 @@ export type AuthErrorCode =
   | 'insufficient_scope'
   | 'unknown_client'
   | 'agent_suspended'
+  | 'credentials_no_longer_valid'
   | 'auth_unavailable';
 
 export interface Authenticator {
@@ -96,6 +97,12 @@ export interface Authenticator {
    * still on the same agent, and the token not expired), and the agent active.
    */
   stillValid(credential: Credential, nowMs?: number): boolean;
+  /**
+   * The refusal for a request whose credential stopped being valid after it was authenticated
+   * (revoked or suspended while its body arrived): a 401 with the challenge, so the client
+   * authenticates again as it would after any other 401.
+   */
+  noLongerValid(): Extract<AuthOutcome, { ok: false }>;
 }
 
 /** Asymmetric only: a symmetric (HS*) key would have to be shared with every resource server. */
@@ -121,7 +128,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     code: AuthErrorCode,
     detail: string,
     error?: 'invalid_request' | 'invalid_token' | 'insufficient_scope',
-  ): AuthOutcome => ({
+  ): Extract<AuthOutcome, { ok: false }> => ({
     ok: false,
     status,
     code,
@@ -274,6 +281,14 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   }
 
   return {
+    noLongerValid() {
+      return refuse(
+        401,
+        'credentials_no_longer_valid',
+        'The credential of this request is no longer accepted; authenticate again.',
+        'invalid_token',
+      );
+    },
     stillValid(credential, nowMs = Date.now()) {
       const agent = directory.agent(credential.agentId);
       if (agent?.state !== 'active') return false;

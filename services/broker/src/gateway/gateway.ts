@@ -208,7 +208,8 @@ export class Gateway {
     }
     // The credential was checked when the headers arrived; a slow client's body may come minutes
     // later, after its key was revoked or its agent suspended. Checked again before acting on it.
-    if (!this.#options.authenticator.stillValid(credential)) return refuseStaleCredential(res);
+    if (!this.#options.authenticator.stillValid(credential))
+      return writeAuthRefusal(res, this.#options.authenticator.noLongerValid());
     const classified = classify(body);
     if (classified instanceof RpcError) return sendRpcError(res, 400, idOf(body), classified);
     try {
@@ -393,7 +394,8 @@ export class Gateway {
     if (!session) return;
     // The directory may have changed while the session was loaded: a revocation or suspension
     // applied then found no stream to close. Check again now, synchronously, before opening it.
-    if (!this.#options.authenticator.stillValid(credential)) return refuseStaleCredential(res);
+    if (!this.#options.authenticator.stillValid(credential))
+      return writeAuthRefusal(res, this.#options.authenticator.noLongerValid());
     const stream = new NotificationStream(res, { 'mcp-session-id': session.id }, this.#options.keepAliveMs);
     this.#streamCredentials.set(stream, credential);
     // A stream lives no longer than the access token that opened it; the client reconnects with a
@@ -679,17 +681,6 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
 function idOf(body: unknown): JsonRpcId | null {
   const id = (body as { id?: unknown } | null)?.id;
   return typeof id === 'string' || typeof id === 'number' ? id : null;
-}
-
-/** 401: the request's credential was revoked, or its agent suspended, since it was authenticated. */
-function refuseStaleCredential(res: ServerResponse): void {
-  sendProblem(
-    res,
-    401,
-    'credentials_no_longer_valid',
-    'Unauthorized',
-    'The credential of this request is no longer accepted; authenticate again.',
-  );
 }
 
 /** 503 with Retry-After: Redis did not answer, so nothing about the session could be known or done. */
