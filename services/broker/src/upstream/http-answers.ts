@@ -142,9 +142,16 @@ export class ExchangeAnswer implements Dispatcher.DispatchHandler {
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#exchange.controller = controller;
-    // Settled while it waited for a connection (deadline, cancellation, close): never sent.
-    if (this.#exchange.open.settled) controller.abort(ENDED);
+    const exchange = this.#exchange;
+    exchange.controller = controller;
+    // Settled while it waited for a connection (deadline, cancellation, close): never written.
+    // undici aborts it before its first byte (and drops the connection it was given).
+    if (exchange.open.settled) {
+      controller.abort(ENDED);
+      return;
+    }
+    // Only now is it written: a request that never got this far has nothing to cancel upstream.
+    exchange.sent = true;
   }
 
   onResponseStart(
@@ -226,8 +233,8 @@ export class ExchangeAnswer implements Dispatcher.DispatchHandler {
     }
   }
 
-  /** Also called with no controller when undici refused to build the request. */
-  onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
+  /** Also called, with no controller, when undici refuses to build or queue the request. */
+  onResponseError(_controller: Dispatcher.DispatchController | null, error: Error): void {
     this.#ended = true;
     clearTimeout(this.#linger);
     const exchange = this.#exchange;
@@ -381,7 +388,7 @@ export class StatusAnswer implements Dispatcher.DispatchHandler {
     clearTimeout(this.#linger);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
+  onResponseError(_controller: Dispatcher.DispatchController | null, error: Error): void {
     clearTimeout(this.#deadline);
     clearTimeout(this.#linger);
     if (this.#settled) return;

@@ -365,6 +365,34 @@ describe('HTTP upstream: a gated request (the gateway holds it until the call is
     }
   });
 
+  test('a request whose deadline passes while it waits for a connection is never sent, nor cancelled', async () => {
+    const single = createUpstreamConnector({
+      credentials: leases,
+      logger: log.logger,
+      maxSocketsPerUpstream: 1,
+    });
+    const session = await single.open(
+      { appId: 'single', transport: { type: 'http', url: `${base}/slow` } },
+      agentInit,
+    );
+    try {
+      const from = seen.length;
+      const first = call(session); // holds the one connection for 120 ms
+      await assert.rejects(call(session, 50), failure('timeout'));
+      assert.ok('result' in (await first));
+      await sleep(150);
+      const later = seen.slice(from).filter((entry) => entry.path === '/slow');
+      assert.deepEqual(
+        later.map((entry) => entry.body?.method),
+        ['tools/call'],
+        'only the first call went out: not the queued one, and no notifications/cancelled for it',
+      );
+    } finally {
+      await session.close();
+      await single.close();
+    }
+  });
+
   test('a request whose deadline passes while gated is never sent', async () => {
     const session = await open('/gated-late');
     try {

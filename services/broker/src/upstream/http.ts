@@ -87,9 +87,17 @@ export function createHttpAgents(maxSockets = 128): HttpAgents {
   // Streams hold their socket for their whole life: no pooling, no bound besides the sessions.
   const streams = { keepAlive: false };
   return {
-    // undici's own timeouts are off: every exchange has its deadline (OpenRequest, restarted by
-    // progress), and an SSE answer may rightly stay quiet longer than any fixed body timeout.
-    pool: new UndiciAgent({ connections: maxSockets, pipelining: 1, headersTimeout: 0, bodyTimeout: 0 }),
+    pool: new UndiciAgent({
+      connections: maxSockets,
+      pipelining: 1,
+      // HTTP/1.1 only, as node:http was: one request per connection (an abort drops only its own),
+      // and no resending of a request by undici (its HTTP/2 client retries refused streams).
+      allowH2: false,
+      // Off: every exchange has its deadline (OpenRequest, restarted by progress), and an SSE answer
+      // may rightly stay quiet longer than any fixed body timeout.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    }),
     streamsHttp: new http.Agent(streams),
     streamsHttps: new https.Agent(streams),
   };
@@ -534,24 +542,18 @@ export class HttpUpstreamSession implements UpstreamSession {
           name: 'last-event-id',
           value: lastEventId as string,
         });
-    exchange.sent = true;
-    const answer = new ExchangeAnswer(this.#routes, exchange, kind);
-    try {
-      this.#agents.pool.dispatch(
-        {
-          origin: this.#origin,
-          path: this.#path,
-          method: post ? 'POST' : 'GET',
-          headers,
-          body: post ? exchange.body : null,
-        },
-        answer,
-      );
-    } catch (error) {
-      // A request undici refuses to build (a lease header with a newline, say): never sent.
-      exchange.sent = false;
-      answer.onResponseError(undefined, error as Error);
-    }
+    // A request undici refuses to build (a lease header with a newline, say) or a closed pool is
+    // reported to the handler's onResponseError, at once; it never throws here.
+    this.#agents.pool.dispatch(
+      {
+        origin: this.#origin,
+        path: this.#path,
+        method: post ? 'POST' : 'GET',
+        headers,
+        body: post ? exchange.body : null,
+      },
+      new ExchangeAnswer(this.#routes, exchange, kind),
+    );
   }
 
   /** The gate opened: the upstream gets its whole deadline from now, not from when the call was judged. */
@@ -810,15 +812,10 @@ export class HttpUpstreamSession implements UpstreamSession {
     });
     const headers = this.#headers(credentials.headers, ACCEPT_BOTH, body);
     return new Promise<{ status: number }>((resolve, reject) => {
-      const answer = new StatusAnswer(this.appId, method, timeoutMs, resolve, reject);
-      try {
-        this.#agents.pool.dispatch(
-          { origin: this.#origin, path: this.#path, method, headers, body: body ?? null },
-          answer,
-        );
-      } catch (error) {
-        answer.onResponseError(undefined, error as Error);
-      }
+      this.#agents.pool.dispatch(
+        { origin: this.#origin, path: this.#path, method, headers, body: body ?? null },
+        new StatusAnswer(this.appId, method, timeoutMs, resolve, reject),
+      );
     });
   }
 }
