@@ -127,10 +127,10 @@ export interface UpstreamRequestOptions {
    */
   onMessage?: (message: JsonRpcRequest | JsonRpcNotification) => void;
   /**
-   * Holds the request until `gate` resolves: nothing reaches the upstream before (over HTTP the
-   * request is dispatched once it opens; a stdio child is written to then). If `gate` rejects,
-   * nothing is ever sent and `request` rejects with 'cancelled'. The gateway passes the durable
-   * recording of the call here, so what the transport does first overlaps the disk write. Every
+   * Holds the request until `gate` resolves: the transport prepares it (over HTTP it builds the
+   * request and takes a pooled connection), but nothing reaches the upstream before. If `gate`
+   * rejects, nothing is ever sent and `request` rejects with 'cancelled'. The gateway passes the
+   * durable recording of the call here, so the preparation overlaps the disk write. Every
    * transport must honour it: the rule that no call runs before it is recorded rests on it
    * (test/e2e/audit-spool.test.ts asks the upstream itself).
    */

@@ -119,7 +119,7 @@ export function createUpstreamConnector(options: UpstreamConnectorOptions): Clos
       }
     },
     async close(): Promise<void> {
-      await destroyHttpAgents(agents);
+      destroyHttpAgents(agents);
     },
   };
 }

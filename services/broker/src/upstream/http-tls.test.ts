@@ -7,11 +7,11 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-// An HTTPS upstream that offers HTTP/2 by ALPN (most TLS servers do) still gets HTTP/1.1
-// exchanges from the gateway: undici would otherwise switch to its HTTP/2 client, where one abort
-// is not one connection and undici itself resends requests the server refused (a tools/call must
-// never run twice). The upstream's certificate is trusted as an operator would trust a private CA:
-// NODE_EXTRA_CA_CERTS, in a child process (it is read at start-up).
+// An HTTPS upstream, trusted as an operator would trust a private CA (NODE_EXTRA_CA_CERTS, read at
+// start-up: hence a child process), that also offers HTTP/2 by ALPN, as most TLS servers do. The
+// gateway's exchanges with it stay HTTP/1.1: one request per connection, and no client that resends
+// a request on its own (HTTP/2 clients retry refused streams; a tool call must never run twice).
+// Kept as a guard for any change of the HTTP client (undici offers h2 by default: ADR 0041).
 
 const run = promisify(execFile);
 const sessionModule = fileURLToPath(new URL('./http.ts', import.meta.url));
@@ -50,7 +50,7 @@ server.close();
 console.log(JSON.stringify({ versions, text: answer.result?.content?.[0]?.text }));
 `;
 
-test('an HTTPS upstream offering HTTP/2 is spoken to in HTTP/1.1', async () => {
+test('an HTTPS upstream (private CA, offering HTTP/2) works, and is spoken to in HTTP/1.1', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'portcullis-tls-'));
   try {
     const keyPath = join(dir, 'key.pem');

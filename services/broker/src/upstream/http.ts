@@ -4,7 +4,6 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from '@portcullis/runtime';
-import { Agent as UndiciAgent } from 'undici';
 import {
   type JsonRpcNotification,
   type JsonRpcRequest,
@@ -18,33 +17,21 @@ import {
 } from './connection.ts';
 import { initializeParams, negotiatedResult } from './handshake.ts';
 import {
-  type AnswerRoutes,
-  ENDED,
-  ExchangeAnswer,
-  type ExchangeKind,
-  errorCode,
-  type HttpExchange,
-  mediaType,
-  StatusAnswer,
-  upstreamRetry,
-  usableEventId,
-} from './http-answers.ts';
-import {
   classify,
   DEFAULT_MAX_MESSAGE_BYTES,
+  isUnreachableCode,
   noTakerError,
   OpenRequest,
   progressTokenOfNotification,
 } from './open-request.ts';
-import { SseParser } from './sse.ts';
+import { SseParser, SseTooLargeError } from './sse.ts';
 
 /**
- * A raw MCP Streamable HTTP client session (spec 2025-06-18 / 2025-11-25): one POST per request on
- * a shared keep-alive pool (undici's dispatcher, driven without streams), answers as
- * application/json or as an SSE stream parsed incrementally, the optional GET stream for messages
- * outside any request (node:http), and DELETE on close. It does what the SDK's
- * StreamableHTTPClientTransport + Client do for one session, without their per-call costs (fetch,
- * web streams, zod parsing of every message); see ADR 0041.
+ * A raw MCP Streamable HTTP client session (spec 2025-06-18 / 2025-11-25) on node:http: one POST
+ * per request on a shared keep-alive pool, answers as application/json or as an SSE stream parsed
+ * incrementally, the optional GET stream for messages outside any request, and DELETE on close.
+ * It does what the SDK's StreamableHTTPClientTransport + Client do for one session, without their
+ * per-call costs (fetch, web streams, zod parsing of every message); see ADR 0041.
  */
 
 export interface HttpUpstreamOptions {
@@ -68,54 +55,105 @@ export interface HttpUpstreamOptions {
 
 /**
  * The sockets the connector shares among its HTTP sessions. Short exchanges (POST, DELETE) use a
- * bounded keep-alive pool per upstream origin; long-lived SSE GET streams get their own agents so
+ * bounded keep-alive pool per upstream origin; long-lived SSE GET streams get their own agent so
  * that many listening sessions never starve the hot path of sockets.
  */
 export interface HttpAgents {
-  /**
-   * POSTs and DELETEs: undici's dispatcher, a keep-alive pool per origin. Driven through
-   * `dispatch` with a handler of our own (no streams, no promise per chunk), it costs the event
-   * loop 60–100 µs less per call than node:http's ClientRequest here (ADR 0041, amended).
-   */
-  pool: UndiciAgent;
+  http: http.Agent;
+  https: https.Agent;
   streamsHttp: http.Agent;
   streamsHttps: https.Agent;
 }
 
 /** Builds the agents: `maxSockets` bounds concurrent POSTs per upstream origin (the rest queue). */
 export function createHttpAgents(maxSockets = 128): HttpAgents {
+  // keepAlive: the hot path must reuse connections. Every socket a burst opened stays pooled until
+  // the upstream closes it (its keep-alive timeout): closing the ones above a smaller idle bound
+  // made each burst reconnect, a TCP handshake per call exactly when the broker is busiest.
+  const pooled = { keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'lifo' as const };
   // Streams hold their socket for their whole life: no pooling, no bound besides the sessions.
   const streams = { keepAlive: false };
   return {
-    pool: new UndiciAgent({
-      connections: maxSockets,
-      pipelining: 1,
-      // HTTP/1.1 only, as node:http was: one request per connection (an abort drops only its own),
-      // and no resending of a request by undici (its HTTP/2 client retries refused streams).
-      allowH2: false,
-      // Off: every exchange has its deadline (OpenRequest, restarted by progress), and an SSE answer
-      // may rightly stay quiet longer than any fixed body timeout.
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    }),
+    http: new http.Agent(pooled),
+    https: new https.Agent(pooled),
     streamsHttp: new http.Agent(streams),
     streamsHttps: new https.Agent(streams),
   };
 }
 
-export async function destroyHttpAgents(agents: HttpAgents): Promise<void> {
+export function destroyHttpAgents(agents: HttpAgents): void {
+  agents.http.destroy();
+  agents.https.destroy();
   agents.streamsHttp.destroy();
   agents.streamsHttps.destroy();
-  await agents.pool.destroy();
 }
 
 const ACCEPT_BOTH = 'application/json, text/event-stream';
+/** An SSE answer must end soon after its response: a stream kept open beyond this is cut. */
+const STREAM_LINGER_MS = 5000;
 /** Messages to one upstream session POSTed and not answered yet; beyond it they are dropped. */
 const MAX_MESSAGES_IN_FLIGHT = 64;
 /** A GET stream open this long worked: its next reconnection starts the backoff over. */
 const STABLE_STREAM_MS = 10_000;
+/** The longest wait an upstream's SSE `retry:` field can ask for. */
+const MAX_UPSTREAM_RETRY_MS = 5 * 60_000;
+
 /** Idle time before TCP keep-alive probes on a GET stream. */
 const STREAM_KEEPALIVE_MS = 30_000;
+
+/** An SSE event id as a Last-Event-ID value, or undefined if it cannot be one (control characters). */
+function usableEventId(id: string): string | undefined {
+  return id.length > 0 && id.length <= 1024 && !/[^\t\x20-\x7e\x80-\xff]/.test(id) ? id : undefined;
+}
+
+/** An upstream's `retry:` as a timer delay: bounded (a delay over 2^31-1 ms would fire at once). */
+function upstreamRetry(retryMs: number | undefined): number {
+  return Math.min(retryMs ?? 0, MAX_UPSTREAM_RETRY_MS);
+}
+
+/**
+ * Reads the rest of an answer whose body does not matter, so that its socket can return to the
+ * pool — and cuts it if it has not ended within STREAM_LINGER_MS (an upstream may never end it).
+ */
+function drainBriefly(response: http.IncomingMessage): void {
+  const cut = setTimeout(() => response.destroy(), STREAM_LINGER_MS);
+  response.once('close', () => clearTimeout(cut));
+  response.resume();
+}
+/** How often a POST stream that ended before its response may be resumed with GET + Last-Event-ID. */
+const MAX_STREAM_RESUMES = 5;
+
+type ExchangeKind = 'post' | 'resume';
+
+/** Requests that may be sent twice without harm (reads and idempotent settings). */
+const RETRY_SAFE_METHODS = new Set([
+  'ping',
+  'tools/list',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+  'logging/setLevel',
+]);
+
+/** One JSON-RPC request in flight over HTTP: the shared bookkeeping plus the HTTP exchange carrying it. */
+interface HttpExchange {
+  open: OpenRequest;
+  body: string;
+  request: http.ClientRequest | undefined;
+  /** Until it resolves, the POST is not sent (UpstreamRequestOptions.gate). */
+  gate: Promise<unknown> | undefined;
+  /** The gate has opened (or there was none): the POST, and any retry of it, may go out. */
+  gateOpen: boolean;
+  /** Whether any of the exchange's requests reached the upstream (else there is nothing to cancel). */
+  sent: boolean;
+  retried: boolean;
+  resumes: number;
+}
 
 /**
  * Headers the protocol and HTTP itself own: a lease never sets them (the protocol's own values
@@ -142,6 +180,23 @@ const PROTOCOL_HEADERS = new Set([
   // Also part of the gate's guarantee: with Expect, node sends the headers before end() is called.
   'expect',
 ]);
+
+/** Whether the request's agent holds an idle keep-alive connection it would hand this request. */
+function hasIdleConnection(options: https.RequestOptions): boolean {
+  const agent = options.agent as http.Agent;
+  // The pool is keyed by `host` (as node's ClientRequest sets it from `hostname`).
+  return (agent.freeSockets[agent.getName({ ...options, host: options.hostname })]?.length ?? 0) > 0;
+}
+
+function mediaType(header: string | undefined): string {
+  if (!header) return '';
+  const semicolon = header.indexOf(';');
+  return (semicolon === -1 ? header : header.slice(0, semicolon)).trim().toLowerCase();
+}
+
+function errorCode(error: unknown): unknown {
+  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+}
 
 /** Opens (or resumes) a Streamable HTTP session with an upstream, per UpstreamConnector.open. */
 export async function openHttpSession(
@@ -170,9 +225,8 @@ export class HttpUpstreamSession implements UpstreamSession {
   onClosed?: (error: UpstreamError) => void;
 
   readonly #url: URL;
-  readonly #origin: string;
   readonly #isHttps: boolean;
-  /** What every GET stream request of this session shares, computed once (see #streamRequestOptions). */
+  /** What every request of this session shares, computed once (see #requestOptions). */
   readonly #hostname: string;
   readonly #port: string | undefined;
   readonly #path: string;
@@ -199,8 +253,6 @@ export class HttpUpstreamSession implements UpstreamSession {
   #sessionId: string | undefined;
   #protocolVersion: string | undefined;
   readonly #exchanges = new Map<string, HttpExchange>();
-  /** What the handlers of this session's answers call back into: made once per session. */
-  readonly #routes: AnswerRoutes;
   #closed = false;
   #closing: Promise<void> | undefined;
   #listener: ((message: JsonRpcRequest | JsonRpcNotification) => void) | undefined;
@@ -218,7 +270,6 @@ export class HttpUpstreamSession implements UpstreamSession {
       throw new UpstreamError(appId, 'unreachable', `unsupported upstream URL scheme ${this.#url.protocol}`);
     }
     this.#isHttps = this.#url.protocol === 'https:';
-    this.#origin = this.#url.origin;
     this.#hostname = this.#url.hostname.replace(/^\[|\]$/g, '');
     this.#port = this.#url.port || undefined;
     this.#path = `${this.#url.pathname}${this.#url.search}`;
@@ -236,18 +287,6 @@ export class HttpUpstreamSession implements UpstreamSession {
     this.#sendTimeoutMs = options.sendTimeoutMs ?? 10_000;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 2_000;
     this.#reconnect = options.reconnect ?? { initialMs: 250, maxMs: 30_000 };
-    this.#routes = {
-      appId,
-      maxBytes: this.#maxBytes,
-      sessionId: () => this.#sessionId,
-      adoptSessionId: (sessionId) => this.#setSessionHeaders(sessionId, this.#protocolVersion),
-      expire: () => this.#expire(),
-      onJsonBody: (exchange, body, status) => this.#onJsonBody(exchange, body, status),
-      onMessage: (exchange, value) => this.#onRequestMessage(exchange, value),
-      abandon: (exchange, message) => this.#abandon(exchange, message),
-      resend: (exchange) => this.#send(exchange, 'post'),
-      resume: (exchange, lastEventId) => this.#send(exchange, 'resume', lastEventId),
-    };
   }
 
   get sessionId(): string | undefined {
@@ -306,7 +345,7 @@ export class HttpUpstreamSession implements UpstreamSession {
     const exchange: HttpExchange = {
       open,
       body,
-      controller: undefined,
+      request: undefined,
       gate: options.gate,
       gateOpen: options.gate === undefined,
       sent: false,
@@ -400,7 +439,7 @@ export class HttpUpstreamSession implements UpstreamSession {
         );
       }
     }
-    if (this.#ownsAgents) await destroyHttpAgents(this.#agents);
+    if (this.#ownsAgents) destroyHttpAgents(this.#agents);
   }
 
   /** The upstream forgot the session (404): everything open fails 'closed' and onClosed fires once. */
@@ -419,8 +458,8 @@ export class HttpUpstreamSession implements UpstreamSession {
 
   #failAll(failure: UpstreamFailure, message: string): void {
     for (const exchange of [...this.#exchanges.values()]) {
+      exchange.request?.destroy();
       exchange.open.fail(failure, message);
-      exchange.controller?.abort(ENDED);
     }
   }
 
@@ -461,10 +500,10 @@ export class HttpUpstreamSession implements UpstreamSession {
     return list;
   }
 
-  /** The GET stream's request (node:http, on the unpooled stream agents). */
-  #streamRequestOptions(headers: string[]): https.RequestOptions {
+  #requestOptions(method: string, headers: string[], stream: boolean): https.RequestOptions {
+    const agents = this.#agents;
     return {
-      method: 'GET',
+      method,
       protocol: this.#url.protocol,
       hostname: this.#hostname,
       port: this.#port,
@@ -472,7 +511,13 @@ export class HttpUpstreamSession implements UpstreamSession {
       headers,
       // Given, so that the agent does not derive it from the Host header on every request.
       servername: this.#servername,
-      agent: this.#isHttps ? this.#agents.streamsHttps : this.#agents.streamsHttp,
+      agent: this.#isHttps
+        ? stream
+          ? agents.streamsHttps
+          : agents.https
+        : stream
+          ? agents.streamsHttp
+          : agents.http,
     };
   }
 
@@ -523,10 +568,19 @@ export class HttpUpstreamSession implements UpstreamSession {
   ): void {
     const { open } = exchange;
     if (open.settled) return;
-    if (!exchange.gateOpen) {
-      // Nothing reaches the upstream before the call is on record: the request is dispatched once
-      // the gate opens (issuing it takes undici a few tens of µs; nothing is worth preparing).
-      (exchange.gate as Promise<unknown>).then(
+    const post = kind === 'post';
+    const headers = post
+      ? this.#headers(credentialHeaders, ACCEPT_BOTH, exchange.body)
+      : this.#headers(credentialHeaders, 'text/event-stream', undefined, {
+          name: 'last-event-id',
+          value: lastEventId as string,
+        });
+    const options = this.#requestOptions(post ? 'POST' : 'GET', headers, !post);
+    const gate = exchange.gateOpen ? undefined : exchange.gate;
+    if (gate !== undefined && !hasIdleConnection(options)) {
+      // No pooled connection to hold while the call is being recorded: rather than open one (or
+      // queue for one) just to wait, the request is built once the gate opens.
+      gate.then(
         () => {
           this.#gateOpened(exchange);
           this.#sendWith(exchange, kind, credentialHeaders, lastEventId);
@@ -535,24 +589,64 @@ export class HttpUpstreamSession implements UpstreamSession {
       );
       return;
     }
-    const post = kind === 'post';
-    const headers = post
-      ? this.#headers(credentialHeaders, ACCEPT_BOTH, exchange.body)
-      : this.#headers(credentialHeaders, 'text/event-stream', undefined, {
-          name: 'last-event-id',
-          value: lastEventId as string,
-        });
-    // A request undici refuses to build (a lease header with a newline, say) or a closed pool is
-    // reported to the handler's onResponseError, at once; it never throws here.
-    this.#agents.pool.dispatch(
-      {
-        origin: this.#origin,
-        path: this.#path,
-        method: post ? 'POST' : 'GET',
-        headers,
-        body: post ? exchange.body : null,
+    let request: http.ClientRequest;
+    try {
+      request = this.#createRequest(options);
+    } catch (error) {
+      const failure = error as UpstreamError;
+      open.fail(failure.failure, failure.message);
+      return;
+    }
+    exchange.request = request;
+    request.on('response', (response) => this.#onPostResponse(exchange, response, kind));
+    if (!post) {
+      request.on('error', (error) => {
+        open.fail('unreachable', `upstream stream resumption failed: ${error.message}`, error);
+      });
+      request.end();
+      return;
+    }
+    request.on('error', (error) => {
+      if (open.settled) return;
+      // Sending again is safe in two cases. Nothing was sent yet: the pooled socket closed while the
+      // request waited for its gate. Or a keep-alive socket the upstream closed while idle failed at
+      // once, before it answered anything (node's documented reusedSocket retry) — never for
+      // tools/call then: the upstream may have read it before closing, and a tool must not run twice.
+      if (
+        !exchange.retried &&
+        (!exchange.sent ||
+          (request.reusedSocket && errorCode(error) === 'ECONNRESET' && RETRY_SAFE_METHODS.has(open.method)))
+      ) {
+        exchange.retried = true;
+        this.#send(exchange, 'post');
+        return;
+      }
+      open.fail(
+        isUnreachableCode(errorCode(error)) || error.message === 'socket hang up'
+          ? 'unreachable'
+          : 'protocol',
+        `upstream request failed: ${error.message}`,
+        error,
+      );
+    });
+    if (gate === undefined) {
+      this.#post(exchange, request);
+      return;
+    }
+    // Built on an idle pooled connection; nothing is written before end(). A retry made while
+    // waiting (the connection closed) waits for the same gate.
+    gate.then(
+      () => {
+        this.#gateOpened(exchange);
+        // A retry replaced this request (its socket closed while it waited): the retry sends.
+        if (exchange.request !== request || request.destroyed) return;
+        if (open.settled) request.destroy();
+        else this.#post(exchange, request);
       },
-      new ExchangeAnswer(this.#routes, exchange, kind),
+      () => {
+        open.notAdmitted();
+        request.destroy();
+      },
     );
   }
 
@@ -561,6 +655,56 @@ export class HttpUpstreamSession implements UpstreamSession {
     if (exchange.gateOpen) return;
     exchange.gateOpen = true;
     exchange.open.restartDeadline();
+  }
+
+  #post(exchange: HttpExchange, request: http.ClientRequest): void {
+    exchange.sent = true;
+    try {
+      request.end(exchange.body);
+    } catch (error) {
+      // Called from a promise reaction: a throw here would be an unhandled rejection.
+      exchange.open.fail('unreachable', 'upstream request could not be sent', error);
+    }
+  }
+
+  #onPostResponse(exchange: HttpExchange, response: http.IncomingMessage, kind: ExchangeKind): void {
+    const { open } = exchange;
+    if (open.settled) {
+      response.destroy();
+      return;
+    }
+    const status = response.statusCode ?? 0;
+    if (open.method === 'initialize' && kind === 'post') {
+      const sessionId = response.headers['mcp-session-id'];
+      if (typeof sessionId === 'string' && sessionId.length > 0)
+        this.#setSessionHeaders(sessionId, this.#protocolVersion);
+    }
+    if (status === 404 && this.#sessionId && open.method !== 'initialize') {
+      drainBriefly(response);
+      this.#expire();
+      return;
+    }
+    const type = mediaType(response.headers['content-type']);
+    if (status === 200 && type === 'text/event-stream') {
+      this.#readRequestStream(exchange, response, kind);
+      return;
+    }
+    if (type === 'application/json' && ((status >= 200 && status < 300) || status >= 400)) {
+      this.#readBody(response, (error, body) => {
+        if (open.settled) return;
+        if (error) {
+          open.fail(error.failure, error.message, error.cause);
+          return;
+        }
+        this.#onJsonBody(exchange, body, status);
+      });
+      return;
+    }
+    drainBriefly(response);
+    open.fail(
+      'protocol',
+      `upstream answered ${open.method} with HTTP ${status} and content type "${type || 'none'}"`,
+    );
   }
 
   #onJsonBody(exchange: HttpExchange, body: Buffer, status: number): void {
@@ -621,16 +765,82 @@ export class HttpUpstreamSession implements UpstreamSession {
     if (!open.deliver(message.message)) this.#unclaimed(message.message);
   }
 
+  /** Reads an SSE answer to a request until its response; resumes once the stream ends early. */
+  #readRequestStream(exchange: HttpExchange, response: http.IncomingMessage, kind: ExchangeKind): void {
+    const { open } = exchange;
+    let linger: NodeJS.Timeout | undefined;
+    // Once the request settled, what follows on its stream is read only so that the socket can go
+    // back to the pool, and for STREAM_LINGER_MS at most: an upstream that keeps it open (silent
+    // or not) would otherwise hold a socket, and its pool slot, for good. A resumption GET is never
+    // pooled: it is cut at once.
+    const cutAfterSettled = () => {
+      if (response.complete || response.destroyed) return;
+      if (kind === 'resume') response.destroy();
+      else linger ??= setTimeout(() => response.destroy(), STREAM_LINGER_MS);
+    };
+    open.promise.then(cutAfterSettled, cutAfterSettled);
+    const parser = new SseParser(this.#maxBytes, (event) => {
+      if (event.data.length === 0 || (event.event !== undefined && event.event !== 'message')) return;
+      if (open.settled) return;
+      let value: unknown;
+      try {
+        value = JSON.parse(event.data);
+      } catch {
+        this.#abandon(exchange, `upstream sent an SSE event that is not JSON while answering ${open.method}`);
+        return;
+      }
+      this.#onRequestMessage(exchange, value);
+    });
+    response.on('data', (chunk: Buffer) => {
+      // After the response: drained (see cutAfterSettled).
+      if (open.settled) return;
+      try {
+        parser.push(chunk);
+      } catch (error) {
+        response.destroy();
+        open.fail(
+          'protocol',
+          error instanceof SseTooLargeError
+            ? `upstream message exceeds ${this.#maxBytes} bytes`
+            : `upstream SSE stream failed: ${(error as Error).message}`,
+        );
+      }
+    });
+    response.on('close', () => {
+      clearTimeout(linger);
+      parser.end();
+      if (open.settled) return;
+      if (!response.complete) {
+        open.fail('unreachable', `upstream connection lost while answering ${open.method}`);
+        return;
+      }
+      // The stream ended before our response: per the 2025-11-25 spec the server may close it
+      // after an event id and expects the client to resume it with GET + Last-Event-ID.
+      const lastEventId = parser.lastEventId === undefined ? undefined : usableEventId(parser.lastEventId);
+      if (lastEventId !== undefined && exchange.resumes < MAX_STREAM_RESUMES) {
+        exchange.resumes++;
+        setTimeout(() => {
+          if (!open.settled) this.#send(exchange, 'resume', lastEventId);
+        }, upstreamRetry(parser.retryMs));
+        return;
+      }
+      this.#abandon(exchange, `upstream ended the stream before answering ${open.method}`);
+    });
+  }
+
   /** The upstream broke the protocol on this exchange: drop its connection (never reused) and fail it. */
   #abandon(exchange: HttpExchange, message: string): void {
+    exchange.request?.destroy();
     exchange.open.fail('protocol', message);
-    exchange.controller?.abort(ENDED);
   }
 
   /** The request's deadline passed or its caller aborted: drop the exchange, tell the upstream. */
   #giveUp(exchange: HttpExchange, open: OpenRequest, failure: 'timeout' | 'cancelled'): void {
-    exchange.controller?.abort(ENDED);
-    if (!exchange.sent || open.method === 'initialize' || this.#closed) return;
+    // Written only if it got a connection: one still queued in the agent for a free socket (all
+    // `maxSocketsPerUpstream` busy) never reached the upstream, and has nothing to cancel there.
+    const written = exchange.sent && exchange.request?.socket != null;
+    exchange.request?.destroy();
+    if (!written || open.method === 'initialize' || this.#closed) return;
     const reason = failure === 'timeout' ? 'timeout' : 'cancelled by the client';
     this.send({
       jsonrpc: '2.0',
@@ -705,7 +915,7 @@ export class HttpUpstreamSession implements UpstreamSession {
     );
     let request: http.ClientRequest;
     try {
-      request = this.#createRequest(this.#streamRequestOptions(headers));
+      request = this.#createRequest(this.#requestOptions('GET', headers, true));
     } catch (error) {
       this.#logger.warn({ appId: this.appId, err: (error as Error).message }, 'upstream stream not opened');
       this.#scheduleStream();
@@ -812,9 +1022,76 @@ export class HttpUpstreamSession implements UpstreamSession {
     });
     const headers = this.#headers(credentials.headers, ACCEPT_BOTH, body);
     return new Promise<{ status: number }>((resolve, reject) => {
-      this.#agents.pool.dispatch(
-        { origin: this.#origin, path: this.#path, method, headers, body: body ?? null },
-        new StatusAnswer(this.appId, method, timeoutMs, resolve, reject),
+      const request = this.#createRequest(this.#requestOptions(method, headers, false)); // a throw here rejects
+      const timer = setTimeout(() => {
+        request.destroy();
+        reject(
+          new UpstreamError(
+            this.appId,
+            'timeout',
+            `upstream did not answer ${method} within ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      request.on('response', (response) => {
+        clearTimeout(timer);
+        drainBriefly(response);
+        resolve({ status: response.statusCode ?? 0 });
+      });
+      request.on('error', (error) => {
+        clearTimeout(timer);
+        reject(
+          new UpstreamError(this.appId, 'unreachable', `upstream ${method} failed: ${error.message}`, {
+            cause: error,
+          }),
+        );
+      });
+      request.end(body);
+    });
+  }
+
+  /** Reads a whole body, refusing more than the message bound. */
+  #readBody(
+    response: http.IncomingMessage,
+    done: (error: UpstreamError | undefined, body: Buffer) => void,
+  ): void {
+    const declared = Number(response.headers['content-length']);
+    if (Number.isFinite(declared) && declared > this.#maxBytes) {
+      response.destroy();
+      done(
+        new UpstreamError(this.appId, 'protocol', `upstream message exceeds ${this.#maxBytes} bytes`),
+        Buffer.alloc(0),
+      );
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let finished = false;
+    response.on('data', (chunk: Buffer) => {
+      if (finished) return;
+      size += chunk.length;
+      if (size > this.#maxBytes) {
+        finished = true;
+        response.destroy();
+        done(
+          new UpstreamError(this.appId, 'protocol', `upstream message exceeds ${this.#maxBytes} bytes`),
+          Buffer.alloc(0),
+        );
+        return;
+      }
+      chunks.push(chunk);
+    });
+    response.on('end', () => {
+      if (finished) return;
+      finished = true;
+      done(undefined, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    });
+    response.on('close', () => {
+      if (finished) return;
+      finished = true;
+      done(
+        new UpstreamError(this.appId, 'unreachable', 'upstream connection lost mid-answer'),
+        Buffer.alloc(0),
       );
     });
   }
