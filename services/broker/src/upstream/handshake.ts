@@ -4,6 +4,7 @@ import {
   type UpstreamFailure,
   type UpstreamSessionInit,
 } from './connection.ts';
+import { upstreamText } from './upstream-text.ts';
 
 /** The params of the initialize request a gateway sends on the agent session's behalf. */
 export function initializeParams(init: UpstreamSessionInit): Record<string, unknown> {
@@ -29,7 +30,9 @@ export function negotiatedResult(
     throw new UpstreamError(
       appId,
       refused,
-      `upstream refused initialize: ${response.error.code} ${response.error.message}`,
+      // Its words reach the logs: through DLP, then cut (cut first, a secret across the cut would
+      // be logged but for its end).
+      `upstream refused initialize: ${response.error.code} ${upstreamText(String(response.error.message)).slice(0, 1000)}`,
     );
   const version = response.result.protocolVersion;
   if (typeof version !== 'string' || !supported.includes(version))

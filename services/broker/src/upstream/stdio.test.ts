@@ -443,6 +443,25 @@ describe('stdio upstream failures', () => {
     }
   });
 
+  test('secrets and personal data an upstream prints on stderr are redacted before the log', async () => {
+    // Assembled here, so that the repository holds no string a scanner takes for a live token.
+    const token = ['ghp_', 'aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'].join('');
+    const session = await connector.open({ appId: 'printer', transport: fake() }, agentInit);
+    try {
+      await session.request(
+        'stderr-say',
+        { text: `fetched with ${token} for dora@example.com` },
+        { timeoutMs: 5000 },
+      );
+      await waitUntil('the line logged', () => log.lines().some((line) => line.includes('fetched with')));
+      const line = log.lines().find((entry) => entry.includes('fetched with')) ?? '';
+      assert.ok(!line.includes(token) && !line.includes('dora@example.com'), line);
+      assert.match(line, /\[REDACTED:github_token\] for \[REDACTED:email\]/);
+    } finally {
+      await session.close();
+    }
+  });
+
   test('a lease where a stderr line is cut, or split across writes of an endless line, is not logged', async () => {
     const token = 'lease-secret-4711';
     const leases: UpstreamCredentials = { forRequest: async () => ({ env: { LEASE_TOKEN: token } }) };

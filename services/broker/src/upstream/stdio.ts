@@ -23,6 +23,7 @@ import {
   OpenRequest,
   progressTokenOfNotification,
 } from './open-request.ts';
+import { upstreamText } from './upstream-text.ts';
 
 /**
  * An upstream MCP server run as a supervised child process (MCP stdio transport: one JSON-RPC
@@ -637,7 +638,8 @@ export class StdioUpstreamSession implements UpstreamSession {
     }
     this.#stderrWindow.lines++;
     // Redacted whole, then cut: cut first, a lease across the cut would be logged but for its end.
-    const redacted = this.#redacted(raw);
+    // The lease's own values first (they need not look like anything), then DLP's detectors.
+    const redacted = upstreamText(this.#redacted(raw));
     const line =
       redacted.length > this.#stderr.maxLineChars
         ? `${redacted.slice(0, this.#stderr.maxLineChars)}…`

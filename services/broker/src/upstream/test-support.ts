@@ -118,6 +118,10 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
       }, 50);
       return;
     }
+    case 'stderr-say':
+      // A line of its own on stderr (what a tool might print: a token it read, an address).
+      process.stderr.write(m.params.text + '\\n');
+      return out({ jsonrpc: '2.0', id: m.id, result: {} });
     case 'chatty':
       for (let i = 0; i < 100; i++) process.stderr.write('line ' + i + ' token=' + process.env.LEASE_TOKEN + '\\n');
       return out({ jsonrpc: '2.0', id: m.id, result: {} });
