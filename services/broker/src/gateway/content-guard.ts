@@ -9,7 +9,7 @@ import {
   inspectResult,
   withoutStructuredContent,
 } from '../dlp-enforcement.ts';
-import type { JsonRpcErrorObject } from '../upstream/connection.ts';
+import type { JsonRpcErrorObject, JsonRpcNotification } from '../upstream/connection.ts';
 import type { Operation } from './enforcement.ts';
 import { type FieldRedaction, redactFields } from './field-redaction.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
@@ -139,11 +139,33 @@ export const obligationGuard: ContentGuard = {
   error(decision, error) {
     // Under a redact obligation an upstream error's words and data cannot be searched for the
     // fields it names (they are not the result's shape): only the code passes.
-    if ((decision.obligations?.redact ?? []).length > 0)
-      return { code: error.code, message: '[WITHHELD: the policy redacts fields of this call’s answers]' };
+    if (redactsFields(decision)) return { code: error.code, message: WITHHELD_UNDER_REDACTION };
     return redactedError(error);
   },
 };
+
+/** What stands in for an upstream's words the gateway cannot search for the fields a policy redacts. */
+export const WITHHELD_UNDER_REDACTION = '[WITHHELD: the policy redacts fields of this call’s answers]';
+
+/** Whether the decision's `redact` obligation names any response field. */
+export function redactsFields(decision: Decision): boolean {
+  return (decision.obligations?.redact ?? []).length > 0;
+}
+
+/**
+ * A notification an upstream sends while answering a call whose fields the policy redacts: a log
+ * message's data and a progress message are free-form, not the result's shape, so they cannot be
+ * searched for the fields; they are withheld, and the rest of the notification goes on.
+ */
+export function withheldUnderRedaction(message: JsonRpcNotification): JsonRpcNotification {
+  const params = message.params;
+  if (!params) return message;
+  if (message.method === 'notifications/message' && 'data' in params)
+    return { ...message, params: { ...params, data: WITHHELD_UNDER_REDACTION } };
+  if (message.method === 'notifications/progress' && typeof params.message === 'string')
+    return { ...message, params: { ...params, message: WITHHELD_UNDER_REDACTION } };
+  return message;
+}
 
 /**
  * Redacts every secret and personal datum in a message the relay passes along outside an enforced

@@ -5,12 +5,14 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { isolatedRedis, waitFor } from '@portcullis/testing';
 import type { Redis } from 'ioredis';
+import type { UpstreamSession } from '../upstream/connection.ts';
 import { createUpstreamConnector, noUpstreamAuth } from '../upstream/connector.ts';
 import { fakeStdioServer, memoryLogger } from '../upstream/test-support.ts';
 import type { Catalog } from './catalog.ts';
 import type { RpcError } from './json-rpc.ts';
 import { LiveSession, upstreamRpcError } from './live-session.ts';
 import { appNamespace } from './namespacing.ts';
+import type { ReplyChannel } from './reply.ts';
 import { SessionStore } from './session-store.ts';
 
 // A session's upstreams are closed whatever happens to the session: real stdio children (the fake
@@ -119,6 +121,76 @@ test('a closed session opens no upstream: a request still running gets session_n
     );
     assert.deepEqual(await running(pidFile), [], 'a child was started for a closed session');
   } finally {
+    await connector.close();
+  }
+});
+
+test('under a redact obligation, what the upstream says during the call is withheld: log data, progress text, sampling', async () => {
+  const { session, connector } = await liveSession(join(dir, 'relay.pids'), 'normal', 4);
+  session.record.clientCapabilities = { sampling: {}, roots: {} };
+  const delivered: unknown[] = [];
+  const answered: unknown[] = [];
+  const channel = {
+    canStream: true,
+    send: (message: unknown) => delivered.push(message) > 0,
+  } as unknown as ReplyChannel;
+  const upstream = {
+    send: async (message: unknown) => void answered.push(message),
+  } as unknown as UpstreamSession;
+  const record = { id: 7, name: 'Dora', salary: 91000 };
+  try {
+    for (const underRedaction of [false, true]) {
+      session.relay(
+        'fake',
+        upstream,
+        { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: record } },
+        channel,
+        underRedaction,
+      );
+      session.relay(
+        'fake',
+        upstream,
+        {
+          jsonrpc: '2.0',
+          method: 'notifications/progress',
+          params: { progressToken: 1, progress: 1, message: 'salary 91000' },
+        },
+        channel,
+        underRedaction,
+      );
+      session.relay(
+        'fake',
+        upstream,
+        {
+          jsonrpc: '2.0',
+          id: `s-${underRedaction}`,
+          method: 'sampling/createMessage',
+          params: {
+            messages: [{ role: 'user', content: { type: 'text', text: 'salary 91000' } }],
+            maxTokens: 5,
+          },
+        },
+        channel,
+        underRedaction,
+      );
+    }
+    const [log, progress, sampling, withheldLog, withheldProgress] = delivered as {
+      params: Record<string, unknown>;
+    }[];
+    assert.deepEqual(log?.params.data, record, 'without the obligation, relayed as is');
+    assert.equal(progress?.params.message, 'salary 91000');
+    assert.ok(sampling, 'the sampling request reached the client');
+    assert.equal(delivered.length, 5, 'the sampling request under redaction did not reach the client');
+    assert.match(String(withheldLog?.params.data), /^\[WITHHELD/);
+    assert.equal(withheldLog?.params.level, 'info');
+    assert.match(String(withheldProgress?.params.message), /^\[WITHHELD/);
+    assert.equal(withheldProgress?.params.progress, 1);
+    await waitFor('the refusal sent upstream', async () => answered.length === 1);
+    const [refusal] = answered as { id: string; error: { code: number; message: string } }[];
+    assert.equal(refusal?.id, 's-true');
+    assert.equal(refusal?.error.code, -32600);
+  } finally {
+    await session.close();
     await connector.close();
   }
 });

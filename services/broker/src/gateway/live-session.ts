@@ -10,7 +10,7 @@ import {
   type UpstreamTarget,
 } from '../upstream/connection.ts';
 import type { Catalog, ListKind } from './catalog.ts';
-import { redacted } from './content-guard.ts';
+import { redacted, withheldUnderRedaction } from './content-guard.ts';
 import { RpcCode, RpcError, sessionNotFound } from './json-rpc.ts';
 import type { Namespace } from './namespacing.ts';
 import type { NotificationStream, ReplyChannel } from './reply.ts';
@@ -274,11 +274,13 @@ export class LiveSession {
     upstream: UpstreamSession,
     message: JsonRpcRequest | JsonRpcNotification,
     channel?: ReplyChannel,
+    /** Sent while answering a call whose fields the policy redacts (content-guard.ts). */
+    underRedaction = false,
   ): void {
     // Transports call this from their sockets' and pipes' event handlers, where a throw would end
     // the process: whatever goes wrong with one upstream message stays with that message.
     try {
-      this.#relay(appId, upstream, message, channel);
+      this.#relay(appId, upstream, message, channel, underRedaction);
     } catch (error) {
       this.#deps.logger.error(
         { err: error, appId, method: message.method.slice(0, 128) },
@@ -292,18 +294,20 @@ export class LiveSession {
     upstream: UpstreamSession,
     message: JsonRpcRequest | JsonRpcNotification,
     channel: ReplyChannel | undefined,
+    underRedaction: boolean,
   ): void {
     // DLP on everything an upstream sends the agent besides the answer itself (log messages,
     // progress text, sampling and elicitation requests): redacted, whatever the operation's modes.
     const deliver = (safe: JsonRpcRequest | JsonRpcNotification): boolean =>
       (channel?.canStream && channel.send(safe)) || (this.#stream?.send(safe) ?? false);
     if ('id' in message) {
-      this.#relayServerRequest(appId, upstream, message, deliver);
+      this.#relayServerRequest(appId, upstream, message, deliver, underRedaction);
       return;
     }
     const kinds = LIST_CHANGED[message.method];
     if (kinds) for (const kind of kinds) this.#deps.catalog.invalidate(appId, kind);
-    const safe = redacted(this.#translateNotification(appId, message));
+    const own = underRedaction ? withheldUnderRedaction(message) : message;
+    const safe = redacted(this.#translateNotification(appId, own));
     if (safe) deliver(safe);
     // Nothing of it reaches the agent, not even in part: a notification is informative only.
     else this.#deps.logger.warn({ appId, method: message.method.slice(0, 128) }, UNINSPECTABLE_DROPPED);
@@ -329,6 +333,7 @@ export class LiveSession {
     upstream: UpstreamSession,
     message: JsonRpcRequest,
     deliver: (outgoing: JsonRpcRequest) => boolean,
+    underRedaction: boolean,
   ): void {
     const refuse = (code: number, text: string) =>
       void upstream
@@ -347,6 +352,16 @@ export class LiveSession {
     }
     if (!this.record.clientCapabilities[capability]) {
       refuse(RpcCode.MethodNotFound, `The client did not declare the ${capability} capability`);
+      return;
+    }
+    // A sampling or elicitation request carries the upstream's free-form text to the client: from
+    // a call whose fields the policy redacts, it could carry those fields. Not relayed (roots/list
+    // carries nothing of the upstream's).
+    if (underRedaction && capability !== 'roots') {
+      refuse(
+        RpcCode.InvalidRequest,
+        `The gateway does not relay ${message.method} from a call whose answers the policy redacts`,
+      );
       return;
     }
     const gatewayId = `${this.#deps.instanceId}~${++this.#sequence}`;

@@ -5,7 +5,7 @@ import type { GatewayMetrics } from '../gateway-metrics.ts';
 import type { JsonRpcRequest, JsonRpcResponse, UpstreamSession } from '../upstream/connection.ts';
 import { type Catalog, capabilityVariant, type ListKind } from './catalog.ts';
 import type { ContentGuard } from './content-guard.ts';
-import { redacted } from './content-guard.ts';
+import { redacted, redactsFields } from './content-guard.ts';
 import {
   ACCESS_REQUEST_HINT,
   type AdmittedCall,
@@ -279,7 +279,11 @@ async function callTool(
     target.appId,
     'tools/call',
     { ...progressMeta(context), name: target.name, arguments: outgoing.arguments },
-    { argumentRedactions: outgoing.redactions, outputSchema: tool.outputSchema as object | undefined },
+    {
+      argumentRedactions: outgoing.redactions,
+      outputSchema: tool.outputSchema as object | undefined,
+      underRedaction: redactsFields(cleared.decision),
+    },
   );
 }
 
@@ -363,7 +367,7 @@ async function judgedAndForwarded(
     operation.appId,
     method,
     { ...progressMeta(context), ...upstreamParams(outgoing.arguments) },
-    { argumentRedactions: outgoing.redactions },
+    { argumentRedactions: outgoing.redactions, underRedaction: redactsFields(cleared.decision) },
   );
 }
 
@@ -429,7 +433,12 @@ async function forward(
   appId: string,
   method: string,
   outgoing: Record<string, unknown>,
-  extra: { argumentRedactions?: Record<string, number> | undefined; outputSchema?: object | undefined } = {},
+  extra: {
+    argumentRedactions?: Record<string, number> | undefined;
+    outputSchema?: object | undefined;
+    /** The policy redacts fields of this call's answers: what the upstream sends meanwhile is withheld. */
+    underRedaction?: boolean;
+  } = {},
 ): Promise<Record<string, unknown> | JsonRpcResponse> {
   const { session, request, channel } = context;
   // Whatever the upstream does, the outcome reports what DLP took out of the arguments.
@@ -457,7 +466,7 @@ async function forward(
         signal: controller.signal,
         resetTimeoutOnProgress: true,
         maxTimeoutMs: deps.callMaxMs,
-        onMessage: (message) => session.relay(appId, upstream, message, channel),
+        onMessage: (message) => session.relay(appId, upstream, message, channel, extra.underRedaction),
         gate: admission,
       }),
     );
