@@ -310,6 +310,11 @@ describe('API security', () => {
     });
     assert.equal(empty.status, 400);
     assert.match(((await empty.json()) as Problem).title, /window/);
+    const pastMidnight = await stack.api('PUT', '/v1/agents/reader/entitlements/demo', {
+      grants: [{ actions: ['read'], window: { days: [1], from_minute: 1440, to_minute: 0 } }],
+    });
+    assert.equal(pastMidnight.status, 400);
+    assert.match(((await pastMidnight.json()) as Problem).title, /from_minute/);
     const decision = (await (await dataApi(readCall)).json()) as { result: { outcome: string } };
     assert.equal(decision.result.outcome, 'allow');
   });

@@ -239,6 +239,9 @@ export const GrantInput = z.strictObject({
       message:
         'an empty window: from_minute equals to_minute (a window ending before it starts runs overnight)',
     })
+    .refine((window) => window.from_minute < 1440, {
+      message: 'from_minute is a minute of the day, 0 to 1439 (to_minute may be 1440: midnight)',
+    })
     .optional(),
   arguments: z.record(z.string().min(1), z.array(z.unknown()).min(1)).optional(),
   clientTypes: z.array(z.string().min(1)).min(1).optional(),

@@ -153,18 +153,40 @@ export function redactsFields(decision: Decision): boolean {
 }
 
 /**
- * A notification an upstream sends while answering a call whose fields the policy redacts: a log
- * message's data and a progress message are free-form, not the result's shape, so they cannot be
- * searched for the fields; they are withheld, and the rest of the notification goes on.
+ * A notification from an app while a call to it runs whose fields the policy redacts: what the
+ * upstream writes in it (log data, progress text, a logger's name, `_meta`, a cancellation's
+ * reason) is free-form, not the result's shape, so it cannot be searched for the fields. Only the
+ * members the protocol defines as tokens, numbers or names pass; a notification of any other kind
+ * is dropped (undefined).
  */
-export function withheldUnderRedaction(message: JsonRpcNotification): JsonRpcNotification {
-  const params = message.params;
-  if (!params) return message;
-  if (message.method === 'notifications/message' && 'data' in params)
-    return { ...message, params: { ...params, data: WITHHELD_UNDER_REDACTION } };
-  if (message.method === 'notifications/progress' && typeof params.message === 'string')
-    return { ...message, params: { ...params, message: WITHHELD_UNDER_REDACTION } };
-  return message;
+export function withheldUnderRedaction(message: JsonRpcNotification): JsonRpcNotification | undefined {
+  const params = message.params ?? {};
+  const only = (kept: Record<string, unknown>): JsonRpcNotification => ({
+    jsonrpc: '2.0',
+    method: message.method,
+    params: Object.fromEntries(Object.entries(kept).filter(([, value]) => value !== undefined)),
+  });
+  switch (message.method) {
+    case 'notifications/message':
+      return only({ level: params.level, data: WITHHELD_UNDER_REDACTION });
+    case 'notifications/progress':
+      return only({
+        progressToken: params.progressToken,
+        progress: params.progress,
+        total: params.total,
+        ...(params.message === undefined ? {} : { message: WITHHELD_UNDER_REDACTION }),
+      });
+    case 'notifications/cancelled':
+      return only({ requestId: params.requestId });
+    case 'notifications/resources/updated':
+      return only({ uri: params.uri });
+    case 'notifications/tools/list_changed':
+    case 'notifications/resources/list_changed':
+    case 'notifications/prompts/list_changed':
+      return only({});
+    default:
+      return undefined;
+  }
 }
 
 /**

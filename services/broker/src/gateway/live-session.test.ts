@@ -125,70 +125,93 @@ test('a closed session opens no upstream: a request still running gets session_n
   }
 });
 
-test('under a redact obligation, what the upstream says during the call is withheld: log data, progress text, sampling', async () => {
+test('while a call under a redact obligation runs, what its app says is withheld, whichever way it comes', async () => {
   const { session, connector } = await liveSession(join(dir, 'relay.pids'), 'normal', 4);
   session.record.clientCapabilities = { sampling: {}, roots: {} };
-  const delivered: unknown[] = [];
-  const answered: unknown[] = [];
+  const delivered: { method: string; params: Record<string, unknown> }[] = [];
+  const answered: { id: string; error: { code: number } }[] = [];
   const channel = {
     canStream: true,
-    send: (message: unknown) => delivered.push(message) > 0,
+    send: (message: { method: string; params: Record<string, unknown> }) => delivered.push(message) > 0,
   } as unknown as ReplyChannel;
   const upstream = {
-    send: async (message: unknown) => void answered.push(message),
+    send: async (message: { id: string; error: { code: number } }) => void answered.push(message),
   } as unknown as UpstreamSession;
   const record = { id: 7, name: 'Dora', salary: 91000 };
+  const says = (round: string) => {
+    session.relay(
+      'fake',
+      upstream,
+      {
+        jsonrpc: '2.0',
+        method: 'notifications/message',
+        params: { level: 'info', logger: 'salary-91000', data: record },
+      },
+      channel,
+    );
+    session.relay(
+      'fake',
+      upstream,
+      {
+        jsonrpc: '2.0',
+        method: 'notifications/progress',
+        params: { progressToken: 1, progress: 1, message: 'salary 91000', _meta: { salary: 91000 } },
+      },
+      channel,
+    );
+    session.relay(
+      'fake',
+      upstream,
+      { jsonrpc: '2.0', method: 'notifications/made_up', params: { salary: 91000 } },
+      channel,
+    );
+    session.relay(
+      'fake',
+      upstream,
+      {
+        jsonrpc: '2.0',
+        id: `sampling-${round}`,
+        method: 'sampling/createMessage',
+        params: {
+          messages: [{ role: 'user', content: { type: 'text', text: 'salary 91000' } }],
+          maxTokens: 5,
+        },
+      },
+      channel,
+    );
+  };
   try {
-    for (const underRedaction of [false, true]) {
-      session.relay(
-        'fake',
-        upstream,
-        { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: record } },
-        channel,
-        underRedaction,
-      );
-      session.relay(
-        'fake',
-        upstream,
-        {
-          jsonrpc: '2.0',
-          method: 'notifications/progress',
-          params: { progressToken: 1, progress: 1, message: 'salary 91000' },
-        },
-        channel,
-        underRedaction,
-      );
-      session.relay(
-        'fake',
-        upstream,
-        {
-          jsonrpc: '2.0',
-          id: `s-${underRedaction}`,
-          method: 'sampling/createMessage',
-          params: {
-            messages: [{ role: 'user', content: { type: 'text', text: 'salary 91000' } }],
-            maxTokens: 5,
-          },
-        },
-        channel,
-        underRedaction,
-      );
-    }
-    const [log, progress, sampling, withheldLog, withheldProgress] = delivered as {
-      params: Record<string, unknown>;
-    }[];
-    assert.deepEqual(log?.params.data, record, 'without the obligation, relayed as is');
-    assert.equal(progress?.params.message, 'salary 91000');
-    assert.ok(sampling, 'the sampling request reached the client');
-    assert.equal(delivered.length, 5, 'the sampling request under redaction did not reach the client');
-    assert.match(String(withheldLog?.params.data), /^\[WITHHELD/);
-    assert.equal(withheldLog?.params.level, 'info');
-    assert.match(String(withheldProgress?.params.message), /^\[WITHHELD/);
-    assert.equal(withheldProgress?.params.progress, 1);
-    await waitFor('the refusal sent upstream', async () => answered.length === 1);
-    const [refusal] = answered as { id: string; error: { code: number; message: string } }[];
-    assert.equal(refusal?.id, 's-true');
-    assert.equal(refusal?.error.code, -32600);
+    says('plain');
+    assert.deepEqual(
+      delivered.map((message) => message.method),
+      ['notifications/message', 'notifications/progress', 'notifications/made_up', 'sampling/createMessage'],
+    );
+    assert.deepEqual(delivered[0]?.params.data, record, 'without the obligation, relayed as is');
+    delivered.length = 0;
+
+    // Two redacted calls to the app at once: withheld until both have ended.
+    session.beginRedactedCall('fake');
+    session.beginRedactedCall('fake');
+    session.endRedactedCall('fake');
+    says('redacted');
+    assert.ok(!JSON.stringify(delivered).includes('91000'), JSON.stringify(delivered));
+    assert.deepEqual(
+      delivered.map((message) => message.method),
+      ['notifications/message', 'notifications/progress'],
+    );
+    assert.deepEqual(delivered[0]?.params, {
+      level: 'info',
+      data: '[WITHHELD: the policy redacts fields of this call’s answers]',
+    });
+    assert.equal(delivered[1]?.params.progress, 1);
+    await waitFor('the sampling request refused upstream', async () => answered.length === 1);
+    assert.equal(answered[0]?.id, 'sampling-redacted');
+    assert.equal(answered[0]?.error.code, -32600);
+
+    session.endRedactedCall('fake');
+    delivered.length = 0;
+    says('after');
+    assert.deepEqual(delivered[0]?.params.data, record, 'relayed as is once the redacted calls ended');
   } finally {
     await session.close();
     await connector.close();

@@ -67,6 +67,8 @@ export class LiveSession {
   readonly #upstreams = new Map<string, Promise<UpstreamSession>>();
   /** Agent request id → its abort controller, for notifications/cancelled. */
   readonly inflight = new Map<JsonRpcId, AbortController>();
+  /** Calls running per app whose fields the policy redacts (beginRedactedCall). */
+  readonly #redactedCalls = new Map<string, number>();
   readonly #pending = new Map<string, PendingClientRequest>();
   readonly #detach = new Map<string, () => void>();
   /** The apps whose upstream streams the standalone stream may carry (those the agent may reach). */
@@ -269,18 +271,31 @@ export class LiveSession {
    * to when there is one, else on the standalone stream. Server-initiated requests get an id of
    * this replica (`<instance>~<n>`), so the client's answer can be routed back here from any replica.
    */
+  /**
+   * A call to `appId` whose fields the policy redacts starts: until it ends, everything the app
+   * sends this session besides answers is withheld or refused (content-guard.ts), whichever way
+   * it comes — on the call's reply, on the session's GET stream, or credited to another request.
+   */
+  beginRedactedCall(appId: string): void {
+    this.#redactedCalls.set(appId, (this.#redactedCalls.get(appId) ?? 0) + 1);
+  }
+
+  endRedactedCall(appId: string): void {
+    const open = (this.#redactedCalls.get(appId) ?? 0) - 1;
+    if (open > 0) this.#redactedCalls.set(appId, open);
+    else this.#redactedCalls.delete(appId);
+  }
+
   relay(
     appId: string,
     upstream: UpstreamSession,
     message: JsonRpcRequest | JsonRpcNotification,
     channel?: ReplyChannel,
-    /** Sent while answering a call whose fields the policy redacts (content-guard.ts). */
-    underRedaction = false,
   ): void {
     // Transports call this from their sockets' and pipes' event handlers, where a throw would end
     // the process: whatever goes wrong with one upstream message stays with that message.
     try {
-      this.#relay(appId, upstream, message, channel, underRedaction);
+      this.#relay(appId, upstream, message, channel, this.#redactedCalls.has(appId));
     } catch (error) {
       this.#deps.logger.error(
         { err: error, appId, method: message.method.slice(0, 128) },
@@ -307,6 +322,7 @@ export class LiveSession {
     const kinds = LIST_CHANGED[message.method];
     if (kinds) for (const kind of kinds) this.#deps.catalog.invalidate(appId, kind);
     const own = underRedaction ? withheldUnderRedaction(message) : message;
+    if (!own) return;
     const safe = redacted(this.#translateNotification(appId, own));
     if (safe) deliver(safe);
     // Nothing of it reaches the agent, not even in part: a notification is informative only.

@@ -436,7 +436,7 @@ async function forward(
   extra: {
     argumentRedactions?: Record<string, number> | undefined;
     outputSchema?: object | undefined;
-    /** The policy redacts fields of this call's answers: what the upstream sends meanwhile is withheld. */
+    /** The policy redacts fields of this call's answers: what the app sends meanwhile is withheld. */
     underRedaction?: boolean;
   } = {},
 ): Promise<Record<string, unknown> | JsonRpcResponse> {
@@ -450,6 +450,7 @@ async function forward(
   // call waited for its admission (the rate limiter) found nothing to abort: checked here, once
   // registered, so that no change can fall between the two.
   if (!context.stillValid()) controller.abort(noLongerAuthorized('credentials_no_longer_valid'));
+  if (extra.underRedaction) session.beginRedactedCall(appId);
   let response: JsonRpcResponse;
   // The upstream step starts when the request may go out, not while it waits for the admission.
   let released: number | undefined;
@@ -466,7 +467,7 @@ async function forward(
         signal: controller.signal,
         resetTimeoutOnProgress: true,
         maxTimeoutMs: deps.callMaxMs,
-        onMessage: (message) => session.relay(appId, upstream, message, channel, extra.underRedaction),
+        onMessage: (message) => session.relay(appId, upstream, message, channel),
         gate: admission,
       }),
     );
@@ -487,6 +488,7 @@ async function forward(
     throw failure;
   } finally {
     session.inflight.delete(request.id);
+    if (extra.underRedaction) session.endRedactedCall(appId);
   }
   const admitted = await admission;
   const upstreamMs = performance.now() - (released ?? performance.now());

@@ -145,6 +145,8 @@ interface HttpExchange {
   open: OpenRequest;
   body: string;
   request: http.ClientRequest | undefined;
+  /** The POST that carried the message last (a resumption GET replaces `request`, not this). */
+  posted: http.ClientRequest | undefined;
   /** Until it resolves, the POST is not sent (UpstreamRequestOptions.gate). */
   gate: Promise<unknown> | undefined;
   /** The gate has opened (or there was none): the POST, and any retry of it, may go out. */
@@ -346,6 +348,7 @@ export class HttpUpstreamSession implements UpstreamSession {
       open,
       body,
       request: undefined,
+      posted: undefined,
       gate: options.gate,
       gateOpen: options.gate === undefined,
       sent: false,
@@ -659,6 +662,7 @@ export class HttpUpstreamSession implements UpstreamSession {
 
   #post(exchange: HttpExchange, request: http.ClientRequest): void {
     exchange.sent = true;
+    exchange.posted = request;
     try {
       request.end(exchange.body);
     } catch (error) {
@@ -838,7 +842,8 @@ export class HttpUpstreamSession implements UpstreamSession {
   #giveUp(exchange: HttpExchange, open: OpenRequest, failure: 'timeout' | 'cancelled'): void {
     // Written only if it got a connection: one still queued in the agent for a free socket (all
     // `maxSocketsPerUpstream` busy) never reached the upstream, and has nothing to cancel there.
-    const written = exchange.sent && exchange.request?.socket != null;
+    // A stream being resumed was answering: its POST was written, whatever its GET's state.
+    const written = exchange.sent && (exchange.resumes > 0 || exchange.posted?.socket != null);
     exchange.request?.destroy();
     if (!written || open.method === 'initialize' || this.#closed) return;
     const reason = failure === 'timeout' ? 'timeout' : 'cancelled by the client';

@@ -462,6 +462,26 @@ describe('stdio upstream failures', () => {
     }
   });
 
+  test('a token split across two writes, where a long stderr line is cut, is not logged in part', async () => {
+    const token = ['ghp_', 'aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'].join('');
+    const session = await connector.open({ appId: 'split', transport: fake() }, agentInit);
+    try {
+      // 990 characters, then the token's first 16: past the 1,000 a line is cut at, before its end.
+      const first = `${'x'.repeat(989)} ${token.slice(0, 16)}`;
+      await session.request(
+        'stderr-two-writes',
+        { first, second: `${token.slice(16)} end` },
+        { timeoutMs: 5000 },
+      );
+      await waitUntil('the line logged', () => log.lines().some((line) => line.includes('x'.repeat(989))));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const logged = log.lines().filter((line) => line.includes('xxxxxxxxxx'));
+      assert.ok(!logged.some((line) => line.includes(token.slice(0, 8))), logged.join('\n').slice(-300));
+    } finally {
+      await session.close();
+    }
+  });
+
   test('a lease where a stderr line is cut, or split across writes of an endless line, is not logged', async () => {
     const token = 'lease-secret-4711';
     const leases: UpstreamCredentials = { forRequest: async () => ({ env: { LEASE_TOKEN: token } }) };

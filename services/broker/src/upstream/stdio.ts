@@ -40,6 +40,11 @@ import { upstreamText } from './upstream-text.ts';
 type StdioTransport = Extract<UpstreamTransport, { type: 'stdio' }>;
 type ChildMessage = JsonRpcRequest | JsonRpcNotification;
 
+/**
+ * How much of an unfinished stderr line is kept beyond what is logged of it, so that a token DLP
+ * would recognize whole (an API key, a JWT) is whole when the line is cut and logged.
+ */
+const STDERR_TOKEN_MARGIN = 1024;
 export interface StdioUpstreamOptions {
   credentials: UpstreamCredentials;
   logger: Logger;
@@ -427,8 +432,10 @@ export class StdioUpstreamSession implements UpstreamSession {
       stderrRest = lines.pop() ?? '';
       for (const line of lines) this.#logStderr(line);
       // A line that does not end is logged (cut) once what was kept of it is long enough that no
-      // lease the next chunk might complete could reach into the part logged; the rest is dropped.
-      if (this.#redacted(stderrRest).length >= this.#stderr.maxLineChars + this.#longestSecret) {
+      // lease, nor any token DLP knows, the next chunk might complete could reach into the part
+      // logged (DLP does not recognize half a token); the rest is dropped.
+      const enough = this.#stderr.maxLineChars + this.#longestSecret + STDERR_TOKEN_MARGIN;
+      if (this.#redacted(stderrRest).length >= enough) {
         this.#logStderr(stderrRest);
         stderrRest = '';
         skipping = true;

@@ -118,6 +118,14 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
       }, 50);
       return;
     }
+    case 'stderr-two-writes':
+      // One line in two writes, the second (with the newline) 50 ms after the first.
+      process.stderr.write(m.params.first);
+      setTimeout(() => {
+        process.stderr.write(m.params.second + '\\n');
+        out({ jsonrpc: '2.0', id: m.id, result: {} });
+      }, 50);
+      return;
     case 'stderr-say':
       // A line of its own on stderr (what a tool might print: a token it read, an address).
       process.stderr.write(m.params.text + '\\n');
