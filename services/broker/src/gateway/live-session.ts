@@ -267,11 +267,6 @@ export class LiveSession {
   }
 
   /**
-   * Brings a message from an upstream to the agent: on the reply channel of the request it belongs
-   * to when there is one, else on the standalone stream. Server-initiated requests get an id of
-   * this replica (`<instance>~<n>`), so the client's answer can be routed back here from any replica.
-   */
-  /**
    * A call to `appId` whose fields the policy redacts starts: until it ends, everything the app
    * sends this session besides answers is withheld or refused (content-guard.ts), whichever way
    * it comes — on the call's reply, on the session's GET stream, or credited to another request.
@@ -286,6 +281,11 @@ export class LiveSession {
     else this.#redactedCalls.delete(appId);
   }
 
+  /**
+   * Brings a message from an upstream to the agent: on the reply channel of the request it belongs
+   * to when there is one, else on the standalone stream. Server-initiated requests get an id of
+   * this replica (`<instance>~<n>`), so the client's answer can be routed back here from any replica.
+   */
   relay(
     appId: string,
     upstream: UpstreamSession,
