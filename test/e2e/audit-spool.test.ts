@@ -161,6 +161,8 @@ test('a full spool fails closed with a retryable error, and the refused call cha
     AUDIT_SEND_TIMEOUT_MS: '300',
     AUDIT_REPLAY_INTERVAL_MS: '250',
     AUDIT_SPOOL_MAX_EVENTS: '3',
+    // The whole spool for this one agent: this test is about the spool's own bound.
+    AUDIT_SPOOL_AGENT_SHARE: '1',
   });
   const client = await connectAgent(broker.url, key, 'full-spool-agent');
   const baseline = (await calls()).length;

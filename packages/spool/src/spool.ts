@@ -250,6 +250,11 @@ export class Spool {
     return this.#size - this.#position;
   }
 
+  /** The bounds the spool was opened with. */
+  get limits(): { maxBytes: number; maxRecords: number } {
+    return { maxBytes: this.#options.maxBytes, maxRecords: this.#options.maxRecords };
+  }
+
   /** Whether appending `records` records of `bytes` payload bytes in all would be refused now. */
   wouldRefuse(bytes: number, records = 1): boolean {
     return (

@@ -123,6 +123,73 @@ test('with Kafka unreachable: spooled in order, and admission keeps room for out
   await spool.close();
 });
 
+test("with Kafka unreachable: one agent fills its share of the spool, and another agent's calls go on", async () => {
+  const spool = await tempSpool({ maxRecords: 20 });
+  const audit = await unreachableKafkaPublisher(spool, 0.5); // 10 records per agent
+  const as = (agentId: string, callId: string): AuditEvent =>
+    ({
+      ...requested(callId),
+      agent: { id: agentId, name: agentId, owner: 'o@example.com' },
+    }) as AuditEvent;
+  const flooder: string[] = [];
+  // Each call: its request, and room for its outcome. The flooder's calls end (outcome) as they go.
+  for (;;) {
+    const callId = randomUUID();
+    try {
+      await audit.publish(as('flooder', callId));
+    } catch (error) {
+      assert.ok(error instanceof AuditUnavailableError, String(error));
+      assert.match(error.message, /this agent's share of the audit spool is full/);
+      break;
+    }
+    flooder.push(callId);
+    await audit.publish(completed(callId));
+  }
+  assert.equal(flooder.length, 5, 'five calls, request and outcome each: its ten records');
+  assert.doesNotThrow(() => audit.check(), 'the replica stays ready: the spool is not full');
+  const other = randomUUID();
+  await audit.publish(as('quiet', other));
+  await audit.publish(completed(other));
+  await audit.stop();
+  await spool.close();
+});
+
+test("local-first: an agent's hold on the spool is released as Kafka acknowledges its events", async () => {
+  const { prefix, producer } = await sharedKafkaProducer('share', (record, send) => send(record));
+  const spool = await tempSpool({ maxRecords: 20 });
+  const audit = new DurableAuditPublisher({
+    producer,
+    topicPrefix: prefix,
+    spool,
+    acceptance: 'local-first',
+    sendTimeoutMs: 10_000,
+    retryIntervalMs: 100,
+    agentShare: 0.25, // 5 records
+    logger,
+  });
+  // Far more than five calls, one after another: each is admitted once the earlier ones shipped.
+  for (let n = 0; n < 30; n++) {
+    const callId = randomUUID();
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      try {
+        await audit.publish(requested(callId));
+        break;
+      } catch (error) {
+        assert.ok(error instanceof AuditUnavailableError, String(error));
+        assert.ok(Date.now() < deadline, `call ${n} never admitted: the hold was not released`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    }
+    await audit.publish(completed(callId));
+  }
+  await audit.flush(10_000);
+  assert.equal(spool.pendingRecords, 0);
+  await audit.stop();
+  await producer.disconnect();
+  await spool.close();
+});
+
 test('a malformed event is refused before it reaches Kafka or the spool', async () => {
   const spool = await tempSpool({ maxRecords: 10 });
   const audit = await unreachableKafkaPublisher(spool);
@@ -302,7 +369,7 @@ test('local-first: events gather into few produce requests, each shipped once an
 });
 
 /** A publisher whose Kafka never answers (nothing listens on its port): every event goes to `spool`. */
-async function unreachableKafkaPublisher(spool: Spool): Promise<DurableAuditPublisher> {
+async function unreachableKafkaPublisher(spool: Spool, agentShare = 1): Promise<DurableAuditPublisher> {
   const kafka = createKafka({
     clientId: 'durable-audit-test',
     brokers: [`127.0.0.1:${await freePort()}`],
@@ -314,6 +381,7 @@ async function unreachableKafkaPublisher(spool: Spool): Promise<DurableAuditPubl
     spool,
     sendTimeoutMs: 200,
     retryIntervalMs: 60_000,
+    agentShare,
     logger,
   });
 }

@@ -50,7 +50,22 @@ export interface DurableAuditOptions {
   sendTimeoutMs: number;
   /** Pause between replay attempts while Kafka is away. */
   retryIntervalMs: number;
+  /**
+   * The largest part of the spool (of its bytes and of its records) one agent's calls may hold
+   * while they wait for Kafka (default 0.5): one agent calling in a loop during a Kafka outage —
+   * its calls denied or over their limits are recorded too — fills its share and is refused,
+   * not the spool, and every other agent's calls go on.
+   */
+  agentShare?: number;
   logger: Logger;
+}
+
+/** One spooled record this process appended, and whose call it belongs to. */
+interface SpooledRecord {
+  agentId: string | undefined;
+  bytes: number;
+  /** False once its append failed: it is not in the spool, and acknowledgements skip it. */
+  inSpool: boolean;
 }
 
 /**
@@ -78,6 +93,9 @@ const SHIP_LINGER_MS = 20;
  * Not in place: the event belongs to the caller, so it is never modified.
  */
 const auditEvents = compileSchema(AuditEvent);
+
+/** The part of the spool one agent's calls may hold when the configuration names none. */
+const DEFAULT_AGENT_SHARE = 0.5;
 
 /** Readiness asks whether a call of about this size would still be admitted. */
 const TYPICAL_REQUEST_BYTES = 1024;
@@ -114,6 +132,14 @@ export class DurableAuditPublisher implements AuditSink {
   readonly #requests: GroupSender;
   readonly #outcomes: GroupSender;
   readonly #shipper: AuditShipper;
+  /** The records this process appended, oldest first, until Kafka acknowledged them (see #released). */
+  readonly #spooledRecords: SpooledRecord[] = [];
+  /** Records pending when the spool was opened (an earlier process's): acknowledged first. */
+  #inheritedRecords: number;
+  /** Per agent: what its calls hold in the spool now. */
+  readonly #agentHolds = new Map<string, { records: number; bytes: number }>();
+  /** The agent of each call whose request is recorded and whose outcome is not yet. */
+  readonly #callAgents = new Map<string, string>();
 
   constructor(options: DurableAuditOptions) {
     this.#options = options;
@@ -126,6 +152,7 @@ export class DurableAuditPublisher implements AuditSink {
       ? new GroupSender(options.outcomeProducer, this.#topic, options.sendTimeoutMs, OUTCOME_LINGER_MS)
       : this.#requests;
     this.#localFirst = options.acceptance === 'local-first';
+    this.#inheritedRecords = options.spool.pendingRecords;
     this.#spooling = this.#localFirst || options.spool.pendingRecords > 0;
     if (this.#spooling) this.#startReplay();
   }
@@ -144,18 +171,27 @@ export class DurableAuditPublisher implements AuditSink {
     const valid = auditEvents.parse(event);
     const value = JSON.stringify(valid);
     const opensCall = valid.type === 'tool_call.requested';
-    if (opensCall) {
-      this.#admit(Buffer.byteLength(value));
+    const agentId =
+      valid.type === 'tool_call.requested' ? valid.agent.id : this.#callAgents.get(valid.callId);
+    if (valid.type === 'tool_call.requested') {
+      this.#admit(Buffer.byteLength(value), valid.agent.id);
       this.#openCalls++;
+      this.#callAgents.set(valid.callId, valid.agent.id);
     }
     try {
-      await this.#publish(valid.callId, value, opensCall);
+      await this.#publish(valid.callId, value, opensCall, agentId);
     } catch (error) {
-      if (opensCall) this.#openCalls--;
+      if (opensCall) {
+        this.#openCalls--;
+        this.#callAgents.delete(valid.callId);
+      }
       throw error;
     } finally {
       // The call is over whether or not its outcome made it: release its reserved room.
-      if (!opensCall) this.#openCalls = Math.max(0, this.#openCalls - 1);
+      if (!opensCall) {
+        this.#openCalls = Math.max(0, this.#openCalls - 1);
+        if (valid.type === 'tool_call.completed') this.#callAgents.delete(valid.callId);
+      }
     }
   }
 
@@ -200,7 +236,7 @@ export class DurableAuditPublisher implements AuditSink {
     return this.#options.spool.wouldRefuse(bytes, records);
   }
 
-  #admit(requestBytes: number): void {
+  #admit(requestBytes: number, agentId: string): void {
     const { spool } = this.#options;
     // Only a spool that is in use can refuse; with Kafka healthy nothing is spooled.
     if (!this.#spooling) return;
@@ -210,9 +246,65 @@ export class DurableAuditPublisher implements AuditSink {
         this.#options.retryIntervalMs,
       );
     }
+    // The call's request and its outcome, on top of what the agent's calls hold already.
+    const holds = this.#agentHolds.get(agentId) ?? { records: 0, bytes: 0 };
+    const share = this.#options.agentShare ?? DEFAULT_AGENT_SHARE;
+    const { maxBytes, maxRecords } = spool.limits;
+    if (
+      holds.records + 2 > share * maxRecords ||
+      holds.bytes + requestBytes + OUTCOME_RESERVE_BYTES > share * maxBytes
+    ) {
+      throw new AuditUnavailableError(
+        `this agent's share of the audit spool is full (${holds.records} of its events waiting for Kafka)`,
+        this.#options.retryIntervalMs,
+      );
+    }
   }
 
-  async #publish(key: string, value: string, opensCall: boolean): Promise<void> {
+  /** Counts a record about to be appended to its agent's hold; the entry marks it until acknowledged. */
+  #hold(agentId: string | undefined, bytes: number): SpooledRecord {
+    const record: SpooledRecord = { agentId, bytes, inSpool: true };
+    this.#spooledRecords.push(record);
+    if (agentId !== undefined) {
+      const holds = this.#agentHolds.get(agentId) ?? { records: 0, bytes: 0 };
+      holds.records++;
+      holds.bytes += bytes;
+      this.#agentHolds.set(agentId, holds);
+    }
+    return record;
+  }
+
+  /** A record leaves its agent's hold: acknowledged by Kafka, or never spooled (its append failed). */
+  #unhold(record: SpooledRecord): void {
+    if (record.agentId === undefined) return;
+    const holds = this.#agentHolds.get(record.agentId);
+    if (!holds) return;
+    holds.records--;
+    holds.bytes -= record.bytes;
+    if (holds.records <= 0) this.#agentHolds.delete(record.agentId);
+  }
+
+  /**
+   * Kafka acknowledged the oldest `count` spooled records: an earlier process's first, then this
+   * one's, in append order (the spool's order), skipping those whose append failed.
+   */
+  #released(count: number): void {
+    const inherited = Math.min(count, this.#inheritedRecords);
+    this.#inheritedRecords -= inherited;
+    let left = count - inherited;
+    let popped = 0;
+    while (left > 0 && popped < this.#spooledRecords.length) {
+      const record = this.#spooledRecords[popped++] as SpooledRecord;
+      if (!record.inSpool) continue;
+      this.#unhold(record);
+      left--;
+    }
+    // Failed appends at the head are not in the spool either: dropped with the rest.
+    while (popped < this.#spooledRecords.length && !this.#spooledRecords[popped]?.inSpool) popped++;
+    this.#spooledRecords.splice(0, popped);
+  }
+
+  async #publish(key: string, value: string, opensCall: boolean, agentId: string | undefined): Promise<void> {
     const sender = opensCall ? this.#requests : this.#outcomes;
     if (!this.#spooling) {
       try {
@@ -229,12 +321,17 @@ export class DurableAuditPublisher implements AuditSink {
       }
     }
     this.#appending++;
+    const payload = Buffer.from(value, 'utf8');
+    // Counted before the append is queued, so that the entries keep the spool's order.
+    const record = this.#hold(agentId, payload.length);
     try {
       // Nobody waits for an outcome: in local-first mode it shares the disk write of a later request.
-      await this.#options.spool.append(Buffer.from(value, 'utf8'), {
+      await this.#options.spool.append(payload, {
         deferMs: opensCall || !this.#localFirst ? 0 : OUTCOME_DEFER_MS,
       });
     } catch (error) {
+      record.inSpool = false;
+      this.#unhold(record);
       if (error instanceof SpoolFullError) {
         throw new AuditUnavailableError(error.message, this.#options.retryIntervalMs, error);
       }
@@ -301,6 +398,7 @@ export class DurableAuditPublisher implements AuditSink {
         continue;
       }
       await spool.acknowledge(batch);
+      this.#released(batch.records.length);
       // In local-first mode shipping is the normal path, not worth a line per batch.
       if (this.#localFirst && failures === 0)
         logger.debug({ shipped: batch.records.length }, 'audit events shipped to kafka');

@@ -64,6 +64,14 @@ export const BrokerEnv = z
     AUDIT_SPOOL_MAX_EVENTS: env
       .positiveInt('most audit events the spool holds; beyond it calls fail closed')
       .default(100000),
+    AUDIT_SPOOL_AGENT_SHARE: z.coerce
+      .number()
+      .gt(0)
+      .lte(1)
+      .default(0.5)
+      .describe(
+        "largest part of the audit spool (its bytes and its events) one agent's calls may hold while they wait for Kafka; beyond it that agent's calls fail closed, and other agents' go on",
+      ),
     AUDIT_ACCEPTANCE: z
       .enum(['kafka', 'local-first'])
       .default('kafka')

@@ -123,6 +123,7 @@ await runService(
       spool,
       sendTimeoutMs: env.AUDIT_SEND_TIMEOUT_MS,
       retryIntervalMs: env.AUDIT_REPLAY_INTERVAL_MS,
+      agentShare: env.AUDIT_SPOOL_AGENT_SHARE,
       logger,
     });
     shutdown.add('flush', 'audit spool', async () => {
