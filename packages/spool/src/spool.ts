@@ -143,6 +143,7 @@ export class Spool {
   #reservedBytes: number;
   #queue: Queued[] = [];
   #flushing = false;
+  #acknowledgedRecords = 0;
   /** Queued records that are not deferred: while there are none, queued records may wait. */
   #urgentQueued = 0;
   /** Set while deferred records wait for a write to share (see AppendOptions.deferMs). */
@@ -248,6 +249,14 @@ export class Spool {
   /** Bytes of pending records, headers included. */
   get pendingBytes(): number {
     return this.#size - this.#position;
+  }
+
+  /**
+   * Records acknowledged since the spool was opened, counted as soon as they leave the pending
+   * ones — also when the position write or compaction that follows fails (acknowledge throws).
+   */
+  get acknowledgedRecords(): number {
+    return this.#acknowledgedRecords;
   }
 
   /** The bounds the spool was opened with. */
@@ -358,6 +367,7 @@ export class Spool {
       if (batch.end <= this.#position) return;
       if (batch.end > this.#size) throw new RangeError('acknowledged beyond the end of the spool');
       this.#pendingRecords -= batch.records.length;
+      this.#acknowledgedRecords += batch.records.length;
       this.#reservedRecords -= batch.records.length;
       this.#reservedBytes -= batch.end - this.#position;
       this.#position = batch.end;

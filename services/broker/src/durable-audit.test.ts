@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import { type AuditEvent, AuditEvent as AuditEventSchema, Topics, topicName } from '@portcullis/contracts';
 import { createKafka, createProducer, ensureTopics } from '@portcullis/kafka';
 import { createLogger } from '@portcullis/runtime';
-import { Spool, type SpoolOptions } from '@portcullis/spool';
+import { Spool, type SpoolOptions, spoolFaults } from '@portcullis/spool';
 import { deleteTopicsWithPrefix, freePort, stackEnv, uniqueName } from '@portcullis/testing';
 import type { Kafka, Producer, ProducerRecord, RecordMetadata } from 'kafkajs';
 import { z } from 'zod';
@@ -188,6 +188,48 @@ test("local-first: an agent's hold on the spool is released as Kafka acknowledge
   await audit.stop();
   await producer.disconnect();
   await spool.close();
+});
+
+test("an agent's hold is released even when the spool's position write after an acknowledgement fails", async () => {
+  const { prefix, producer } = await sharedKafkaProducer('share-fault', (record, send) => send(record));
+  const spool = await tempSpool({ maxRecords: 20 });
+  const audit = new DurableAuditPublisher({
+    producer,
+    topicPrefix: prefix,
+    spool,
+    acceptance: 'local-first',
+    sendTimeoutMs: 10_000,
+    retryIntervalMs: 50,
+    agentShare: 0.25, // 5 records: two calls and room for a third's request and outcome
+    logger,
+  });
+  let injected = 0;
+  spoolFaults.afterPositionRename = () => {
+    spoolFaults.afterPositionRename = undefined; // once
+    injected++;
+    return new Error('injected: the position file could not be made durable');
+  };
+  try {
+    for (let n = 0; n < 2; n++) {
+      const callId = randomUUID();
+      await audit.publish(requested(callId));
+      await audit.publish(completed(callId));
+    }
+    await audit.flush(10_000);
+    assert.equal(spool.pendingRecords, 0, 'shipped and acknowledged');
+    assert.equal(injected, 1, 'the acknowledgement met the fault');
+    // The four records left the spool: the agent holds none, so two more calls fit again.
+    for (let n = 0; n < 2; n++) {
+      const callId = randomUUID();
+      await audit.publish(requested(callId));
+      await audit.publish(completed(callId));
+    }
+  } finally {
+    spoolFaults.afterPositionRename = undefined;
+    await audit.stop();
+    await producer.disconnect();
+    await spool.close();
+  }
 });
 
 test('a malformed event is refused before it reaches Kafka or the spool', async () => {

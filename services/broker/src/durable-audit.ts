@@ -136,6 +136,8 @@ export class DurableAuditPublisher implements AuditSink {
   readonly #spooledRecords: SpooledRecord[] = [];
   /** Records pending when the spool was opened (an earlier process's): acknowledged first. */
   #inheritedRecords: number;
+  /** The spool's acknowledgedRecords already taken off the agents' holds. */
+  #releasedRecords = 0;
   /** Per agent: what its calls hold in the spool now. */
   readonly #agentHolds = new Map<string, { records: number; bytes: number }>();
   /** The agent of each call whose request is recorded and whose outcome is not yet. */
@@ -153,6 +155,7 @@ export class DurableAuditPublisher implements AuditSink {
       : this.#requests;
     this.#localFirst = options.acceptance === 'local-first';
     this.#inheritedRecords = options.spool.pendingRecords;
+    this.#releasedRecords = options.spool.acknowledgedRecords;
     this.#spooling = this.#localFirst || options.spool.pendingRecords > 0;
     if (this.#spooling) this.#startReplay();
   }
@@ -289,6 +292,7 @@ export class DurableAuditPublisher implements AuditSink {
    * one's, in append order (the spool's order), skipping those whose append failed.
    */
   #released(count: number): void {
+    this.#releasedRecords += count;
     const inherited = Math.min(count, this.#inheritedRecords);
     this.#inheritedRecords -= inherited;
     let left = count - inherited;
@@ -332,6 +336,8 @@ export class DurableAuditPublisher implements AuditSink {
     } catch (error) {
       record.inSpool = false;
       this.#unhold(record);
+      // Failed entries at the newest end are dropped now (a broken spool fails every append).
+      while (this.#spooledRecords.at(-1)?.inSpool === false) this.#spooledRecords.pop();
       if (error instanceof SpoolFullError) {
         throw new AuditUnavailableError(error.message, this.#options.retryIntervalMs, error);
       }
@@ -397,8 +403,12 @@ export class DurableAuditPublisher implements AuditSink {
         await this.#pause(this.#options.retryIntervalMs);
         continue;
       }
-      await spool.acknowledge(batch);
-      this.#released(batch.records.length);
+      try {
+        await spool.acknowledge(batch);
+      } finally {
+        // Whatever the spool let go of, even when its position write then failed.
+        this.#released(spool.acknowledgedRecords - this.#releasedRecords);
+      }
       // In local-first mode shipping is the normal path, not worth a line per batch.
       if (this.#localFirst && failures === 0)
         logger.debug({ shipped: batch.records.length }, 'audit events shipped to kafka');
