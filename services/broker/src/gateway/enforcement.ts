@@ -13,6 +13,7 @@ import { auditText } from '../audit-text.ts';
 import type { Agent } from '../directory.ts';
 import { type AuditSink, AuditUnavailableError } from '../durable-audit.ts';
 import type { GatewayMetrics, RateLimitRefusal } from '../gateway-metrics.ts';
+import { LogThrottle } from '../log-throttle.ts';
 import { type RateLimiter, rateLimitedError, UnknownRateClassError } from '../rate-limit.ts';
 import { RpcCode, RpcError } from './json-rpc.ts';
 
@@ -104,6 +105,8 @@ export class Enforcement {
   readonly #deps: EnforcementDeps;
   /** Outcome events on their way: the agent's answer does not wait for them, shutdown does. */
   readonly #outcomes = new Set<Promise<void>>();
+  /** Audit refusals are logged once per agent per 10 s (LogThrottle). */
+  readonly #refusalLog = new LogThrottle();
 
   constructor(deps: EnforcementDeps) {
     this.#deps = deps;
@@ -249,8 +252,15 @@ export class Enforcement {
       // The limiter's own failures become errors inside #rateLimit; this is the audit path.
       await limiting;
       metrics?.auditRefused();
-      // A call whose request cannot be recorded (Kafka away and spool full) is not executed.
-      logger.error({ err: error, callId: requested.callId }, 'audit path unavailable; call refused');
+      // A call whose request cannot be recorded (Kafka away and spool full) is not executed. An
+      // agent retrying in a loop would write a line per attempt: one per agent per 10 s (the
+      // metric counts them all).
+      const held = this.#refusalLog.admit(requested.agent.id);
+      if (held !== undefined)
+        logger.error(
+          { err: error, callId: requested.callId, agentId: requested.agent.id, refusalsNotLogged: held },
+          'audit path unavailable; call refused',
+        );
       throw new RpcError(
         RpcCode.InternalError,
         'Audit path unavailable: the call was not executed. Retry later.',
