@@ -13,7 +13,7 @@ import { deleteTopicsWithPrefix, freePort, stackEnv, uniqueName } from '@portcul
 import type { Kafka, Producer, ProducerRecord, RecordMetadata } from 'kafkajs';
 import { z } from 'zod';
 import { generate, mutate, random } from '../../../test/support/generated-events.ts';
-import { AuditUnavailableError, DurableAuditPublisher } from './durable-audit.ts';
+import { AuditUnavailableError, type DurableAuditOptions, DurableAuditPublisher } from './durable-audit.ts';
 
 // The audit sink with Kafka up (group commit) and with Kafka unreachable (a real kafkajs producer pointed at a port nobody listens
 // on): events go to the spool in order, and admission keeps room for every admitted call's outcome.
@@ -21,8 +21,13 @@ import { AuditUnavailableError, DurableAuditPublisher } from './durable-audit.ts
 
 const logger = createLogger({ service: 'test', level: 'silent', destination: new PassThrough() });
 
-/** A publisher in local-first mode with Kafka up. */
-const localFirst = (producer: Producer, topicPrefix: string, spool: Spool) =>
+/** A publisher in local-first mode with Kafka up; `options` override the test defaults. */
+const localFirst = (
+  producer: Producer,
+  topicPrefix: string,
+  spool: Spool,
+  options: Partial<DurableAuditOptions> = {},
+) =>
   new DurableAuditPublisher({
     producer,
     topicPrefix,
@@ -31,6 +36,7 @@ const localFirst = (producer: Producer, topicPrefix: string, spool: Spool) =>
     sendTimeoutMs: 10_000,
     retryIntervalMs: 100,
     logger,
+    ...options,
   });
 
 /** A spool in a fresh temporary directory (1 MiB). */
@@ -157,16 +163,7 @@ test("with Kafka unreachable: one agent fills its share of the spool, and anothe
 test("local-first: an agent's hold on the spool is released as Kafka acknowledges its events", async () => {
   const { prefix, producer } = await sharedKafkaProducer('share', (record, send) => send(record));
   const spool = await tempSpool({ maxRecords: 20 });
-  const audit = new DurableAuditPublisher({
-    producer,
-    topicPrefix: prefix,
-    spool,
-    acceptance: 'local-first',
-    sendTimeoutMs: 10_000,
-    retryIntervalMs: 100,
-    agentShare: 0.25, // 5 records
-    logger,
-  });
+  const audit = localFirst(producer, prefix, spool, { agentShare: 0.25 }); // 5 records
   // Far more than five calls, one after another: each is admitted once the earlier ones shipped.
   for (let n = 0; n < 30; n++) {
     const callId = randomUUID();
@@ -193,16 +190,8 @@ test("local-first: an agent's hold on the spool is released as Kafka acknowledge
 test("an agent's hold is released even when the spool's position write after an acknowledgement fails", async () => {
   const { prefix, producer } = await sharedKafkaProducer('share-fault', (record, send) => send(record));
   const spool = await tempSpool({ maxRecords: 20 });
-  const audit = new DurableAuditPublisher({
-    producer,
-    topicPrefix: prefix,
-    spool,
-    acceptance: 'local-first',
-    sendTimeoutMs: 10_000,
-    retryIntervalMs: 50,
-    agentShare: 0.25, // 5 records: two calls and room for a third's request and outcome
-    logger,
-  });
+  // 5 records: two calls and room for a third's request and outcome.
+  const audit = localFirst(producer, prefix, spool, { agentShare: 0.25, retryIntervalMs: 50 });
   let injected = 0;
   spoolFaults.afterPositionRename = () => {
     spoolFaults.afterPositionRename = undefined; // once

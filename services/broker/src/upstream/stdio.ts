@@ -45,6 +45,7 @@ type ChildMessage = JsonRpcRequest | JsonRpcNotification;
  * would recognize whole (an API key, a JWT) is whole when the line is cut and logged.
  */
 const STDERR_TOKEN_MARGIN = 1024;
+
 export interface StdioUpstreamOptions {
   credentials: UpstreamCredentials;
   logger: Logger;
