@@ -160,6 +160,37 @@ test("with Kafka unreachable: one agent fills its share of the spool, and anothe
   await spool.close();
 });
 
+test("with Kafka unreachable: an agent's calls in flight at once count their outcomes against its share", async () => {
+  const spool = await tempSpool({ maxRecords: 40 });
+  const audit = await unreachableKafkaPublisher(spool, 0.25); // 10 records per agent
+  const as = (agentId: string, callId: string): AuditEvent =>
+    ({
+      ...requested(callId),
+      agent: { id: agentId, name: agentId, owner: 'o@example.com' },
+    }) as AuditEvent;
+  try {
+    // Calls that all start before any ends: each holds its request and will add its outcome.
+    const open: string[] = [];
+    for (;;) {
+      const callId = randomUUID();
+      try {
+        await audit.publish(as('busy', callId));
+      } catch (error) {
+        assert.ok(error instanceof AuditUnavailableError, String(error));
+        assert.match(error.message, /this agent's share of the audit spool is full/);
+        break;
+      }
+      open.push(callId);
+    }
+    assert.equal(open.length, 5, 'five open calls: five requests and the five outcomes to come');
+    for (const callId of open) await audit.publish(completed(callId));
+    assert.equal(spool.pendingRecords, 10, 'all of them recorded, within the share');
+  } finally {
+    await audit.stop();
+    await spool.close();
+  }
+});
+
 test("local-first: an agent's hold on the spool is released as Kafka acknowledges its events", async () => {
   const { prefix, producer } = await sharedKafkaProducer('share', (record, send) => send(record));
   const spool = await tempSpool({ maxRecords: 20 });

@@ -142,6 +142,8 @@ export class DurableAuditPublisher implements AuditSink {
   readonly #agentHolds = new Map<string, { records: number; bytes: number }>();
   /** The agent of each call whose request is recorded and whose outcome is not yet. */
   readonly #callAgents = new Map<string, string>();
+  /** Per agent: its calls whose request is recorded and whose outcome is not yet. */
+  readonly #agentOpenCalls = new Map<string, number>();
 
   constructor(options: DurableAuditOptions) {
     this.#options = options;
@@ -178,24 +180,35 @@ export class DurableAuditPublisher implements AuditSink {
       valid.type === 'tool_call.requested' ? valid.agent.id : this.#callAgents.get(valid.callId);
     if (valid.type === 'tool_call.requested') {
       this.#admit(Buffer.byteLength(value), valid.agent.id);
-      this.#openCalls++;
-      this.#callAgents.set(valid.callId, valid.agent.id);
+      this.#opened(valid.callId, valid.agent.id);
     }
     try {
       await this.#publish(valid.callId, value, opensCall, agentId);
     } catch (error) {
-      if (opensCall) {
-        this.#openCalls--;
-        this.#callAgents.delete(valid.callId);
-      }
+      if (opensCall) this.#closed(valid.callId);
       throw error;
     } finally {
       // The call is over whether or not its outcome made it: release its reserved room.
-      if (!opensCall) {
-        this.#openCalls = Math.max(0, this.#openCalls - 1);
-        if (valid.type === 'tool_call.completed') this.#callAgents.delete(valid.callId);
-      }
+      if (valid.type === 'tool_call.completed') this.#closed(valid.callId);
     }
+  }
+
+  /** A call's request is being recorded: room is kept for its outcome until `#closed`. */
+  #opened(callId: string, agentId: string): void {
+    this.#openCalls++;
+    this.#callAgents.set(callId, agentId);
+    this.#agentOpenCalls.set(agentId, (this.#agentOpenCalls.get(agentId) ?? 0) + 1);
+  }
+
+  /** A call's outcome is recorded, or its request could not be: the room kept for it is released. */
+  #closed(callId: string): void {
+    const agentId = this.#callAgents.get(callId);
+    if (agentId === undefined) return;
+    this.#openCalls--;
+    this.#callAgents.delete(callId);
+    const open = (this.#agentOpenCalls.get(agentId) ?? 1) - 1;
+    if (open > 0) this.#agentOpenCalls.set(agentId, open);
+    else this.#agentOpenCalls.delete(agentId);
   }
 
   /**
@@ -249,13 +262,15 @@ export class DurableAuditPublisher implements AuditSink {
         this.#options.retryIntervalMs,
       );
     }
-    // The call's request and its outcome, on top of what the agent's calls hold already.
+    // The call's request and its outcome, on top of what the agent's calls hold already and of
+    // the outcomes its open calls will add (so that many calls at once cannot overrun the share).
     const holds = this.#agentHolds.get(agentId) ?? { records: 0, bytes: 0 };
+    const outcomes = (this.#agentOpenCalls.get(agentId) ?? 0) + 1;
     const share = this.#options.agentShare ?? DEFAULT_AGENT_SHARE;
     const { maxBytes, maxRecords } = spool.limits;
     if (
-      holds.records + 2 > share * maxRecords ||
-      holds.bytes + requestBytes + OUTCOME_RESERVE_BYTES > share * maxBytes
+      holds.records + 1 + outcomes > share * maxRecords ||
+      holds.bytes + requestBytes + outcomes * OUTCOME_RESERVE_BYTES > share * maxBytes
     ) {
       throw new AuditUnavailableError(
         `this agent's share of the audit spool is full (${holds.records} of its events waiting for Kafka)`,

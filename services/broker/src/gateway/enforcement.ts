@@ -46,7 +46,31 @@ export interface EnforcementDeps {
   metrics?: GatewayMetrics;
 }
 
-/** A call the policy allowed and the ledger has on record; report its end with finish(). */
+/**
+ * Runs what follows a call's admission so that the call ends on record whatever happens: should
+ * `work` throw before it reported the outcome (a bug, or a failure nobody foresaw), the call is
+ * finished as `ifThrown` with an internal error before the error goes on. Without it the ledger
+ * would hold a request with no outcome, and the audit sink would keep the room it reserved for
+ * that outcome until a restart.
+ */
+export async function endsOnRecord<T>(
+  admission: Promise<AdmittedCall>,
+  ifThrown: ToolCallOutcome,
+  work: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    // Refused admissions carry their own outcome (recorded by Enforcement): nothing to add.
+    const admitted = await admission.catch(() => undefined);
+    admitted?.finish(ifThrown, {
+      error: { code: 'internal_error', message: 'the gateway failed while handling the call' },
+    });
+    throw error;
+  }
+}
+
+/** A call the policy allowed and the ledger has on record; report its end with finish() (once). */
 export interface AdmittedCall {
   callId: string;
   decision: Decision;
@@ -273,9 +297,16 @@ export class Enforcement {
     }
   }
 
-  /** Reports a call's end: its outcome event, recorded in the background (see AdmittedCall.finish). */
+  /**
+   * Reports a call's end: its outcome event, recorded in the background (see AdmittedCall.finish).
+   * Once per call: the first report is the outcome, later ones are ignored (endsOnRecord reports a
+   * call it cannot tell was reported already).
+   */
   #finisher(appId: string, callId: string, started: number): AdmittedCall['finish'] {
+    let finished = false;
     return (outcome, detail) => {
+      if (finished) return;
+      finished = true;
       const durationMs = performance.now() - started;
       // The agent's answer goes out first: `finish` is called just before the answer is written,
       // in the same turn of the event loop, and the outcome event is built in the next one.

@@ -11,6 +11,7 @@ import {
   type AdmittedCall,
   type Caller,
   type Enforcement,
+  endsOnRecord,
   type Operation,
   type RefusedCall,
 } from './enforcement.ts';
@@ -265,26 +266,29 @@ async function callTool(
   };
   const cleared = await deps.enforcement.judge(caller, operation);
   if (!('admitted' in cleared)) return decisionResult(cleared);
-  // The request event may still be on its way to disk: DLP and the upstream request are prepared
-  // meanwhile, and forward sends the request only once the call is admitted.
-  const outgoing = deps.guard.arguments(cleared.decision, operation);
-  if (!outgoing.pass) {
-    blocked(await cleared.admitted, outgoing.error);
-    return outgoing.result;
-  }
-  return forward(
-    deps,
-    context,
-    cleared.admitted,
-    target.appId,
-    'tools/call',
-    { ...progressMeta(context), name: target.name, arguments: outgoing.arguments },
-    {
-      argumentRedactions: outgoing.redactions,
-      outputSchema: tool.outputSchema as object | undefined,
-      underRedaction: redactsFields(cleared.decision),
-    },
-  );
+  // Nothing has gone upstream until forward sends it (forward records its own failures after that).
+  return endsOnRecord(cleared.admitted, 'not_executed', async () => {
+    // The request event may still be on its way to disk: DLP and the upstream request are prepared
+    // meanwhile, and forward sends the request only once the call is admitted.
+    const outgoing = deps.guard.arguments(cleared.decision, operation);
+    if (!outgoing.pass) {
+      blocked(await cleared.admitted, outgoing.error);
+      return outgoing.result;
+    }
+    return forward(
+      deps,
+      context,
+      cleared.admitted,
+      target.appId,
+      'tools/call',
+      { ...progressMeta(context), name: target.name, arguments: outgoing.arguments },
+      {
+        argumentRedactions: outgoing.redactions,
+        outputSchema: tool.outputSchema as object | undefined,
+        underRedaction: redactsFields(cleared.decision),
+      },
+    );
+  });
 }
 
 async function readResource(
@@ -355,20 +359,22 @@ async function judgedAndForwarded(
 ): Promise<Record<string, unknown> | JsonRpcResponse> {
   const cleared = await deps.enforcement.judge(context.caller, operation);
   if (!('admitted' in cleared)) throw cleared.error;
-  const outgoing = deps.guard.arguments(cleared.decision, operation);
-  if (!outgoing.pass) {
-    blocked(await cleared.admitted, outgoing.error);
-    throw outgoing.error;
-  }
-  return forward(
-    deps,
-    context,
-    cleared.admitted,
-    operation.appId,
-    method,
-    { ...progressMeta(context), ...upstreamParams(outgoing.arguments) },
-    { argumentRedactions: outgoing.redactions, underRedaction: redactsFields(cleared.decision) },
-  );
+  return endsOnRecord(cleared.admitted, 'not_executed', async () => {
+    const outgoing = deps.guard.arguments(cleared.decision, operation);
+    if (!outgoing.pass) {
+      blocked(await cleared.admitted, outgoing.error);
+      throw outgoing.error;
+    }
+    return forward(
+      deps,
+      context,
+      cleared.admitted,
+      operation.appId,
+      method,
+      { ...progressMeta(context), ...upstreamParams(outgoing.arguments) },
+      { argumentRedactions: outgoing.redactions, underRedaction: redactsFields(cleared.decision) },
+    );
+  });
 }
 
 /** A denial or an approval requirement as a tool result the agent can read and act on. */
@@ -490,41 +496,45 @@ async function forward(
     session.inflight.delete(request.id);
     if (extra.underRedaction) session.endRedactedCall(appId);
   }
-  const admitted = await admission;
-  const upstreamMs = performance.now() - (released ?? performance.now());
-  deps.metrics?.step('upstream', upstreamMs);
-  if ('error' in response) {
-    // Upstream errors pass through faithfully, after DLP like any answer.
-    const error = deps.guard.error(admitted.decision, response.error);
-    admitted.finish('failed', {
-      error: { code: `upstream_${response.error.code}`, message: error.message },
+  // The upstream answered: the call ran, so a failure from here on records it as failed.
+  const answer = response;
+  return endsOnRecord(admission, 'failed', async () => {
+    const admitted = await admission;
+    const upstreamMs = performance.now() - (released ?? performance.now());
+    deps.metrics?.step('upstream', upstreamMs);
+    if ('error' in answer) {
+      // Upstream errors pass through faithfully, after DLP like any answer.
+      const error = deps.guard.error(admitted.decision, answer.error);
+      admitted.finish('failed', {
+        error: { code: `upstream_${answer.error.code}`, message: error.message },
+        ...argumentRedactions,
+      });
+      return { jsonrpc: '2.0', id: request.id, error };
+    }
+    const inspected = deps.guard.result(admitted.decision, answer.result, extra.outputSchema);
+    const failed = inspected.blocked !== undefined || answer.result.isError === true;
+    admitted.finish(failed ? 'failed' : 'succeeded', {
+      ...(inspected.blocked
+        ? { error: inspected.blocked }
+        : answer.result.isError === true
+          ? { error: { code: 'tool_error', message: 'the tool reported an error' } }
+          : {}),
+      ...(inspected.redactions ? { redactions: inspected.redactions } : {}),
       ...argumentRedactions,
     });
-    return { jsonrpc: '2.0', id: request.id, error };
-  }
-  const inspected = deps.guard.result(admitted.decision, response.result, extra.outputSchema);
-  const failed = inspected.blocked !== undefined || response.result.isError === true;
-  admitted.finish(failed ? 'failed' : 'succeeded', {
-    ...(inspected.blocked
-      ? { error: inspected.blocked }
-      : response.result.isError === true
-        ? { error: { code: 'tool_error', message: 'the tool reported an error' } }
-        : {}),
-    ...(inspected.redactions ? { redactions: inspected.redactions } : {}),
-    ...argumentRedactions,
+    // Only a tool call answers with a readable result; a withheld resource or prompt is an error.
+    if (
+      inspected.blocked &&
+      method !== 'tools/call' &&
+      inspected.blocked.code !== 'dlp_structured_content_withheld'
+    )
+      throw new RpcError(RpcCode.DlpBlocked, inspected.blocked.message, {
+        code: inspected.blocked.code,
+        retryable: false,
+      });
+    deps.logger.debug({ appId, method, upstreamMs }, 'upstream answered');
+    return inspected.result;
   });
-  // Only a tool call answers with a readable result; a withheld resource or prompt is an error.
-  if (
-    inspected.blocked &&
-    method !== 'tools/call' &&
-    inspected.blocked.code !== 'dlp_structured_content_withheld'
-  )
-    throw new RpcError(RpcCode.DlpBlocked, inspected.blocked.message, {
-      code: inspected.blocked.code,
-      retryable: false,
-    });
-  deps.logger.debug({ appId, method, upstreamMs }, 'upstream answered');
-  return inspected.result;
 }
 
 async function subscribe(
