@@ -73,9 +73,40 @@ function brokerSteps(before: Scrape, after: Scrape): string {
     const sum = after(`${name}_sum`, labels) - before(`${name}_sum`, labels);
     return count > 0 ? fmt((sum / count) * 1000, 3) : '–';
   };
-  const step = (name: string) => mean('portcullis_gateway_step_duration_seconds', { step: name });
-  return `in the broker, means over its open-loop rounds (its /metrics): policy ${step('policy')} ms, audit event built and durable ${step('audit')} ms, upstream ${step('upstream')} ms; decision to outcome ${mean('portcullis_gateway_call_duration_seconds', { outcome: 'succeeded' })} ms`;
+  // The median as Prometheus's histogram_quantile estimates it: linear within the bucket that holds
+  // it (the buckets are coarse, 0.25 / 0.5 / 1 / 2.5 ms, so this says where the middle lies, not
+  // its exact value). The mean alone is pulled up by the tail.
+  const median = (name: string, labels: Record<string, string>) => {
+    const below = (le: number) =>
+      after(`${name}_bucket`, { ...labels, le: String(le) }) -
+      before(`${name}_bucket`, { ...labels, le: String(le) });
+    const total = after(`${name}_count`, labels) - before(`${name}_count`, labels);
+    if (total === 0) return '–';
+    let lower = 0;
+    let countBelow = 0;
+    for (const le of STEP_BUCKETS_SECONDS) {
+      const count = below(le);
+      if (count >= total / 2) {
+        const share = count === countBelow ? 0 : (total / 2 - countBelow) / (count - countBelow);
+        return fmt((lower + (le - lower) * share) * 1000, 3);
+      }
+      lower = le;
+      countBelow = count;
+    }
+    return `> ${fmt(lower * 1000, 0)}`;
+  };
+  const step = (name: string) => {
+    const labels = { step: name };
+    const metric = 'portcullis_gateway_step_duration_seconds';
+    return `${mean(metric, labels)} (median ≈ ${median(metric, labels)}) ms`;
+  };
+  return `in the broker, means (and medians) over its open-loop rounds (its /metrics): policy ${step('policy')}, audit event built and durable ${step('audit')}, upstream ${step('upstream')}; decision to outcome ${mean('portcullis_gateway_call_duration_seconds', { outcome: 'succeeded' })} ms`;
 }
+
+/** The broker's histogram buckets up to 1 s (services/broker/src/gateway-metrics.ts). */
+const STEP_BUCKETS_SECONDS = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+];
 
 /** Sends calls at a fixed rate regardless of answers (open loop); latency of each call. */
 async function openLoop(rate: number, durationMs: number, op: () => Promise<void>) {
