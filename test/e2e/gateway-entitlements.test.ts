@@ -89,12 +89,18 @@ before(async () => {
         // A secret in a log message sent while the tool runs: relayed messages pass DLP too.
         log: `opening the notes store with ${LEAKED_KEY}`,
       },
-      { name: 'write_note', description: 'Writes a note.' },
+      { name: 'write_note', description: 'Writes a note.', annotations: { destructiveHint: false } },
       { name: 'purge_notes', description: 'Deletes every note.', annotations: { destructiveHint: true } },
     ]),
     MutableUpstream.start([
       { name: 'search_wiki', description: 'Searches the wiki.', annotations: { readOnlyHint: true } },
-      { name: 'edit_wiki', description: 'Edits a wiki page.', annotations: { readOnlyHint: false } },
+      {
+        name: 'edit_wiki',
+        description: 'Edits a wiki page.',
+        annotations: { readOnlyHint: false, destructiveHint: false },
+      },
+      // Says nothing about itself: by the MCP schema's defaults it may be destructive (delete).
+      { name: 'tidy_wiki', description: 'Tidies the wiki.' },
     ]),
   ]);
   for (const [id, upstream] of [
@@ -128,7 +134,7 @@ after(async () => {
 
 describe('listings follow entitlements (point 2)', () => {
   test('the aggregate shows only entitled apps, and only the tools the grants cover', async () => {
-    // A read grant covers read_note; write_note (no annotations: write) and purge_notes
+    // A read grant covers read_note; write_note (additive: write) and purge_notes
     // (destructive: delete) need grants the agent does not hold; wiki is not entitled at all.
     assert.deepEqual(await toolNames(), ['notes__read_note']);
     const { resources } = await agent.listResources();
@@ -149,6 +155,7 @@ describe('listings follow entitlements (point 2)', () => {
     await grant('wiki', ['read', 'write']);
     await notified(since);
     await waitFor('the wiki tools listed', async () => (await toolNames()).includes('wiki__edit_wiki'));
+    // Not tidy_wiki: a tool that does not declare itself additive needs a delete grant (ADR 0046).
     assert.deepEqual(await toolNames(), ['notes__read_note', 'wiki__edit_wiki', 'wiki__search_wiki']);
     const result = (await agent.callTool({
       name: 'wiki__search_wiki',

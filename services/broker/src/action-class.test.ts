@@ -8,11 +8,14 @@ test('action class comes from the tool annotations', () => {
   assert.equal(actionClassOf({ readOnlyHint: true, destructiveHint: true }), 'read');
   assert.equal(actionClassOf({ destructiveHint: true }), 'delete');
   assert.equal(actionClassOf({ readOnlyHint: false, destructiveHint: false }), 'write');
+  assert.equal(actionClassOf({ destructiveHint: false }), 'write');
 });
 
-test('a tool that says nothing about itself needs a write entitlement, never just read', () => {
-  assert.equal(actionClassOf(undefined), 'write');
-  assert.equal(actionClassOf({}), 'write');
+test("what a tool leaves unsaid takes the MCP schema's default: it may be destructive", () => {
+  // readOnlyHint defaults to false and destructiveHint to true (MCP schema, ToolAnnotations).
+  assert.equal(actionClassOf(undefined), 'delete');
+  assert.equal(actionClassOf({}), 'delete');
+  assert.equal(actionClassOf({ readOnlyHint: false }), 'delete');
 });
 
 test('argument digests are canonical: key order does not matter, values do', () => {
