@@ -22,6 +22,7 @@ import {
   startProcess,
   waitFor,
 } from '@portcullis/testing';
+import { SECONDS_BUCKETS } from '../../services/broker/src/gateway-metrics.ts';
 import { type Scrape, scrapeMetrics } from '../support/metrics.ts';
 import { TestStack } from '../support/stack.ts';
 import { RawClient } from './raw-client.ts';
@@ -84,7 +85,7 @@ function brokerSteps(before: Scrape, after: Scrape): string {
     if (total === 0) return '–';
     let lower = 0;
     let countBelow = 0;
-    for (const le of STEP_BUCKETS_SECONDS) {
+    for (const le of SECONDS_BUCKETS) {
       const count = below(le);
       if (count >= total / 2) {
         const share = count === countBelow ? 0 : (total / 2 - countBelow) / (count - countBelow);
@@ -93,7 +94,7 @@ function brokerSteps(before: Scrape, after: Scrape): string {
       lower = le;
       countBelow = count;
     }
-    return `> ${fmt(lower * 1000, 0)}`;
+    return `over ${fmt(lower * 1000, 0)}`;
   };
   const step = (name: string) => {
     const labels = { step: name };
@@ -102,11 +103,6 @@ function brokerSteps(before: Scrape, after: Scrape): string {
   };
   return `in the broker, means (and medians) over its open-loop rounds (its /metrics): policy ${step('policy')}, audit event built and durable ${step('audit')}, upstream ${step('upstream')}; decision to outcome ${mean('portcullis_gateway_call_duration_seconds', { outcome: 'succeeded' })} ms`;
 }
-
-/** The broker's histogram buckets up to 1 s (services/broker/src/gateway-metrics.ts). */
-const STEP_BUCKETS_SECONDS = [
-  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-];
 
 /** Sends calls at a fixed rate regardless of answers (open loop); latency of each call. */
 async function openLoop(rate: number, durationMs: number, op: () => Promise<void>) {

@@ -155,8 +155,13 @@ describe('listings follow entitlements (point 2)', () => {
     await grant('wiki', ['read', 'write']);
     await notified(since);
     await waitFor('the wiki tools listed', async () => (await toolNames()).includes('wiki__edit_wiki'));
-    // Not tidy_wiki: a tool that does not declare itself additive needs a delete grant (ADR 0046).
+    // Not tidy_wiki: a tool that does not declare itself additive needs a delete grant (ADR 0046)...
     assert.deepEqual(await toolNames(), ['notes__read_note', 'wiki__edit_wiki', 'wiki__search_wiki']);
+    // ...which shows it.
+    await grant('wiki', ['read', 'write', 'delete']);
+    await waitFor('tidy_wiki listed', async () => (await toolNames()).includes('wiki__tidy_wiki'));
+    await grant('wiki', ['read', 'write']);
+    await waitFor('tidy_wiki hidden', async () => !(await toolNames()).includes('wiki__tidy_wiki'));
     const result = (await agent.callTool({
       name: 'wiki__search_wiki',
       arguments: { text: 'gates' },

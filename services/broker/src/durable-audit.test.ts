@@ -160,6 +160,26 @@ test("with Kafka unreachable: one agent fills its share of the spool, and anothe
   await spool.close();
 });
 
+test('with Kafka unreachable: an outcome on its way to disk is not counted twice against the room', async () => {
+  // Four records: call a's request and outcome, and call b's request with room for its outcome.
+  const spool = await tempSpool({ maxRecords: 4 });
+  const audit = await unreachableKafkaPublisher(spool);
+  try {
+    const [a, b] = [randomUUID(), randomUUID()];
+    await audit.publish(requested(a));
+    // a's outcome is queued for the disk (the spool holds its room from now on) but not written
+    // yet: b is admitted meanwhile, where counting a's room twice would have refused it.
+    const outcome = audit.publish(completed(a));
+    await audit.publish(requested(b));
+    await outcome;
+    await audit.publish(completed(b));
+    assert.equal(spool.pendingRecords, 4);
+  } finally {
+    await audit.stop();
+    await spool.close();
+  }
+});
+
 test("with Kafka unreachable: an agent's calls in flight at once count their outcomes against its share", async () => {
   const spool = await tempSpool({ maxRecords: 40 });
   const audit = await unreachableKafkaPublisher(spool, 0.25); // 10 records per agent
@@ -259,6 +279,22 @@ test('a malformed event is refused before it reaches Kafka or the spool', async 
   assert.equal(spool.pendingRecords, 0);
   await audit.stop();
   await spool.close();
+});
+
+test('a malformed outcome still ends its call: the room kept for it is released', async () => {
+  // Three records: one call's request, and room for its outcome and one more request.
+  const spool = await tempSpool({ maxRecords: 3 });
+  const audit = await unreachableKafkaPublisher(spool);
+  try {
+    const first = randomUUID();
+    await audit.publish(requested(first));
+    await assert.rejects(audit.publish({ ...completed(first), durationMs: -1 } as AuditEvent));
+    // Had the first call stayed open, a second would need room for two outcomes: four records.
+    await audit.publish(requested(randomUUID()));
+  } finally {
+    await audit.stop();
+    await spool.close();
+  }
 });
 
 test('the compiled check refuses exactly what zod refuses, with its error, and publishes what zod outputs', async () => {

@@ -173,7 +173,14 @@ export class DurableAuditPublisher implements AuditSink {
 
   async publish(event: AuditEvent): Promise<void> {
     // Validate our own output: a malformed event would otherwise surface only in the dead-letter topic.
-    const valid = auditEvents.parse(event);
+    let valid: AuditEvent;
+    try {
+      valid = auditEvents.parse(event);
+    } catch (error) {
+      // A malformed outcome is refused, but its call is over all the same: its room is released.
+      if (event.type === 'tool_call.completed') this.#closed(event.callId);
+      throw error;
+    }
     const value = JSON.stringify(valid);
     const opensCall = valid.type === 'tool_call.requested';
     const agentId =
@@ -183,7 +190,13 @@ export class DurableAuditPublisher implements AuditSink {
       this.#opened(valid.callId, valid.agent.id);
     }
     try {
-      await this.#publish(valid.callId, value, opensCall, agentId);
+      await this.#publish(
+        valid.callId,
+        value,
+        opensCall,
+        agentId,
+        valid.type === 'tool_call.completed' ? valid.callId : undefined,
+      );
     } catch (error) {
       if (opensCall) this.#closed(valid.callId);
       throw error;
@@ -323,7 +336,14 @@ export class DurableAuditPublisher implements AuditSink {
     this.#spooledRecords.splice(0, popped);
   }
 
-  async #publish(key: string, value: string, opensCall: boolean, agentId: string | undefined): Promise<void> {
+  /** `closes`: the call an outcome ends, released once the spool has taken the outcome's room. */
+  async #publish(
+    key: string,
+    value: string,
+    opensCall: boolean,
+    agentId: string | undefined,
+    closes?: string,
+  ): Promise<void> {
     const sender = opensCall ? this.#requests : this.#outcomes;
     if (!this.#spooling) {
       try {
@@ -345,9 +365,13 @@ export class DurableAuditPublisher implements AuditSink {
     const record = this.#hold(agentId, payload.length);
     try {
       // Nobody waits for an outcome: in local-first mode it shares the disk write of a later request.
-      await this.#options.spool.append(payload, {
+      const appended = this.#options.spool.append(payload, {
         deferMs: opensCall || !this.#localFirst ? 0 : OUTCOME_DEFER_MS,
       });
+      // The spool reserved the outcome's room as it queued it, and the agent's hold counts it: the
+      // room kept for it since its request is given back now, not while the write waits its turn.
+      if (closes !== undefined) this.#closed(closes);
+      await appended;
     } catch (error) {
       record.inSpool = false;
       this.#unhold(record);

@@ -18,7 +18,8 @@ export type RateLimitRefusal =
  * From tens of microseconds (the in-process policy) to the upstream's seconds: the gateway's own
  * steps take well under a millisecond, so the low end is fine-grained.
  */
-const SECONDS_BUCKETS = [
+/** The histograms' bucket bounds in seconds (the gateway bench reads medians off them). */
+export const SECONDS_BUCKETS = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
   30,
 ];

@@ -93,25 +93,3 @@ test('a call whose handling throws after admission is recorded as ended, once, a
     await close();
   }
 });
-
-test('work that ends normally is left to report its own outcome', async () => {
-  const { enforcement, spooled, close } = await enforcementWithSpool(10);
-  try {
-    const cleared = await enforcement.judge(caller, read);
-    assert.ok('admitted' in cleared);
-    const admitted = cleared.admitted;
-    const answer = await endsOnRecord(admitted, 'not_executed', async () => {
-      (await admitted).finish('succeeded');
-      return 'answer';
-    });
-    assert.equal(answer, 'answer');
-    await enforcement.settled();
-    const outcomes = (await spooled()).filter((event) => event.type === 'tool_call.completed');
-    assert.deepEqual(
-      outcomes.map((event) => ('outcome' in event ? event.outcome : undefined)),
-      ['succeeded'],
-    );
-  } finally {
-    await close();
-  }
-});

@@ -49,13 +49,13 @@ export interface EnforcementDeps {
 /**
  * Runs what follows a call's admission so that the call ends on record whatever happens: should
  * `work` throw before it reported the outcome (a bug, or a failure nobody foresaw), the call is
- * finished as `ifThrown` with an internal error before the error goes on. Without it the ledger
- * would hold a request with no outcome, and the audit sink would keep the room it reserved for
- * that outcome until a restart.
+ * finished as `ifThrown` (asked at that moment: whether the request had gone upstream) with an
+ * internal error before the error goes on. Without it the ledger would hold a request with no
+ * outcome, and the audit sink would keep the room it reserved for that outcome until a restart.
  */
 export async function endsOnRecord<T>(
   admission: Promise<AdmittedCall>,
-  ifThrown: ToolCallOutcome,
+  ifThrown: ToolCallOutcome | (() => ToolCallOutcome),
   work: () => Promise<T>,
 ): Promise<T> {
   try {
@@ -63,7 +63,7 @@ export async function endsOnRecord<T>(
   } catch (error) {
     // Refused admissions carry their own outcome (recorded by Enforcement): nothing to add.
     const admitted = await admission.catch(() => undefined);
-    admitted?.finish(ifThrown, {
+    admitted?.finish(typeof ifThrown === 'function' ? ifThrown() : ifThrown, {
       error: { code: 'internal_error', message: 'the gateway failed while handling the call' },
     });
     throw error;
