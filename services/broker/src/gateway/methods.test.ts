@@ -1,25 +1,13 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, test } from 'node:test';
-import type { AuditEvent } from '@portcullis/contracts';
-import { createKafka, createProducer } from '@portcullis/kafka';
-import { PolicyEngine, readBundle } from '@portcullis/policy-engine';
-import { createLogger } from '@portcullis/runtime';
-import { Spool } from '@portcullis/spool';
-import { freePort } from '@portcullis/testing';
-import { DurableAuditPublisher } from '../durable-audit.ts';
 import type { UpstreamSession } from '../upstream/connection.ts';
 import type { Catalog } from './catalog.ts';
 import { type ContentGuard, obligationGuard } from './content-guard.ts';
-import { Enforcement } from './enforcement.ts';
 import type { LiveSession } from './live-session.ts';
 import { METHODS, type MethodDeps, type RequestContext } from './methods.ts';
 import type { ReplyChannel } from './reply.ts';
 import type { SessionStore } from './session-store.ts';
+import { enforcementOverSpool, readerOfDemo, silentLogger } from './test-support.ts';
 import type { ToolGate } from './tool-gate.ts';
 
 // tools/call through the gateway's own handler, with the real policy and the real audit sink (its
@@ -28,42 +16,14 @@ import type { ToolGate } from './tool-gate.ts';
 // that a call whose handling throws after its admission still gets exactly one outcome event,
 // labelled by whether its request had gone upstream.
 
-const logger = createLogger({ service: 'test', level: 'silent', destination: new PassThrough() });
 const closers: (() => Promise<void>)[] = [];
 after(async () => {
   for (const close of closers) await close();
 });
 
 async function gateway(guard: ContentGuard) {
-  const engine = new PolicyEngine();
-  await engine.loadBundle(
-    await readBundle(readFileSync(new URL('../../../../rego/build/bundle.tar.gz', import.meta.url))),
-  );
-  engine.setDirectory({
-    agents: { agt_a: { state: 'active', owner: 'a@example.com' } },
-    apps: { demo: {} },
-    entitlements: { agt_a: { demo: [{ actions: ['read'] }] } },
-  });
-  const { spool } = await Spool.open({
-    dir: await mkdtemp(join(tmpdir(), 'methods-')),
-    maxBytes: 1 << 20,
-    maxRecords: 100,
-  });
-  const kafka = createKafka({ clientId: 'methods-test', brokers: [`127.0.0.1:${await freePort()}`], logger });
-  const audit = new DurableAuditPublisher({
-    producer: createProducer(kafka), // never connects: every event goes to the spool
-    topicPrefix: 'unused',
-    spool,
-    sendTimeoutMs: 200,
-    retryIntervalMs: 60_000,
-    agentShare: 1,
-    logger,
-  });
-  closers.push(async () => {
-    await audit.stop();
-    await spool.close();
-  });
-  const enforcement = new Enforcement({ engine, audit, logger, instanceId: 'test' });
+  const { enforcement, spooled, close } = await enforcementOverSpool();
+  closers.push(close);
   const tool = { name: 'lookup', inputSchema: { type: 'object' }, annotations: { readOnlyHint: true } };
   const sent: string[] = [];
   // The upstream sends nothing before the call is admitted (UpstreamRequestOptions.gate).
@@ -89,14 +49,14 @@ async function gateway(guard: ContentGuard) {
     store: {} as SessionStore,
     guard,
     tools: { assertUsable: () => undefined } as unknown as ToolGate,
-    logger,
+    logger: silentLogger,
     callTimeoutMs: 5000,
     callMaxMs: 5000,
   };
   const call = () => {
     const context: RequestContext = {
       session,
-      caller: { agent: { id: 'agt_a', name: 'a', owner: 'a@example.com', state: 'active' } },
+      caller: readerOfDemo,
       apps: ['demo'],
       request: { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'lookup', arguments: {} } },
       channel: { onAbandoned: () => undefined } as unknown as ReplyChannel,
@@ -104,13 +64,10 @@ async function gateway(guard: ContentGuard) {
     };
     return (METHODS['tools/call'] as NonNullable<(typeof METHODS)[string]>)(deps, context);
   };
-  const outcomes = async () => {
-    await enforcement.settled();
-    return (await spool.peek(100)).records
-      .map((record) => JSON.parse(record.toString('utf8')) as AuditEvent)
+  const outcomes = async () =>
+    (await spooled())
       .filter((event) => event.type === 'tool_call.completed')
       .map((event) => [event.outcome, event.error?.code]);
-  };
   return { call, sent, outcomes };
 }
 
