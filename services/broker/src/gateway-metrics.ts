@@ -50,6 +50,8 @@ export class GatewayMetrics {
   readonly #redactions: Counter<'detector' | 'direction'>;
   readonly #rateLimitRefusals: Counter<'reason'>;
   readonly #toolBlocks: Counter<'app'>;
+  readonly #upstreamEnds: Counter<'app' | 'failure'>;
+  readonly #upstreamRestarts: Counter<'app'>;
 
   constructor(registry: Registry, sources: GaugeSources) {
     const registers = [registry];
@@ -105,6 +107,18 @@ export class GatewayMetrics {
       labelNames: ['app'],
       registers,
     });
+    this.#upstreamEnds = new Counter({
+      name: 'portcullis_upstream_sessions_ended_total',
+      help: "Upstream sessions that ended under an agent's session, by app and cause (closed: a stdio child exited or an HTTP upstream ended the session; protocol: the upstream broke the protocol)",
+      labelNames: ['app', 'failure'],
+      registers,
+    });
+    this.#upstreamRestarts = new Counter({
+      name: 'portcullis_upstream_restarts_total',
+      help: 'stdio upstream children started again after theirs ended, by app (a crash loop shows here; restarts back off up to 10 s)',
+      labelNames: ['app'],
+      registers,
+    });
     // Read when Prometheus scrapes, from the broker's own state.
     const gauge = (name: string, help: string, read: () => number) =>
       new Gauge({
@@ -131,6 +145,16 @@ export class GatewayMetrics {
     gauge('portcullis_gateway_sessions', 'MCP sessions this replica holds in memory', () =>
       sources.localSessions(),
     );
+  }
+
+  /** An upstream session ended under an agent's session (UpstreamError's failure: closed, protocol…). */
+  upstreamEnded(appId: string, failure: string): void {
+    this.#upstreamEnds.inc({ app: appId, failure });
+  }
+
+  /** A stdio upstream child was started again after its predecessor ended. */
+  upstreamRestarted(appId: string): void {
+    this.#upstreamRestarts.inc({ app: appId });
   }
 
   decided(appId: string, decision: string): void {

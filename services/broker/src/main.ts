@@ -220,6 +220,7 @@ await runService(
         instanceId: env.INSTANCE_ID,
         upstreamTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
         clientResponseTimeoutMs: env.CLIENT_RESPONSE_TIMEOUT_MS,
+        metrics,
       },
       methodDeps: {
         metrics,

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { isolatedRedis, waitFor } from '@portcullis/testing';
 import type { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { GatewayMetrics } from '../gateway-metrics.ts';
 import type { UpstreamSession } from '../upstream/connection.ts';
 import { createUpstreamConnector, noUpstreamAuth } from '../upstream/connector.ts';
 import { fakeStdioServer, memoryLogger } from '../upstream/test-support.ts';
@@ -36,7 +38,12 @@ after(async () => {
 const { logger } = memoryLogger();
 
 /** A session on app `fake`, a stdio child per open; its children's pids land in `pidFile`. */
-async function liveSession(pidFile: string, mode: string, maxStdioSessions: number) {
+async function liveSession(
+  pidFile: string,
+  mode: string,
+  maxStdioSessions: number,
+  metrics?: GatewayMetrics,
+) {
   const connector = createUpstreamConnector({
     credentials: noUpstreamAuth,
     logger,
@@ -68,6 +75,7 @@ async function liveSession(pidFile: string, mode: string, maxStdioSessions: numb
     instanceId: 'replica-1',
     upstreamTimeoutMs: 300,
     clientResponseTimeoutMs: 1000,
+    ...(metrics ? { metrics } : {}),
   });
   return { session, connector };
 }
@@ -102,6 +110,41 @@ test('an upstream whose state replay fails is closed: no child left running, its
       });
     }
     await waitFor('every child stopped', async () => (await running(pidFile)).length === 0);
+  } finally {
+    await session.close();
+    await connector.close();
+  }
+});
+
+test("a stdio child that crashes is counted, and so is its restart, per app in the broker's metrics", async () => {
+  const registry = new Registry();
+  const metrics = new GatewayMetrics(registry, {
+    spooledEvents: () => 0,
+    spooledBytes: () => 0,
+    spooling: () => false,
+    localSessions: () => 0,
+  });
+  const { session, connector } = await liveSession(join(dir, 'crash.pids'), 'normal', 4, metrics);
+  const value = async (name: string, labels: Record<string, string>) =>
+    (await registry.getSingleMetric(name)?.get())?.values.find((each) =>
+      Object.entries(labels).every(([key, label]) => each.labels[key] === label),
+    )?.value ?? 0;
+  try {
+    await assert.rejects(
+      session.withUpstream('fake', (upstream) => upstream.request('crash', {}, { timeoutMs: 5000 })),
+    );
+    await waitFor(
+      'the restart counted',
+      async () => (await value('portcullis_upstream_restarts_total', { app: 'fake' })) === 1,
+    );
+    assert.equal(
+      await value('portcullis_upstream_sessions_ended_total', { app: 'fake', failure: 'closed' }),
+      1,
+    );
+    // The restarted child answers.
+    await session.withUpstream('fake', (upstream) =>
+      upstream.request('tools/list', undefined, { timeoutMs: 5000 }),
+    );
   } finally {
     await session.close();
     await connector.close();

@@ -1,4 +1,5 @@
 import type { Logger } from '@portcullis/runtime';
+import type { GatewayMetrics } from '../gateway-metrics.ts';
 import {
   type JsonRpcId,
   type JsonRpcNotification,
@@ -29,6 +30,8 @@ export interface LiveSessionDeps {
   upstreamTimeoutMs: number;
   /** How long a relayed server-initiated request waits for the client's answer. */
   clientResponseTimeoutMs: number;
+  /** Counts upstream sessions that ended and stdio children restarted (GatewayMetrics). */
+  metrics?: Pick<GatewayMetrics, 'upstreamEnded' | 'upstreamRestarted'>;
 }
 
 const UNINSPECTABLE_DROPPED =
@@ -172,10 +175,12 @@ export class LiveSession {
       // Hooks through locals, not literals assigned to the properties (see the grit rule in scripts/biome).
       const onClosed = (error: UpstreamError) => {
         logger.info({ appId, session: this.id, failure: error.failure }, 'upstream session ended');
+        this.#deps.metrics?.upstreamEnded(appId, error.failure);
         // A stdio session restarts its child by itself (then onRestarted); an HTTP one is gone.
         if (resumable) void this.#forget(appId);
       };
       const onRestarted = () => {
+        this.#deps.metrics?.upstreamRestarted(appId);
         this.#deps.catalog.invalidate(appId);
         this.#replayState(appId, opened).catch((error) =>
           logger.warn({ err: error, appId }, 'state not replayed to a restarted upstream'),
