@@ -1,6 +1,7 @@
 import { ToolCallOutcome } from '@portcullis/contracts';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { HotPathHistogram } from './hot-path-histogram.ts';
+import type { UpstreamFailure } from './upstream/connection.ts';
 
 /** The steps of an enforced call whose duration is recorded (see docs/operations.md, "Metrics"). */
 const CALL_STEPS = ['policy', 'audit', 'upstream'] as const;
@@ -52,6 +53,7 @@ export class GatewayMetrics {
   readonly #toolBlocks: Counter<'app'>;
   readonly #upstreamEnds: Counter<'app' | 'failure'>;
   readonly #upstreamRestarts: Counter<'app'>;
+  readonly #upstreamRestartFailures: Counter<'app'>;
 
   constructor(registry: Registry, sources: GaugeSources) {
     const registers = [registry];
@@ -115,7 +117,13 @@ export class GatewayMetrics {
     });
     this.#upstreamRestarts = new Counter({
       name: 'portcullis_upstream_restarts_total',
-      help: 'stdio upstream children started again after theirs ended, by app (a crash loop shows here; restarts back off up to 10 s)',
+      help: 'stdio upstream children started again after theirs ended, by app',
+      labelNames: ['app'],
+      registers,
+    });
+    this.#upstreamRestartFailures = new Counter({
+      name: 'portcullis_upstream_restart_failures_total',
+      help: 'Attempts to start an ended stdio upstream child again that failed (it exited or did not complete initialize), by app; attempts back off from 100 ms to 10 s',
       labelNames: ['app'],
       registers,
     });
@@ -147,14 +155,19 @@ export class GatewayMetrics {
     );
   }
 
-  /** An upstream session ended under an agent's session (UpstreamError's failure: closed, protocol…). */
-  upstreamEnded(appId: string, failure: string): void {
+  /** An upstream session ended under an agent's session (closed, or protocol: it broke the protocol). */
+  upstreamEnded(appId: string, failure: UpstreamFailure): void {
     this.#upstreamEnds.inc({ app: appId, failure });
   }
 
   /** A stdio upstream child was started again after its predecessor ended. */
   upstreamRestarted(appId: string): void {
     this.#upstreamRestarts.inc({ app: appId });
+  }
+
+  /** An attempt to start an ended stdio upstream child again failed (another follows). */
+  upstreamRestartFailed(appId: string): void {
+    this.#upstreamRestartFailures.inc({ app: appId });
   }
 
   decided(appId: string, decision: string): void {

@@ -38,11 +38,26 @@ after(async () => {
 const { logger } = memoryLogger();
 
 /** A session on app `fake`, a stdio child per open; its children's pids land in `pidFile`. */
+/** The broker's metrics on a registry of their own. */
+function freshMetrics(): { metrics: GatewayMetrics; registry: Registry } {
+  const registry = new Registry();
+  const metrics = new GatewayMetrics(registry, {
+    spooledEvents: () => 0,
+    spooledBytes: () => 0,
+    spooling: () => false,
+    localSessions: () => 0,
+  });
+  return { metrics, registry };
+}
+
 async function liveSession(
   pidFile: string,
   mode: string,
   maxStdioSessions: number,
-  metrics?: GatewayMetrics,
+  {
+    metrics = freshMetrics().metrics,
+    env = {},
+  }: { metrics?: GatewayMetrics; env?: Record<string, string> } = {},
 ) {
   const connector = createUpstreamConnector({
     credentials: noUpstreamAuth,
@@ -68,14 +83,14 @@ async function liveSession(
         type: 'stdio',
         command: process.execPath,
         args: ['-e', fakeStdioServer],
-        env: { FAKE_MODE: mode, FAKE_PIDFILE: pidFile },
+        env: { FAKE_MODE: mode, FAKE_PIDFILE: pidFile, ...env },
       },
     }),
     logger,
     instanceId: 'replica-1',
     upstreamTimeoutMs: 300,
     clientResponseTimeoutMs: 1000,
-    ...(metrics ? { metrics } : {}),
+    metrics,
   });
   return { session, connector };
 }
@@ -116,35 +131,60 @@ test('an upstream whose state replay fails is closed: no child left running, its
   }
 });
 
+/** A counter's value for the series with these labels (0 when it has none yet). */
+async function counted(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
+  const values = (await registry.getSingleMetric(name)?.get())?.values ?? [];
+  return (
+    values.find((each) => Object.entries(labels).every(([key, label]) => each.labels[key] === label))
+      ?.value ?? 0
+  );
+}
+
 test("a stdio child that crashes is counted, and so is its restart, per app in the broker's metrics", async () => {
-  const registry = new Registry();
-  const metrics = new GatewayMetrics(registry, {
-    spooledEvents: () => 0,
-    spooledBytes: () => 0,
-    spooling: () => false,
-    localSessions: () => 0,
-  });
-  const { session, connector } = await liveSession(join(dir, 'crash.pids'), 'normal', 4, metrics);
-  const value = async (name: string, labels: Record<string, string>) =>
-    (await registry.getSingleMetric(name)?.get())?.values.find((each) =>
-      Object.entries(labels).every(([key, label]) => each.labels[key] === label),
-    )?.value ?? 0;
+  const { metrics, registry } = freshMetrics();
+  const { session, connector } = await liveSession(join(dir, 'crash.pids'), 'normal', 4, { metrics });
   try {
     await assert.rejects(
       session.withUpstream('fake', (upstream) => upstream.request('crash', {}, { timeoutMs: 5000 })),
     );
     await waitFor(
       'the restart counted',
-      async () => (await value('portcullis_upstream_restarts_total', { app: 'fake' })) === 1,
+      async () => (await counted(registry, 'portcullis_upstream_restarts_total', { app: 'fake' })) === 1,
     );
     assert.equal(
-      await value('portcullis_upstream_sessions_ended_total', { app: 'fake', failure: 'closed' }),
+      await counted(registry, 'portcullis_upstream_sessions_ended_total', { app: 'fake', failure: 'closed' }),
       1,
     );
+    assert.equal(await counted(registry, 'portcullis_upstream_restart_failures_total', { app: 'fake' }), 0);
     // The restarted child answers.
     await session.withUpstream('fake', (upstream) =>
       upstream.request('tools/list', undefined, { timeoutMs: 5000 }),
     );
+  } finally {
+    await session.close();
+    await connector.close();
+  }
+});
+
+test('a stdio child that cannot be started again: each failed attempt is counted', async () => {
+  const { metrics, registry } = freshMetrics();
+  // The first child starts; every later one finds the marker and dies during initialize.
+  const env = { FAKE_MARKER: join(dir, 'started-once') };
+  const { session, connector } = await liveSession(join(dir, 'no-restart.pids'), 'normal', 4, {
+    metrics,
+    env,
+  });
+  try {
+    await assert.rejects(
+      session.withUpstream('fake', (upstream) => upstream.request('crash', {}, { timeoutMs: 5000 })),
+    );
+    // Backoff 50, 100, 200 ms...: a few attempts within a second.
+    await waitFor(
+      'failed restarts counted',
+      async () =>
+        (await counted(registry, 'portcullis_upstream_restart_failures_total', { app: 'fake' })) >= 2,
+    );
+    assert.equal(await counted(registry, 'portcullis_upstream_restarts_total', { app: 'fake' }), 0);
   } finally {
     await session.close();
     await connector.close();

@@ -30,8 +30,8 @@ export interface LiveSessionDeps {
   upstreamTimeoutMs: number;
   /** How long a relayed server-initiated request waits for the client's answer. */
   clientResponseTimeoutMs: number;
-  /** Counts upstream sessions that ended and stdio children restarted (GatewayMetrics). */
-  metrics?: Pick<GatewayMetrics, 'upstreamEnded' | 'upstreamRestarted'>;
+  /** Counts upstream sessions that ended and stdio children restarted, or not (GatewayMetrics). */
+  metrics: Pick<GatewayMetrics, 'upstreamEnded' | 'upstreamRestarted' | 'upstreamRestartFailed'>;
 }
 
 const UNINSPECTABLE_DROPPED =
@@ -175,19 +175,21 @@ export class LiveSession {
       // Hooks through locals, not literals assigned to the properties (see the grit rule in scripts/biome).
       const onClosed = (error: UpstreamError) => {
         logger.info({ appId, session: this.id, failure: error.failure }, 'upstream session ended');
-        this.#deps.metrics?.upstreamEnded(appId, error.failure);
+        this.#deps.metrics.upstreamEnded(appId, error.failure);
         // A stdio session restarts its child by itself (then onRestarted); an HTTP one is gone.
         if (resumable) void this.#forget(appId);
       };
       const onRestarted = () => {
-        this.#deps.metrics?.upstreamRestarted(appId);
+        this.#deps.metrics.upstreamRestarted(appId);
         this.#deps.catalog.invalidate(appId);
         this.#replayState(appId, opened).catch((error) =>
           logger.warn({ err: error, appId }, 'state not replayed to a restarted upstream'),
         );
       };
+      const onRestartFailed = () => this.#deps.metrics.upstreamRestartFailed(appId);
       session.onClosed = onClosed;
       session.onRestarted = onRestarted;
+      session.onRestartFailed = onRestartFailed;
       if (initializedHere) await this.#replayState(appId, session);
       if (this.#stream && this.#followed.has(appId)) this.#listen(appId, session);
       return session;

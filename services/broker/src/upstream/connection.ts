@@ -189,6 +189,8 @@ export interface UpstreamSession {
    * Subscriptions and the log level did not survive the restart: replay them here if they matter.
    */
   onRestarted?: (initializeResult: Record<string, unknown>) => void;
+  /** stdio only: an attempt to start the child again failed; the next follows after the backoff. */
+  onRestartFailed?: (error: UpstreamError) => void;
 }
 
 /** Opens upstream sessions; one implementation per transport, chosen by target.transport.type. */

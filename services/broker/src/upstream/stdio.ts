@@ -106,6 +106,7 @@ export class StdioUpstreamSession implements UpstreamSession {
   initializeResult: Record<string, unknown> = {};
   onClosed?: (error: UpstreamError) => void;
   onRestarted?: (initializeResult: Record<string, unknown>) => void;
+  onRestartFailed?: (error: UpstreamError) => void;
 
   readonly #transport: StdioTransport;
   readonly #init: UpstreamSessionInit;
@@ -613,6 +614,7 @@ export class StdioUpstreamSession implements UpstreamSession {
         (error: UpstreamError) => {
           if (this.#closed) return;
           this.#logger.warn({ appId: this.appId, err: error.message }, 'upstream process failed to restart');
+          this.onRestartFailed?.(error);
           // Requests that waited for this attempt learn now that it failed, rather than at their deadline.
           for (const { open } of this.#queued.splice(0)) open.fail('unreachable', error.message);
           this.#scheduleRestart();
