@@ -308,6 +308,8 @@ describe('refusals are machine-readable (point 4)', () => {
     assert.equal(decision.code, 'denied');
     assert.equal(decision.decision, 'deny');
     assert.deepEqual(decision.reasons, ['no_entitlement']);
+    // What a grant must name to cover it: purge_notes declares itself destructive.
+    assert.equal(decision.actionClass, 'delete');
     assert.equal(decision.policyRevision, policyRevision);
     assert.equal(decision.howToRequestAccess, ACCESS_HINT);
     assert.match(String(decision.callId), /^[0-9a-f-]{36}$/);

@@ -252,10 +252,10 @@ export class Enforcement {
     requested: ToolCallRequestedV1,
     { started, decided }: CallTimes,
   ): Promise<RefusedCall> {
-    const { callId, decision } = requested;
+    const { callId } = requested;
     await this.#record(requested, undefined, decided);
     this.#finisher(appId, callId, started)('not_executed');
-    return refusal(callId, decision);
+    return refusal(requested);
   }
 
   /**
@@ -431,12 +431,18 @@ export function policyInput(
   };
 }
 
-function refusal(callId: string, decision: Decision): RefusedCall {
+/**
+ * What an agent reads when the policy did not allow its call. `actionClass` is the class the call
+ * was judged as: what a grant must name for it (a tool that declares nothing about itself needs
+ * delete, ADR 0046), so the agent's owner knows what to ask for.
+ */
+function refusal({ callId, decision, actionClass }: ToolCallRequestedV1): RefusedCall {
   if (decision.outcome === 'require_approval') {
     const detail = {
       decision: 'require_approval',
       code: 'approval_required',
       reasons: decision.reasons,
+      actionClass,
       approvers: decision.approvers ?? [],
       policyRevision: decision.policyRevision,
       callId,
@@ -457,6 +463,7 @@ function refusal(callId: string, decision: Decision): RefusedCall {
     decision: 'deny',
     code: 'denied',
     reasons: decision.reasons,
+    actionClass,
     policyRevision: decision.policyRevision,
     callId,
     decisionId: decision.decisionId,

@@ -406,6 +406,7 @@ async function refuseOutsideEntitlements(
     decision: 'deny',
     code: 'denied',
     reasons: ['no_entitlement'],
+    // No actionClass: the app's tools are not looked up, so what this one would need is not known.
     policyRevision: outcome.decision.policyRevision,
     callId: outcome.callId,
     decisionId: outcome.decision.decisionId,
