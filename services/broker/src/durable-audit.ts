@@ -123,8 +123,6 @@ export class DurableAuditPublisher implements AuditSink {
   /** True while the spool holds events not yet on Kafka. */
   #spooling: boolean;
   #appending = 0;
-  /** Calls whose request is recorded and whose outcome is not yet. */
-  #openCalls = 0;
   #replaying: Promise<void> | undefined;
   #stopped = false;
   #wake: (() => void) | undefined;
@@ -140,7 +138,7 @@ export class DurableAuditPublisher implements AuditSink {
   #releasedRecords = 0;
   /** Per agent: what its calls hold in the spool now. */
   readonly #agentHolds = new Map<string, { records: number; bytes: number }>();
-  /** The agent of each call whose request is recorded and whose outcome is not yet. */
+  /** The agent of each call whose request is recorded and whose outcome is not yet (the open calls). */
   readonly #callAgents = new Map<string, string>();
   /** Per agent: its calls whose request is recorded and whose outcome is not yet. */
   readonly #agentOpenCalls = new Map<string, number>();
@@ -190,13 +188,7 @@ export class DurableAuditPublisher implements AuditSink {
       this.#opened(valid.callId, valid.agent.id);
     }
     try {
-      await this.#publish(
-        valid.callId,
-        value,
-        opensCall,
-        agentId,
-        valid.type === 'tool_call.completed' ? valid.callId : undefined,
-      );
+      await this.#publish(valid.callId, value, opensCall, agentId);
     } catch (error) {
       if (opensCall) this.#closed(valid.callId);
       throw error;
@@ -208,7 +200,6 @@ export class DurableAuditPublisher implements AuditSink {
 
   /** A call's request is being recorded: room is kept for its outcome until `#closed`. */
   #opened(callId: string, agentId: string): void {
-    this.#openCalls++;
     this.#callAgents.set(callId, agentId);
     this.#agentOpenCalls.set(agentId, (this.#agentOpenCalls.get(agentId) ?? 0) + 1);
   }
@@ -217,7 +208,6 @@ export class DurableAuditPublisher implements AuditSink {
   #closed(callId: string): void {
     const agentId = this.#callAgents.get(callId);
     if (agentId === undefined) return;
-    this.#openCalls--;
     this.#callAgents.delete(callId);
     const open = (this.#agentOpenCalls.get(agentId) ?? 1) - 1;
     if (open > 0) this.#agentOpenCalls.set(agentId, open);
@@ -260,8 +250,9 @@ export class DurableAuditPublisher implements AuditSink {
 
   /** Whether a new call's request, plus room for its outcome and every open call's, would not fit. */
   #refusesCall(requestBytes: number): boolean {
-    const records = 1 + (this.#openCalls + 1);
-    const bytes = requestBytes + (this.#openCalls + 1) * OUTCOME_RESERVE_BYTES;
+    const openCalls = this.#callAgents.size;
+    const records = 1 + (openCalls + 1);
+    const bytes = requestBytes + (openCalls + 1) * OUTCOME_RESERVE_BYTES;
     return this.#options.spool.wouldRefuse(bytes, records);
   }
 
@@ -336,14 +327,8 @@ export class DurableAuditPublisher implements AuditSink {
     this.#spooledRecords.splice(0, popped);
   }
 
-  /** `closes`: the call an outcome ends, released once the spool has taken the outcome's room. */
-  async #publish(
-    key: string,
-    value: string,
-    opensCall: boolean,
-    agentId: string | undefined,
-    closes?: string,
-  ): Promise<void> {
+  /** `key` is the call's id: an outcome (not `opensCall`) closes it once the spool has taken its room. */
+  async #publish(key: string, value: string, opensCall: boolean, agentId: string | undefined): Promise<void> {
     const sender = opensCall ? this.#requests : this.#outcomes;
     if (!this.#spooling) {
       try {
@@ -370,7 +355,7 @@ export class DurableAuditPublisher implements AuditSink {
       });
       // The spool reserved the outcome's room as it queued it, and the agent's hold counts it: the
       // room kept for it since its request is given back now, not while the write waits its turn.
-      if (closes !== undefined) this.#closed(closes);
+      if (!opensCall) this.#closed(key);
       await appended;
     } catch (error) {
       record.inSpool = false;

@@ -467,80 +467,79 @@ async function forward(
     },
     () => {},
   );
-  // Whatever throws from here on still ends the call on record: not executed while the request
-  // was held, failed once it may have gone out (released: sent the moment it was admitted).
-  return endsOnRecord(
-    admission,
-    () => (released === undefined ? 'not_executed' : 'failed'),
-    async () => {
-      let response: JsonRpcResponse;
-      try {
-        response = await session.withUpstream(appId, (upstream: UpstreamSession) =>
-          upstream.request(method, outgoing, {
-            timeoutMs: deps.callTimeoutMs,
-            signal: controller.signal,
-            resetTimeoutOnProgress: true,
-            maxTimeoutMs: deps.callMaxMs,
-            onMessage: (message) => session.relay(appId, upstream, message, channel),
-            gate: admission,
-          }),
-        );
-      } catch (error) {
-        // Failed while held (the agent went away, the deadline passed, the app could not be reached):
-        // the transport sent nothing, so the call did not run.
-        const sentAt = released;
-        // Not admitted after all (the audit path refused it): nothing was sent, the refusal is thrown.
-        const admitted = await admission;
-        // Stopped by a suspension or revocation: the agent learns that, not "cancelled".
-        const reason: unknown = controller.signal.reason;
-        const failure = reason instanceof RpcError ? reason : upstreamRpcError(appId, error);
-        if (sentAt !== undefined) deps.metrics?.step('upstream', performance.now() - sentAt);
-        admitted.finish(sentAt === undefined ? 'not_executed' : 'failed', {
-          error: { code: String(failure.data?.code), message: failure.message },
-          ...argumentRedactions,
-        });
-        throw failure;
-      } finally {
-        session.inflight.delete(request.id);
-        if (extra.underRedaction) session.endRedactedCall(appId);
-      }
+  // How a call that ends without an answer is recorded: not executed while its request was held,
+  // failed once it may have gone out (released: sent the moment it was admitted).
+  const unanswered = (): 'not_executed' | 'failed' => (released === undefined ? 'not_executed' : 'failed');
+  // Whatever throws from here on still ends the call on record.
+  return endsOnRecord(admission, unanswered, async () => {
+    let response: JsonRpcResponse;
+    try {
+      response = await session.withUpstream(appId, (upstream: UpstreamSession) =>
+        upstream.request(method, outgoing, {
+          timeoutMs: deps.callTimeoutMs,
+          signal: controller.signal,
+          resetTimeoutOnProgress: true,
+          maxTimeoutMs: deps.callMaxMs,
+          onMessage: (message) => session.relay(appId, upstream, message, channel),
+          gate: admission,
+        }),
+      );
+    } catch (error) {
+      // Failed while held (the agent went away, the deadline passed, the app could not be reached):
+      // the transport sent nothing, so the call did not run.
+      const sentAt = released;
+      const outcome = unanswered();
+      // Not admitted after all (the audit path refused it): nothing was sent, the refusal is thrown.
       const admitted = await admission;
-      const upstreamMs = performance.now() - (released ?? performance.now());
-      deps.metrics?.step('upstream', upstreamMs);
-      if ('error' in response) {
-        // Upstream errors pass through faithfully, after DLP like any answer.
-        const error = deps.guard.error(admitted.decision, response.error);
-        admitted.finish('failed', {
-          error: { code: `upstream_${response.error.code}`, message: error.message },
-          ...argumentRedactions,
-        });
-        return { jsonrpc: '2.0', id: request.id, error };
-      }
-      const inspected = deps.guard.result(admitted.decision, response.result, extra.outputSchema);
-      const failed = inspected.blocked !== undefined || response.result.isError === true;
-      admitted.finish(failed ? 'failed' : 'succeeded', {
-        ...(inspected.blocked
-          ? { error: inspected.blocked }
-          : response.result.isError === true
-            ? { error: { code: 'tool_error', message: 'the tool reported an error' } }
-            : {}),
-        ...(inspected.redactions ? { redactions: inspected.redactions } : {}),
+      // Stopped by a suspension or revocation: the agent learns that, not "cancelled".
+      const reason: unknown = controller.signal.reason;
+      const failure = reason instanceof RpcError ? reason : upstreamRpcError(appId, error);
+      if (sentAt !== undefined) deps.metrics?.step('upstream', performance.now() - sentAt);
+      admitted.finish(outcome, {
+        error: { code: String(failure.data?.code), message: failure.message },
         ...argumentRedactions,
       });
-      // Only a tool call answers with a readable result; a withheld resource or prompt is an error.
-      if (
-        inspected.blocked &&
-        method !== 'tools/call' &&
-        inspected.blocked.code !== 'dlp_structured_content_withheld'
-      )
-        throw new RpcError(RpcCode.DlpBlocked, inspected.blocked.message, {
-          code: inspected.blocked.code,
-          retryable: false,
-        });
-      deps.logger.debug({ appId, method, upstreamMs }, 'upstream answered');
-      return inspected.result;
-    },
-  );
+      throw failure;
+    } finally {
+      session.inflight.delete(request.id);
+      if (extra.underRedaction) session.endRedactedCall(appId);
+    }
+    const admitted = await admission;
+    const upstreamMs = performance.now() - (released ?? performance.now());
+    deps.metrics?.step('upstream', upstreamMs);
+    if ('error' in response) {
+      // Upstream errors pass through faithfully, after DLP like any answer.
+      const error = deps.guard.error(admitted.decision, response.error);
+      admitted.finish('failed', {
+        error: { code: `upstream_${response.error.code}`, message: error.message },
+        ...argumentRedactions,
+      });
+      return { jsonrpc: '2.0', id: request.id, error };
+    }
+    const inspected = deps.guard.result(admitted.decision, response.result, extra.outputSchema);
+    const failed = inspected.blocked !== undefined || response.result.isError === true;
+    admitted.finish(failed ? 'failed' : 'succeeded', {
+      ...(inspected.blocked
+        ? { error: inspected.blocked }
+        : response.result.isError === true
+          ? { error: { code: 'tool_error', message: 'the tool reported an error' } }
+          : {}),
+      ...(inspected.redactions ? { redactions: inspected.redactions } : {}),
+      ...argumentRedactions,
+    });
+    // Only a tool call answers with a readable result; a withheld resource or prompt is an error.
+    if (
+      inspected.blocked &&
+      method !== 'tools/call' &&
+      inspected.blocked.code !== 'dlp_structured_content_withheld'
+    )
+      throw new RpcError(RpcCode.DlpBlocked, inspected.blocked.message, {
+        code: inspected.blocked.code,
+        retryable: false,
+      });
+    deps.logger.debug({ appId, method, upstreamMs }, 'upstream answered');
+    return inspected.result;
+  });
 }
 
 async function subscribe(
